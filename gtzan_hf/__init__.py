@@ -1,0 +1,1 @@
+"""gtzan-hf: fine-tune SSAST on GTZAN and any audio classification dataset, the Hugging Face way."""

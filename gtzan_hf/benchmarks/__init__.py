@@ -1,0 +1,1 @@
+"""Benchmark suites run by `scripts/benchmark.py`; each module exposes `main(argv)`."""
