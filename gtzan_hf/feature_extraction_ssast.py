@@ -1,0 +1,197 @@
+"""Feature extractor for SSAST: Kaldi-compatible log-mel filter banks, as the released checkpoints were trained on."""
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+import torchaudio.compliance.kaldi as ta_kaldi
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.utils import TensorType
+
+# AudioSet statistics of the released SSAST/AST checkpoints.
+AUDIOSET_MEAN = -4.2677393
+AUDIOSET_STD = 4.5689974
+
+
+class SSASTFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Constructs an SSAST feature extractor.
+
+    Mono 16 kHz waveforms become Kaldi-compatible log-mel filter banks (`torchaudio.compliance.kaldi.fbank` with
+    `htk_compat=True`, a Hanning window, 25 ms frames every 10 ms, no energy, no dither), padded with zeros or
+    truncated to `max_length` frames, then normalised as `(x - mean) / (2 * std)`: the convention of the released
+    SSAST and AST checkpoints. The parameter names are those of transformers' `ASTFeatureExtractor`, and for the same
+    settings both give the same `input_values`.
+
+    Args:
+        feature_size (`int`, *optional*, defaults to 1):
+            The feature dimension of the raw audio (mono).
+        sampling_rate (`int`, *optional*, defaults to 16000):
+            The sampling rate the model expects, in Hz. Other rates are refused: resample first, e.g. with
+            `torchaudio.functional.resample`.
+        num_mel_bins (`int`, *optional*, defaults to 128):
+            Number of mel filter bank bins.
+        max_length (`int`, *optional*, defaults to 1024):
+            Number of frames every example is padded or truncated to (100 frames per second).
+        padding_value (`float`, *optional*, defaults to 0.0):
+            Value of the padded frames, before normalisation.
+        do_normalize (`bool`, *optional*, defaults to `True`):
+            Whether to normalise the filter banks with `mean` and `std`.
+        mean (`float`, *optional*, defaults to -4.2677393):
+            Mean of the filter bank values (AudioSet's by default; see [`~SSASTFeatureExtractor.compute_stats`]).
+        std (`float`, *optional*, defaults to 4.5689974):
+            Standard deviation of the filter bank values; the normalisation divides by twice this value.
+    """
+
+    model_input_names = ["input_values"]
+
+    def __init__(
+        self,
+        feature_size=1,
+        sampling_rate=16000,
+        num_mel_bins=128,
+        max_length=1024,
+        padding_value=0.0,
+        do_normalize=True,
+        mean=AUDIOSET_MEAN,
+        std=AUDIOSET_STD,
+        **kwargs,
+    ):
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        self.num_mel_bins = num_mel_bins
+        self.max_length = max_length
+        self.do_normalize = do_normalize
+        self.mean = mean
+        self.std = std
+
+    def fbank(self, waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """
+        Un-normalised log-mel filter bank of one mono waveform.
+
+        Args:
+            waveform (`torch.Tensor` or `np.ndarray` of shape `(num_samples,)`):
+                Mono audio at `self.sampling_rate`, float values in [-1, 1]. A tensor stays on its device.
+
+        Returns:
+            `torch.Tensor` of shape `(num_frames, num_mel_bins)`, float32, with
+            `num_frames = 1 + (num_samples - 400) // 160` at 16 kHz.
+        """
+        waveform = torch.as_tensor(waveform, dtype=torch.float32)
+        if waveform.ndim != 1:
+            raise ValueError(
+                f"Expected a mono waveform of shape (num_samples,), got shape {tuple(waveform.shape)}. "
+                "Downmix multi-channel audio first, e.g. `waveform.mean(0)` for (channels, samples)."
+            )
+        window_samples = int(self.sampling_rate * 0.025)
+        if waveform.numel() < window_samples:
+            raise ValueError(
+                f"The waveform has {waveform.numel()} samples; at least {window_samples} (one 25 ms frame at "
+                f"{self.sampling_rate} Hz) are needed. Empty or truncated audio cannot be classified."
+            )
+        if not torch.isfinite(waveform).all():
+            raise ValueError("The waveform contains NaN or infinite values: the audio file is probably corrupt.")
+        return ta_kaldi.fbank(
+            waveform.unsqueeze(0),
+            sample_frequency=self.sampling_rate,
+            htk_compat=True,
+            use_energy=False,
+            window_type="hanning",
+            num_mel_bins=self.num_mel_bins,
+            dither=0.0,
+            frame_shift=10.0,
+            frame_length=25.0,
+        )
+
+    def pad_or_truncate(self, fbank: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
+        """Pad with `padding_value` (before normalisation, as the original SSAST) or truncate `(frames, bins)` to
+        `max_length` frames (defaults to `self.max_length`)."""
+        max_length = max_length or self.max_length
+        missing = max_length - fbank.shape[0]
+        if missing > 0:
+            return torch.nn.functional.pad(fbank, (0, 0, 0, missing), value=self.padding_value)
+        return fbank[:max_length]
+
+    def normalize(self, fbank: torch.Tensor) -> torch.Tensor:
+        """`(fbank - mean) / (2 * std)`: the factor 2 is the released checkpoints' convention."""
+        return (fbank - self.mean) / (self.std * 2)
+
+    @staticmethod
+    def compute_stats(fbanks: Iterable[torch.Tensor | np.ndarray]) -> tuple[float, float]:
+        """
+        Mean and standard deviation of all values of un-normalised filter banks (e.g. [`~SSASTFeatureExtractor.fbank`]
+        of a training set), to set `mean` and `std` for a dataset of one's own. Accumulated in float64 so that
+        thousands of songs sum without loss.
+        """
+        total, total_sq, count = 0.0, 0.0, 0
+        for fbank in fbanks:
+            values = torch.as_tensor(fbank).double()
+            total += values.sum().item()
+            total_sq += values.square().sum().item()
+            count += values.numel()
+        if count == 0:
+            raise ValueError("compute_stats got no filter bank values: the dataset is empty.")
+        mean = total / count
+        return mean, max(total_sq / count - mean**2, 0.0) ** 0.5
+
+    def __call__(
+        self,
+        raw_speech: np.ndarray | torch.Tensor | Sequence[float] | Sequence[np.ndarray] | Sequence[torch.Tensor],
+        sampling_rate: int | None = None,
+        return_tensors: str | TensorType | None = None,
+        device: str | torch.device | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Featurise one waveform or a batch of waveforms.
+
+        Args:
+            raw_speech (`np.ndarray`, `torch.Tensor`, `list[float]`, `list[np.ndarray]` or `list[torch.Tensor]`):
+                One mono waveform of shape `(num_samples,)`, a batch of shape `(batch, num_samples)`, or a list of
+                waveforms of any lengths.
+            sampling_rate (`int`, *optional*):
+                Sampling rate of `raw_speech`; must equal `self.sampling_rate`. Pass it to catch silent mistakes.
+            return_tensors (`str` or [`~utils.TensorType`], *optional*):
+                `"pt"` for a torch tensor (kept on `device`), `"np"` for numpy, `None` for a list of numpy arrays.
+            device (`str` or `torch.device`, *optional*):
+                Where to compute the filter banks, e.g. `"cuda"` for a GPU.
+
+        Returns:
+            [`BatchFeature`] with `input_values` of shape `(batch, max_length, num_mel_bins)`.
+        """
+        if sampling_rate is not None and sampling_rate != self.sampling_rate:
+            raise ValueError(
+                f"The audio is sampled at {sampling_rate} Hz but this feature extractor expects {self.sampling_rate} "
+                f"Hz. Resample it first, e.g. `torchaudio.functional.resample(waveform, {sampling_rate}, "
+                f"{self.sampling_rate})`."
+            )
+        if isinstance(raw_speech, (np.ndarray, torch.Tensor)) and raw_speech.ndim > 2:
+            raise ValueError(
+                f"Expected (num_samples,) or (batch, num_samples) mono audio, got shape {tuple(raw_speech.shape)}."
+            )
+        is_batched = (isinstance(raw_speech, (np.ndarray, torch.Tensor)) and raw_speech.ndim == 2) or (
+            isinstance(raw_speech, (list, tuple))
+            and len(raw_speech) > 0
+            and isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple))
+        )
+        waveforms = list(raw_speech) if is_batched else [raw_speech]
+        if len(waveforms) == 0:
+            raise ValueError("Got an empty batch: pass at least one waveform.")
+
+        features = []
+        for waveform in waveforms:
+            waveform = torch.as_tensor(np.asarray(waveform) if isinstance(waveform, (list, tuple)) else waveform)
+            fbank = self.pad_or_truncate(self.fbank(waveform.to(device) if device is not None else waveform))
+            features.append(self.normalize(fbank) if self.do_normalize else fbank)
+        input_values = torch.stack(features)
+
+        if return_tensors in ("pt", TensorType.PYTORCH):
+            return BatchFeature({"input_values": input_values})
+        input_values = input_values.cpu().numpy()
+        if return_tensors is None:
+            return BatchFeature({"input_values": list(input_values)})
+        return BatchFeature({"input_values": input_values}, tensor_type=return_tensors)
+
+
+SSASTFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+
+__all__ = ["SSASTFeatureExtractor"]
