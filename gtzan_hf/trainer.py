@@ -1,0 +1,158 @@
+"""A `transformers.Trainer` for audio classification of songs: layer-wise learning rates, label smoothing on hard
+and soft (mixup) labels, and song-level voting metrics."""
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import torch
+from torch import nn
+from transformers import EvalPrediction, Trainer, TrainingArguments
+from transformers.trainer_pt_utils import get_parameter_names
+
+SONG_ACCURACY_METRIC = Path(__file__).parent / "metrics" / "song_accuracy"
+
+# Parameters never decayed besides biases and norms: learned positions and class tokens carry no scale to shrink.
+NO_DECAY_PATTERNS = ("position_embeddings", "cls_token", "distillation_token", "mask_embedding")
+
+
+@dataclass
+class AudioTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the seed's two-speed learning rates and optional layer-wise decay.
+
+    `learning_rate` is the backbone's rate; `head_learning_rate` is the classifier's.
+    """
+
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the classification head (default: `learning_rate`)."},
+    )
+    layer_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "Layer-wise learning-rate decay: transformer block i of L trains at learning_rate * "
+            "layer_decay ** (L - 1 - i), the embeddings at learning_rate * layer_decay ** L. 1.0 disables it."
+        },
+    )
+
+    def __post_init__(self):
+        # The song index travels with the labels so that evaluation can vote per song, across processes too.
+        if self.label_names is None:
+            self.label_names = ["labels", "song_index"]
+        super().__post_init__()
+
+
+@cache
+def load_song_accuracy_metric() -> evaluate.EvaluationModule:
+    """The package's `song_accuracy` evaluate module, loaded by path (no Hub access needed)."""
+    return evaluate.load(str(SONG_ACCURACY_METRIC))
+
+
+def song_level_metrics(logits: np.ndarray, labels: np.ndarray, song_index: np.ndarray, label_names) -> dict:
+    """Clip and song accuracies, macro F1 and per-class song accuracy of segment logits (see the metric module)."""
+    return load_song_accuracy_metric().compute(
+        predictions=logits, references=labels, song_ids=song_index, label_names=label_names
+    )
+
+
+class AudioClassificationTrainer(Trainer):
+    """
+    `Trainer` for [`SSASTForAudioClassification`] and [`CNNForAudioClassification`] on segmented songs.
+
+    - Optimiser parameter groups: the `classifier` at `args.head_learning_rate`, the backbone at `args.learning_rate`,
+      scaled per transformer block by `args.layer_decay`; no weight decay on biases, norms, positional embeddings and
+      class tokens.
+    - Loss: cross-entropy with `args.label_smoothing_factor`, for class indices and for soft labels (mixup).
+    - Evaluation: batches carry `song_index`; `compute_metrics` defaults to song-level voting metrics
+      (`song_accuracy`, the soft-voting headline, `clip_accuracy`, `song_accuracy_hard`, `song_accuracy_hybrid`,
+      `macro_f1`, `per_genre_accuracy_<name>`).
+    - Logs the training accuracy (against the argmax of soft labels under mixup) next to the training loss.
+    """
+
+    # `compute_loss` returns a per-batch mean: the Trainer divides it by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("compute_metrics") is None:
+            kwargs["compute_metrics"] = self._song_metrics
+        super().__init__(*args, **kwargs)
+        self._train_correct = torch.zeros((), dtype=torch.long)
+        self._train_seen = torch.zeros((), dtype=torch.long)
+
+    def _song_metrics(self, prediction: EvalPrediction) -> dict:
+        labels, song_index = prediction.label_ids
+        id2label = self.model.config.id2label
+        names = [id2label[i] for i in range(len(id2label))]
+        metrics = song_level_metrics(prediction.predictions, labels, song_index, names)
+        for name, accuracy in metrics.pop("per_genre_accuracy").items():
+            metrics[f"per_genre_accuracy_{name}"] = accuracy
+        return metrics
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        names = get_parameter_names(model, [nn.LayerNorm, nn.BatchNorm2d], [r"bias", r"layernorm", r"norm"])
+        return [name for name in names if not any(pattern in name for pattern in NO_DECAY_PATTERNS)]
+
+    def learning_rate_scale(self, parameter_name: str, num_layers: int) -> float:
+        """Factor of `args.learning_rate` for one backbone parameter under layer-wise decay."""
+        decay = self.args.layer_decay
+        if decay == 1.0:
+            return 1.0
+        block = re.search(r"\.layer\.(\d+)\.", parameter_name)
+        if block is not None:
+            return decay ** (num_layers - 1 - int(block.group(1)))
+        if ".embeddings." in parameter_name:
+            return decay**num_layers
+        return 1.0
+
+    def parameter_groups(self, model: nn.Module) -> list[dict]:
+        """Optimiser groups keyed by (learning rate, weight decay); the head is every `classifier.*` parameter."""
+        decay_names = set(self.get_decay_parameter_names(model))
+        num_layers = getattr(model.config, "num_hidden_layers", 0)
+        head_learning_rate = self.args.head_learning_rate or self.args.learning_rate
+        groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+        for name, parameter in model.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            if name.startswith("classifier."):
+                learning_rate = head_learning_rate
+            else:
+                learning_rate = self.args.learning_rate * self.learning_rate_scale(name, num_layers)
+            weight_decay = self.args.weight_decay if name in decay_names else 0.0
+            groups.setdefault((learning_rate, weight_decay), []).append(parameter)
+        return [
+            {"params": params, "lr": learning_rate, "weight_decay": weight_decay}
+            for (learning_rate, weight_decay), params in groups.items()
+        ]
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            self.optimizer = optimizer_cls(self.parameter_groups(opt_model), **optimizer_kwargs)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        inputs.pop("song_index", None)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs["logits"]
+        loss = nn.functional.cross_entropy(logits, labels, label_smoothing=self.args.label_smoothing_factor)
+        if model.training:
+            targets = labels.argmax(dim=-1) if labels.is_floating_point() else labels
+            self._train_correct = self._train_correct.to(logits.device) + (logits.argmax(-1) == targets).sum()
+            self._train_seen = self._train_seen.to(logits.device) + targets.numel()
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        # Training logs are written on every process at the same step: summing the counts here is collective-safe.
+        if "loss" in logs and self._train_seen.item() > 0:
+            correct = self.accelerator.reduce(self._train_correct.clone(), reduction="sum")
+            seen = self.accelerator.reduce(self._train_seen.clone(), reduction="sum")
+            logs["train_accuracy"] = round(correct.item() / seen.item(), 4)
+            self._train_correct.zero_()
+            self._train_seen.zero_()
+        super().log(logs, *args, **kwargs)
