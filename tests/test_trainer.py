@@ -1,0 +1,219 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gtzan_hf.configuration_cnn import CNNConfig
+from gtzan_hf.modeling_cnn import CNNForAudioClassification
+from gtzan_hf.trainer import AudioClassificationTrainer, AudioTrainingArguments
+
+NUM_LABELS = 3
+FRAMES, BINS = 32, 16
+
+
+class BandSongs(torch.utils.data.Dataset):
+    """Songs whose class is the mel band that carries energy; each song is cut into `segments` segments."""
+
+    def __init__(self, num_songs: int, segments: int, seed: int):
+        generator = torch.Generator().manual_seed(seed)
+        self.items = []
+        for song in range(num_songs):
+            label = song % NUM_LABELS
+            for _ in range(segments):
+                values = torch.randn(FRAMES, BINS, generator=generator)
+                band = slice(label * 5, label * 5 + 5)
+                values[:, band] += 2.0
+                self.items.append({"input_values": values, "labels": label, "song_index": song})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def tiny_cnn():
+    torch.manual_seed(0)
+    config = CNNConfig(
+        num_mel_bins=BINS,
+        max_length=FRAMES,
+        channels=[4, 8],
+        hidden_size=8,
+        dropout=0.0,
+        id2label={i: f"genre{i}" for i in range(NUM_LABELS)},
+        label2id={f"genre{i}": i for i in range(NUM_LABELS)},
+    )
+    return CNNForAudioClassification(config)
+
+
+def training_arguments(output_dir, **overrides):
+    settings = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=5,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        learning_rate=1e-2,
+        head_learning_rate=1e-2,
+        label_smoothing_factor=0.1,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        metric_for_best_model="song_accuracy",
+        load_best_model_at_end=True,
+        save_total_limit=1,
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    settings.update(overrides)
+    return AudioTrainingArguments(**settings)
+
+
+def optimizer_arguments(output_dir, **overrides):
+    return training_arguments(output_dir, eval_strategy="no", load_best_model_at_end=False, **overrides)
+
+
+def test_cnn_learns_and_song_metrics_are_reported(tmp_path):
+    trainer = AudioClassificationTrainer(
+        model=tiny_cnn(),
+        args=training_arguments(tmp_path),
+        train_dataset=BandSongs(48, 2, seed=0),
+        eval_dataset=BandSongs(9, 3, seed=1),
+    )
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_loss"] < before["eval_loss"]
+    assert after["eval_song_accuracy"] >= 0.9
+    assert set(after) >= {
+        "eval_clip_accuracy",
+        "eval_song_accuracy_hard",
+        "eval_song_accuracy_hybrid",
+        "eval_macro_f1",
+        "eval_per_genre_accuracy_genre0",
+    }
+    history = trainer.state.log_history
+    train_logs = [entry for entry in history if "loss" in entry]
+    assert len(train_logs) == 5 and all(0.0 <= entry["train_accuracy"] <= 1.0 for entry in train_logs)
+    assert train_logs[-1]["train_accuracy"] > train_logs[0]["train_accuracy"]
+    assert after["eval_num_songs"] == 9 and after["eval_num_clips"] == 27
+
+
+def test_best_checkpoint_is_chosen_on_validation_and_disk_is_bounded(tmp_path):
+    trainer = AudioClassificationTrainer(
+        model=tiny_cnn(),
+        args=training_arguments(tmp_path, num_train_epochs=3),
+        train_dataset=BandSongs(48, 2, seed=0),
+        eval_dataset=BandSongs(9, 3, seed=1),
+    )
+    trainer.train()
+    evaluations = [entry for entry in trainer.state.log_history if "eval_song_accuracy" in entry]
+    best = max(evaluations, key=lambda entry: entry["eval_song_accuracy"])
+    assert trainer.state.best_metric == best["eval_song_accuracy"]
+    # the best checkpoint and the last one at most
+    checkpoints = sorted(path.name for path in tmp_path.glob("checkpoint-*"))
+    assert 1 <= len(checkpoints) <= 2
+    assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best['step']}")
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    datasets = dict(train_dataset=BandSongs(16, 1, seed=0), eval_dataset=BandSongs(6, 2, seed=1))
+    first = AudioClassificationTrainer(
+        model=tiny_cnn(), args=training_arguments(tmp_path, num_train_epochs=2, save_total_limit=3), **datasets
+    )
+    first.train()
+    steps_per_epoch = 2
+    assert first.state.global_step == 2 * steps_per_epoch
+
+    resumed = AudioClassificationTrainer(
+        model=tiny_cnn(), args=training_arguments(tmp_path, num_train_epochs=3, save_total_limit=3), **datasets
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / f"checkpoint-{2 * steps_per_epoch}"))
+    assert resumed.state.global_step == 3 * steps_per_epoch
+    trained_steps = [entry["step"] for entry in resumed.state.log_history if "loss" in entry]
+    assert trained_steps[-1] == 3 * steps_per_epoch
+    state = json.loads((tmp_path / f"checkpoint-{3 * steps_per_epoch}" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 * steps_per_epoch
+
+
+def test_soft_labels_train_with_label_smoothing(tmp_path):
+    trainer = AudioClassificationTrainer(
+        model=tiny_cnn(), args=optimizer_arguments(tmp_path, label_smoothing_factor=0.2), train_dataset=[]
+    )
+    model = trainer.model
+    values = torch.randn(4, FRAMES, BINS)
+    hard = torch.tensor([0, 1, 2, 0])
+    soft = torch.nn.functional.one_hot(hard, NUM_LABELS).float()
+    model.eval()
+    loss_hard = trainer.compute_loss(model, {"input_values": values, "labels": hard, "song_index": hard})
+    loss_soft = trainer.compute_loss(model, {"input_values": values, "labels": soft, "song_index": hard})
+    torch.testing.assert_close(loss_hard, loss_soft)
+    logits = model(values).logits
+    smoothed = soft * 0.8 + 0.2 / NUM_LABELS
+    expected = -(smoothed * logits.log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(loss_hard, expected)
+
+
+def test_cnn_parameter_groups_and_weight_decay(tmp_path):
+    trainer = AudioClassificationTrainer(
+        model=tiny_cnn(),
+        args=optimizer_arguments(tmp_path, learning_rate=1e-3, head_learning_rate=1e-2, weight_decay=0.05),
+        train_dataset=[],
+    )
+    optimizer = trainer.create_optimizer()
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    norms = {
+        f"{module_name}.weight"
+        for module_name, module in trainer.model.named_modules()
+        if isinstance(module, torch.nn.BatchNorm2d)
+    }
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            name = names[id(parameter)]
+            assert group["lr"] == (1e-2 if name.startswith("classifier.") else 1e-3)
+            is_norm_or_bias = name.endswith("bias") or name in norms
+            assert group["weight_decay"] == (0.0 if is_norm_or_bias else 0.05), name
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(trainer.model.parameters()))
+
+
+@pytest.mark.parametrize("layer_decay", [1.0, 0.5])
+def test_ssast_layer_wise_learning_rates(tmp_path, layer_decay):
+    ssast = pytest.importorskip("gtzan_hf.modeling_ssast")
+    from gtzan_hf.configuration_ssast import SSASTConfig
+
+    config = SSASTConfig.from_size(
+        "tiny", num_hidden_layers=3, max_length=64, freq_stride=16, time_stride=16, num_labels=NUM_LABELS
+    )
+    model = ssast.SSASTForAudioClassification(config)
+    trainer = AudioClassificationTrainer(
+        model=model,
+        args=optimizer_arguments(
+            tmp_path, learning_rate=5e-6, head_learning_rate=1e-4, layer_decay=layer_decay, weight_decay=0.01
+        ),
+        train_dataset=[],
+    )
+    optimizer = trainer.create_optimizer()
+    rate = {}
+    decay = {}
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            rate[id(parameter)] = group["lr"]
+            decay[id(parameter)] = group["weight_decay"]
+    for name, parameter in model.named_parameters():
+        if name.startswith("classifier."):
+            expected = 1e-4
+        elif ".encoder.layer." in name:
+            block = int(name.split(".encoder.layer.")[1].split(".")[0])
+            expected = 5e-6 * layer_decay ** (3 - 1 - block)
+        elif ".embeddings." in name:
+            expected = 5e-6 * layer_decay**3
+        else:
+            expected = 5e-6
+        assert rate[id(parameter)] == pytest.approx(expected), name
+        no_decay = (
+            parameter.ndim == 1 or "position_embeddings" in name or "cls_token" in name or "distillation_token" in name
+        )
+        assert decay[id(parameter)] == (0.0 if no_decay else 0.01), name
+    assert np.isclose(max(rate.values()), 1e-4)
