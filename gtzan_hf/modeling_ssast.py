@@ -1,0 +1,518 @@
+# Copyright 2026 The gtzan-hf authors. Licensed under the BSD-3-Clause licence.
+"""PyTorch SSAST (Self-Supervised Audio Spectrogram Transformer, Gong et al., AAAI 2022) model."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from .configuration_ssast import SSASTConfig
+
+# Side lengths of the square blocks grown by cluster masking, drawn once per sample as in the original (3 to 5).
+CLUSTER_SIZES = (3, 4, 5)
+
+
+@dataclass
+class SSASTForPreTrainingOutput(ModelOutput):
+    r"""
+    Output of [`SSASTForPreTraining`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`):
+            Joint objective `mpc_loss + config.mpg_loss_weight * mpg_loss`.
+        mpc_loss (`torch.FloatTensor` of shape `()`):
+            Masked patch classification loss: InfoNCE between the predicted and the true masked patches of each
+            sample, the other masked patches of the sample being the negatives.
+        mpg_loss (`torch.FloatTensor` of shape `()`):
+            Masked patch reconstruction (generation) loss: mean squared error over the masked patches.
+        mpc_accuracy (`torch.FloatTensor` of shape `()`):
+            Fraction of masked patches whose prediction is closest (dot product) to their own patch, in [0, 1].
+        bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`):
+            The patches that were masked.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            The embeddings and each layer's output, each of shape `(batch_size, sequence_length, hidden_size)`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            Each layer's attention weights, of shape `(batch_size, num_heads, sequence_length, sequence_length)`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    mpc_loss: torch.FloatTensor | None = None
+    mpg_loss: torch.FloatTensor | None = None
+    mpc_accuracy: torch.FloatTensor | None = None
+    bool_masked_pos: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class SSASTPatchEmbeddings(nn.Module):
+    """
+    Turns `input_values` of shape `(batch_size, max_length, num_mel_bins)` into patch embeddings of shape
+    `(batch_size, num_patches, hidden_size)`, frequency-major (patch `f * time_patches + t`), as the original.
+    """
+
+    def __init__(self, config: SSASTConfig):
+        super().__init__()
+        self.projection = nn.Conv2d(
+            1,
+            config.hidden_size,
+            kernel_size=(config.patch_freq, config.patch_time),
+            stride=(config.freq_stride, config.time_stride),
+        )
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        spectrogram = input_values.unsqueeze(1).transpose(2, 3)  # (batch, 1, mel bins, frames)
+        return self.projection(spectrogram).flatten(2).transpose(1, 2)
+
+
+class SSASTEmbeddings(nn.Module):
+    """
+    Class token(s), patch embeddings and positional embeddings; with `use_mask_token`, a learnable embedding that
+    replaces the masked patches (for pretraining).
+    """
+
+    def __init__(self, config: SSASTConfig, use_mask_token: bool = False):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.distillation_token = (
+            nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.num_cls_tokens == 2 else None
+        )
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if use_mask_token else None
+        self.patch_embeddings = SSASTPatchEmbeddings(config)
+        self.position_embeddings = nn.Parameter(
+            torch.zeros(1, config.num_patches + config.num_cls_tokens, config.hidden_size)
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_values: torch.Tensor, bool_masked_pos: torch.BoolTensor | None = None) -> torch.Tensor:
+        embeddings = self.patch_embeddings(input_values)
+        if bool_masked_pos is not None:
+            embeddings = torch.where(bool_masked_pos.unsqueeze(-1), self.mask_token.to(embeddings.dtype), embeddings)
+        batch_size = embeddings.shape[0]
+        class_tokens = [self.cls_token.expand(batch_size, -1, -1)]
+        if self.distillation_token is not None:
+            class_tokens.append(self.distillation_token.expand(batch_size, -1, -1))
+        embeddings = torch.cat([*class_tokens, embeddings], dim=1) + self.position_embeddings
+        return self.dropout(embeddings)
+
+
+class SSASTSelfAttention(nn.Module):
+    """Multi-head self-attention with a fused query/key/value projection, as in the original (timm) blocks."""
+
+    def __init__(self, config: SSASTConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout_prob = config.attention_probs_dropout_prob
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, seq_length, hidden_size = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch_size, seq_length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
+        dropout = self.dropout_prob if self.training else 0.0
+        if output_attentions:
+            # The fused kernels do not return the weights: compute them explicitly when they are asked for.
+            attn_weights = torch.softmax(query @ key.transpose(-2, -1) * self.scaling, dim=-1, dtype=torch.float32)
+            attn_weights = attn_weights.to(query.dtype)
+            context = nn.functional.dropout(attn_weights, p=dropout, training=self.training) @ value
+        else:
+            attn_weights = None
+            context = nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(batch_size, seq_length, hidden_size)
+        return self.out_proj(context), attn_weights
+
+
+class SSASTMLP(nn.Module):
+    def __init__(self, config: SSASTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class SSASTLayer(GradientCheckpointingLayer):
+    """A pre-norm transformer block: `x + attention(norm(x))`, then `x + mlp(norm(x))`."""
+
+    def __init__(self, config: SSASTConfig):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = SSASTSelfAttention(config)
+        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = SSASTMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention_output, attn_weights = self.attention(self.layernorm_before(hidden_states), output_attentions)
+        hidden_states = hidden_states + self.dropout(attention_output)
+        hidden_states = hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        return hidden_states, attn_weights
+
+
+class SSASTEncoder(nn.Module):
+    def __init__(self, config: SSASTConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([SSASTLayer(config) for _ in range(config.num_hidden_layers)])
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
+    ) -> BaseModelOutput:
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layer:
+            hidden_states, attn_weights = layer(hidden_states, output_attentions=output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (attn_weights,)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+
+
+class SSASTPreTrainedModel(PreTrainedModel):
+    config: SSASTConfig
+    base_model_prefix = "ssast"
+    main_input_name = "input_values"
+    input_modalities = ("audio",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["SSASTEmbeddings", "SSASTLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, SSASTEmbeddings):
+            init.trunc_normal_(module.cls_token, std=std)
+            init.trunc_normal_(module.position_embeddings, std=std)
+            if module.distillation_token is not None:
+                init.trunc_normal_(module.distillation_token, std=std)
+            if module.mask_token is not None:
+                init.xavier_normal_(module.mask_token)
+
+    def _check_input_values(self, input_values: torch.Tensor) -> None:
+        expected = (self.config.max_length, self.config.num_mel_bins)
+        if input_values.ndim != 3 or tuple(input_values.shape[1:]) != expected:
+            raise ValueError(
+                f"input_values must have shape (batch_size, frames, mel_bins) = (batch_size, {expected[0]}, "
+                f"{expected[1]}) for this model (config.max_length={expected[0]} frames, config.num_mel_bins="
+                f"{expected[1]} bins), got {tuple(input_values.shape)}. The feature extractor's max_length and "
+                "num_mel_bins must match the model's config."
+            )
+
+
+class SSASTModel(SSASTPreTrainedModel):
+    """
+    The bare SSAST encoder: patch embeddings, transformer blocks and a final layer norm, with a pooled output chosen by
+    `config.pooling`.
+    """
+
+    def __init__(self, config: SSASTConfig, use_mask_token: bool = False):
+        super().__init__(config)
+        self.embeddings = SSASTEmbeddings(config, use_mask_token=use_mask_token)
+        self.encoder = SSASTEncoder(config)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> SSASTPatchEmbeddings:
+        return self.embeddings.patch_embeddings
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        bool_masked_pos: torch.BoolTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutputWithPooling | tuple:
+        r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch_size, max_length, num_mel_bins)`):
+                Normalised log-mel filter banks, as [`SSASTFeatureExtractor`] returns them.
+            bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`, *optional*):
+                Patches to replace by the mask embedding (only for a model built with `use_mask_token=True`).
+            output_attentions (`bool`, *optional*):
+                Whether to return each layer's attention weights (computed without the fused kernel).
+            output_hidden_states (`bool`, *optional*):
+                Whether to return the embeddings and each layer's output.
+            return_dict (`bool`, *optional*):
+                Whether to return a [`~transformers.modeling_outputs.BaseModelOutputWithPooling`] or a tuple.
+
+        Returns:
+            [`~transformers.modeling_outputs.BaseModelOutputWithPooling`]: `last_hidden_state` of shape
+            `(batch_size, num_cls_tokens + num_patches, hidden_size)` after the final layer norm, class tokens first;
+            `pooler_output` of shape `(batch_size, hidden_size)`: the mean of the patch tokens (`pooling="mean"`) or of
+            the class tokens (`pooling="cls"`).
+        """
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        self._check_input_values(input_values)
+        if bool_masked_pos is not None and self.embeddings.mask_token is None:
+            raise ValueError("bool_masked_pos needs a model built with use_mask_token=True (SSASTForPreTraining).")
+
+        embedding_output = self.embeddings(input_values, bool_masked_pos)
+        encoder_outputs = self.encoder(embedding_output, output_attentions, output_hidden_states)
+        sequence_output = self.layernorm(encoder_outputs.last_hidden_state)
+        num_cls_tokens = self.config.num_cls_tokens
+        if self.config.pooling == "mean":
+            pooled_output = sequence_output[:, num_cls_tokens:].mean(dim=1)
+        else:
+            pooled_output = sequence_output[:, :num_cls_tokens].mean(dim=1)
+
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class SSASTClassificationHead(nn.Module):
+    """LayerNorm + Linear over the pooled output (the original `mlp_head`)."""
+
+    def __init__(self, config: SSASTConfig):
+        super().__init__()
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.classifier_layer_norm_eps)
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.dense = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.dropout(self.layernorm(pooled_output)))
+
+
+class SSASTForAudioClassification(SSASTPreTrainedModel):
+    """SSAST with a classification head on the pooled output, e.g. for GTZAN genres or AudioSet tags."""
+
+    def __init__(self, config: SSASTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.ssast = SSASTModel(config)
+        self.classifier = SSASTClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SequenceClassifierOutput | tuple:
+        r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch_size, max_length, num_mel_bins)`):
+                Normalised log-mel filter banks, as [`SSASTFeatureExtractor`] returns them.
+            labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
+                `(batch_size, num_labels)`, *optional*):
+                Class indices (cross-entropy), or class probabilities, e.g. mixed-up one-hot labels (cross-entropy
+                against the distribution). With `config.problem_type="multi_label_classification"`, multi-hot targets
+                (binary cross-entropy).
+            output_attentions (`bool`, *optional*):
+                Whether to return each layer's attention weights.
+            output_hidden_states (`bool`, *optional*):
+                Whether to return the embeddings and each layer's output.
+            return_dict (`bool`, *optional*):
+                Whether to return a [`~transformers.modeling_outputs.SequenceClassifierOutput`] or a tuple.
+
+        Returns:
+            [`~transformers.modeling_outputs.SequenceClassifierOutput`] with `logits` of shape
+            `(batch_size, num_labels)` and `loss` of shape `()` when `labels` are given.
+        """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        outputs = self.ssast(
+            input_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(outputs.pooler_output)
+        loss = None if labels is None else self._classification_loss(logits, labels)
+        output = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.config.problem_type == "multi_label_classification":
+            return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        if labels.is_floating_point():
+            if labels.shape != logits.shape:
+                raise ValueError(
+                    f"Float labels are class probabilities of shape (batch_size, num_labels) = {tuple(logits.shape)}, "
+                    f"got {tuple(labels.shape)}; pass class indices as integers."
+                )
+            return nn.functional.cross_entropy(logits, labels.to(logits.dtype))
+        return nn.functional.cross_entropy(logits, labels.view(-1))
+
+
+class SSASTPredictionHead(nn.Module):
+    """Linear-ReLU-Linear from the hidden size to a flattened patch (the original `cpredlayer`/`gpredlayer`)."""
+
+    def __init__(self, config: SSASTConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.ReLU()
+        self.decoder = nn.Linear(config.hidden_size, config.patch_freq * config.patch_time)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.activation(self.dense(hidden_states)))
+
+
+class SSASTForPreTraining(SSASTPreTrainedModel):
+    """
+    SSAST with the self-supervised heads of the paper: masked patch classification (`mpc_head`, InfoNCE) and masked
+    patch reconstruction (`mpg_head`, MSE), both on the encoder outputs at the masked patches, trained jointly as
+    `mpc_loss + config.mpg_loss_weight * mpg_loss`. Patches do not overlap (stride = patch shape), as in the original.
+
+    The two objectives share one masked forward pass, as in the paper's formulation; the original code drew an
+    independent mask for each objective and ran the encoder twice.
+    """
+
+    def __init__(self, config: SSASTConfig):
+        super().__init__(config)
+        if (config.freq_stride, config.time_stride) != (config.patch_freq, config.patch_time):
+            raise ValueError(
+                f"Pretraining needs non-overlapping patches: freq_stride/time_stride ({config.freq_stride}, "
+                f"{config.time_stride}) must equal patch_freq/patch_time ({config.patch_freq}, {config.patch_time})."
+            )
+        if config.num_masked_patches > config.num_patches:
+            raise ValueError(
+                f"num_masked_patches ({config.num_masked_patches}) exceeds the {config.num_patches} patches of a "
+                f"{config.max_length}-frame input."
+            )
+        self.ssast = SSASTModel(config, use_mask_token=True)
+        self.mpc_head = SSASTPredictionHead(config)
+        self.mpg_head = SSASTPredictionHead(config)
+        self.post_init()
+
+    def generate_mask(self, batch_size: int, generator: torch.Generator | None = None) -> torch.BoolTensor:
+        """
+        Draws `config.num_masked_patches` patches to mask per sample: random patches (`masking="random"`, for frames)
+        or square clusters of 3x3 to 5x5 patches (`masking="cluster"`, for 16x16 patches), one cluster size per sample.
+
+        Returns:
+            `torch.BoolTensor` of shape `(batch_size, num_patches)` with exactly `num_masked_patches` `True` per row.
+        """
+        num_masked = self.config.num_masked_patches
+        if self.config.masking == "random":
+            order = torch.rand(batch_size, self.config.num_patches, generator=generator).argsort(dim=1)
+            mask = torch.zeros(batch_size, self.config.num_patches, dtype=torch.bool)
+            return mask.scatter_(1, order[:, :num_masked], True)
+        frequency_patches, time_patches = self.config.patch_grid
+        masks = []
+        for _ in range(batch_size):
+            size = CLUSTER_SIZES[int(torch.randint(len(CLUSTER_SIZES), (1,), generator=generator))]
+            mask = torch.zeros(frequency_patches, time_patches, dtype=torch.bool)
+            count = 0
+            while count < num_masked:
+                f0 = int(torch.randint(frequency_patches, (1,), generator=generator))
+                t0 = int(torch.randint(time_patches, (1,), generator=generator))
+                # Fill the block's not-yet-masked patches, stopping exactly at num_masked.
+                new = (~mask[f0 : f0 + size, t0 : t0 + size]).nonzero()[: num_masked - count]
+                mask[new[:, 0] + f0, new[:, 1] + t0] = True
+                count += len(new)
+            masks.append(mask.flatten())
+        return torch.stack(masks)
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        bool_masked_pos: torch.BoolTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SSASTForPreTrainingOutput | tuple:
+        r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch_size, max_length, num_mel_bins)`):
+                Normalised log-mel filter banks, as [`SSASTFeatureExtractor`] returns them.
+            bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`, *optional*):
+                Patches to mask, the same number in every row; drawn with [`~SSASTForPreTraining.generate_mask`] when
+                not given.
+            output_attentions (`bool`, *optional*):
+                Whether to return each layer's attention weights.
+            output_hidden_states (`bool`, *optional*):
+                Whether to return the embeddings and each layer's output.
+            return_dict (`bool`, *optional*):
+                Whether to return a [`SSASTForPreTrainingOutput`] or a tuple.
+        """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        batch_size = input_values.shape[0]
+        if bool_masked_pos is None:
+            bool_masked_pos = self.generate_mask(batch_size).to(input_values.device)
+        num_masked = bool_masked_pos.sum(dim=1)
+        if bool_masked_pos.shape != (batch_size, self.config.num_patches) or (num_masked != num_masked[0]).any():
+            raise ValueError(
+                f"bool_masked_pos must have shape (batch_size, num_patches) = ({batch_size}, "
+                f"{self.config.num_patches}) with the same number of masked patches in every row, got shape "
+                f"{tuple(bool_masked_pos.shape)} with {num_masked.tolist()} masked."
+            )
+
+        outputs = self.ssast(
+            input_values,
+            bool_masked_pos=bool_masked_pos,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        # Indices of the masked patches, (batch, num_masked), in increasing order within each row.
+        masked_index = bool_masked_pos.nonzero()[:, 1].view(batch_size, -1)
+        patch_tokens = outputs.last_hidden_state[:, self.config.num_cls_tokens :]
+        masked_tokens = patch_tokens.gather(1, masked_index.unsqueeze(-1).expand(-1, -1, patch_tokens.shape[-1]))
+        # The flattened input patches, (batch, num_patches, patch_freq * patch_time), are the targets of both heads.
+        patches = nn.functional.unfold(
+            input_values.unsqueeze(1).transpose(2, 3),
+            kernel_size=(self.config.patch_freq, self.config.patch_time),
+            stride=(self.config.freq_stride, self.config.time_stride),
+        ).transpose(1, 2)
+        targets = patches.gather(1, masked_index.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
+
+        # InfoNCE within each sample: scores[b, i, j] = <patch i, prediction j>, normalised over predictions.
+        scores = targets @ self.mpc_head(masked_tokens).transpose(1, 2)
+        mpc_loss = -torch.log_softmax(scores, dim=-1).diagonal(dim1=1, dim2=2).mean()
+        # A patch counts as classified when its prediction scores highest on it, among the masked patches.
+        positions = torch.arange(scores.shape[1], device=scores.device)
+        mpc_accuracy = (scores.argmax(dim=1) == positions).float().mean()
+        mpg_loss = nn.functional.mse_loss(self.mpg_head(masked_tokens), targets)
+        loss = mpc_loss + self.config.mpg_loss_weight * mpg_loss
+
+        output = SSASTForPreTrainingOutput(
+            loss=loss,
+            mpc_loss=mpc_loss,
+            mpg_loss=mpg_loss,
+            mpc_accuracy=mpc_accuracy,
+            bool_masked_pos=bool_masked_pos,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+SSASTModel.register_for_auto_class("AutoModel")
+SSASTForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
+SSASTForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+
+__all__ = ["SSASTForAudioClassification", "SSASTForPreTraining", "SSASTModel", "SSASTPreTrainedModel"]
