@@ -1,0 +1,428 @@
+"""
+Conversion between the original SSAST checkpoints (YuanGongND/ssast), transformers' AST checkpoints and SSAST models.
+
+Accepted inputs of [`from_original_checkpoint`]:
+
+1. a self-supervised pretraining checkpoint saved by the original code (`SSAST-{Base,Small,Tiny}-{Patch,Frame}-
+   {250,400}.pth`: `torch.nn.DataParallel` keys `module.*`, with `p_input_fdim`/`p_input_tdim`): the fine-tuning model
+   is built as the original fine-tuning code builds it (new patch stride, positional embeddings cut or interpolated);
+2. a fine-tuned checkpoint saved by the original SSAST or AST code (`v.*` and `mlp_head.*`, with or without the
+   `module.` prefix), head kept;
+3. a transformers `ASTForAudioClassification` folder or Hub id (e.g. `MIT/ast-finetuned-audioset-10-10-0.4593`),
+   whose query/key/value projections are fused.
+"""
+
+import logging
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import ASTForAudioClassification, PreTrainedConfig
+
+from .configuration_ssast import SSASTConfig
+from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
+
+logger = logging.getLogger(__name__)
+
+# Original key prefix <-> our key prefix, used both ways; "{}" stands for a block index.
+KEY_MAPPING = (
+    ("v.cls_token", "ssast.embeddings.cls_token"),
+    ("v.dist_token", "ssast.embeddings.distillation_token"),
+    ("v.pos_embed", "ssast.embeddings.position_embeddings"),
+    ("v.patch_embed.proj.", "ssast.embeddings.patch_embeddings.projection."),
+    ("v.blocks.{}.norm1.", "ssast.encoder.layer.{}.layernorm_before."),
+    ("v.blocks.{}.attn.qkv.", "ssast.encoder.layer.{}.attention.qkv."),
+    ("v.blocks.{}.attn.proj.", "ssast.encoder.layer.{}.attention.out_proj."),
+    ("v.blocks.{}.norm2.", "ssast.encoder.layer.{}.layernorm_after."),
+    ("v.blocks.{}.mlp.", "ssast.encoder.layer.{}.mlp."),
+    ("v.norm.", "ssast.layernorm."),
+    ("mlp_head.0.", "classifier.layernorm."),
+    ("mlp_head.1.", "classifier.dense."),
+    ("mask_embed", "ssast.embeddings.mask_token"),
+    ("cpredlayer.0.", "mpc_head.dense."),
+    ("cpredlayer.2.", "mpc_head.decoder."),
+    ("gpredlayer.0.", "mpg_head.dense."),
+    ("gpredlayer.2.", "mpg_head.decoder."),
+)
+# Original keys with no counterpart: timm's unused ImageNet heads and the pretraining input size (read separately).
+UNUSED_ORIGINAL_KEYS = re.compile(r"v\.head(_dist)?\.(weight|bias)|p_input_[ft]dim")
+# The original fine-tuning recipes: stride 10 for 16x16 patches, 1 frame for 128x2 frames.
+DEFAULT_FINETUNING_STRIDES = {"patch": (10, 10), "frame": (128, 1)}
+# The original code interpolates the time axis of the positional embeddings on a grid of 8 frequency rows.
+INTERPOLATION_ROWS = 8
+HEAD_DIM = 64
+
+
+def _compile(source: str, target: str) -> tuple[re.Pattern, str]:
+    return re.compile("^" + re.escape(source).replace(r"\{\}", r"(\d+)")), target.replace("{}", r"\1")
+
+
+_TO_HF = [_compile(original, ours) for original, ours in KEY_MAPPING]
+_TO_ORIGINAL = [_compile(ours, original) for original, ours in KEY_MAPPING]
+
+
+def _rename(key: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
+    for pattern, replacement in rules:
+        if pattern.match(key):
+            return pattern.sub(replacement, key)
+    return None
+
+
+def _strip_data_parallel(state_dict: dict) -> dict:
+    return {key.removeprefix("module."): value for key, value in state_dict.items()}
+
+
+def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Loads an original `.pth` state dict safely (`weights_only=True`), with clear errors for other files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint file at {path}.")
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"Could not read {path} as a PyTorch checkpoint ({type(error).__name__}: {error}). Expected a .pth "
+            "state dict saved by the original SSAST/AST code; the file may be damaged or truncated."
+        ) from error
+    if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise ValueError(
+            f"{path} holds a {type(state_dict).__name__}, not a state dict of tensors: expected "
+            "`model.state_dict()` as the original SSAST/AST code saves it."
+        )
+    return state_dict
+
+
+def _checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
+    if "p_input_fdim" in state_dict and "v.pos_embed" in state_dict:
+        return "pretraining"
+    if "mlp_head.1.weight" in state_dict and "v.pos_embed" in state_dict:
+        return "finetuned"
+    found = ", ".join(sorted(state_dict)[:8]) or "no keys"
+    raise ValueError(
+        f"Unknown checkpoint format: found keys {found}{' ...' if len(state_dict) > 8 else ''}. Expected an original "
+        "SSAST pretraining checkpoint (module.v.*, module.p_input_fdim, module.cpredlayer.*) or a fine-tuned "
+        "SSAST/AST checkpoint (v.*, mlp_head.*), or a transformers ASTForAudioClassification folder or Hub id."
+    )
+
+
+def _architecture(state_dict: dict[str, torch.Tensor]) -> dict:
+    """Encoder size, depth, token count and patch shape, read from an original state dict (without `module.`)."""
+    hidden_size = state_dict["v.pos_embed"].shape[-1]
+    depth = len({int(match.group(1)) for key in state_dict if (match := re.match(r"v\.blocks\.(\d+)\.", key))})
+    patch_weight = state_dict["v.patch_embed.proj.weight"]
+    return {
+        "hidden_size": hidden_size,
+        "num_hidden_layers": depth,
+        "num_attention_heads": hidden_size // HEAD_DIM,
+        "intermediate_size": state_dict["v.blocks.0.mlp.fc1.weight"].shape[0],
+        "qkv_bias": "v.blocks.0.attn.qkv.bias" in state_dict,
+        "num_cls_tokens": 2 if "v.dist_token" in state_dict else 1,
+        "patch_freq": patch_weight.shape[2],
+        "patch_time": patch_weight.shape[3],
+    }
+
+
+def _to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    converted = {}
+    for key, value in state_dict.items():
+        if UNUSED_ORIGINAL_KEYS.fullmatch(key):
+            continue
+        new_key = _rename(key, _TO_HF)
+        if new_key is None:
+            raise ValueError(f"Unexpected key {key!r} in the original checkpoint: it has no SSAST counterpart.")
+        converted[new_key] = value
+    return converted
+
+
+def adapt_position_embeddings(
+    position_embeddings: torch.Tensor, num_cls_tokens: int, pretraining_grid: tuple[int, int], grid: tuple[int, int]
+) -> torch.Tensor:
+    """
+    Cuts or interpolates pretrained positional embeddings to a new patch grid, exactly as the original fine-tuning
+    code: the time axis first (centre crop if shorter, else bilinear on a grid of 8 frequency rows), then frequency.
+
+    Args:
+        position_embeddings (`torch.Tensor` of shape `(1, num_cls_tokens + p_freq * p_time, hidden_size)`):
+            The pretrained embeddings, class tokens first, patches frequency-major.
+        num_cls_tokens (`int`): Number of class tokens, kept as they are.
+        pretraining_grid (`tuple[int, int]`): `(p_freq, p_time)` patches of the pretraining input.
+        grid (`tuple[int, int]`): `(freq, time)` patches of the fine-tuning input.
+
+    Returns:
+        `torch.Tensor` of shape `(1, num_cls_tokens + freq * time, hidden_size)`.
+    """
+    (p_freq, p_time), (freq, time) = pretraining_grid, grid
+    hidden_size = position_embeddings.shape[-1]
+    patches = position_embeddings[:, num_cls_tokens:].detach().transpose(1, 2).reshape(1, hidden_size, p_freq, p_time)
+    if time < p_time:
+        start = p_time // 2 - time // 2
+        patches = patches[:, :, :, start : start + time]
+    else:
+        patches = nn.functional.interpolate(patches, size=(INTERPOLATION_ROWS, time), mode="bilinear")
+    if freq < patches.shape[2]:
+        # The original slices this crop with the time length instead of the frequency length; its next reshape fails
+        # unless both select the same rows, so the correct centre crop reproduces every case the original runs.
+        start = patches.shape[2] // 2 - freq // 2
+        patches = patches[:, :, start : start + freq]
+    else:
+        patches = nn.functional.interpolate(patches, size=(freq, time), mode="bilinear")
+    patches = patches.reshape(1, hidden_size, freq * time).transpose(1, 2)
+    return torch.cat([position_embeddings[:, :num_cls_tokens].detach(), patches], dim=1)
+
+
+def _pretraining_grid(state_dict: dict[str, torch.Tensor], architecture: dict) -> tuple[int, int]:
+    # Pretraining never overlaps patches: stride = patch shape.
+    grid = (
+        int(state_dict["p_input_fdim"]) // architecture["patch_freq"],
+        int(state_dict["p_input_tdim"]) // architecture["patch_time"],
+    )
+    expected = grid[0] * grid[1] + architecture["num_cls_tokens"]
+    if state_dict["v.pos_embed"].shape[1] != expected:
+        raise ValueError(
+            f"Damaged pretraining checkpoint: p_input_fdim/p_input_tdim give a {grid[0]}x{grid[1]} patch grid "
+            f"({expected} positions with the class tokens) but v.pos_embed has {state_dict['v.pos_embed'].shape[1]}."
+        )
+    return grid
+
+
+def _finetuning_config(state_dict, fstride, tstride, input_tdim, input_fdim, pooling, config_kwargs) -> SSASTConfig:
+    architecture = _architecture(state_dict)
+    default_fstride, default_tstride = DEFAULT_FINETUNING_STRIDES[
+        "frame" if architecture["patch_freq"] == input_fdim else "patch"
+    ]
+    return SSASTConfig(
+        **architecture,
+        freq_stride=fstride or default_fstride,
+        time_stride=tstride or default_tstride,
+        num_mel_bins=input_fdim,
+        max_length=input_tdim or 1024,
+        pooling=pooling or "mean",
+        **config_kwargs,
+    )
+
+
+def _build_classifier(
+    config: SSASTConfig, state_dict: dict[str, torch.Tensor], new_head: tuple[str, ...]
+) -> SSASTForAudioClassification:
+    """Loads `state_dict` into a new classifier; the weights under the `new_head` prefixes are initialised anew."""
+    state_dict = {key: value for key, value in state_dict.items() if not key.startswith(new_head)}
+    model = SSASTForAudioClassification(config)
+    result = model.load_state_dict(state_dict, strict=False)
+    missing = [key for key in result.missing_keys if not key.startswith(new_head)]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"Checkpoint does not fit the model: missing {missing}, unexpected {result.unexpected_keys}.")
+    return model
+
+
+def _from_pretraining(state_dict: dict[str, torch.Tensor], config: SSASTConfig) -> SSASTForAudioClassification:
+    pretraining_grid = _pretraining_grid(state_dict, _architecture(state_dict))
+    converted = {
+        key: value
+        for key, value in _to_hf_state_dict(state_dict).items()
+        if not key.startswith(("ssast.embeddings.mask_token", "mpc_head.", "mpg_head."))
+    }
+    converted["ssast.embeddings.position_embeddings"] = adapt_position_embeddings(
+        converted["ssast.embeddings.position_embeddings"], config.num_cls_tokens, pretraining_grid, config.patch_grid
+    )
+    return _build_classifier(config, converted, new_head=("classifier.",))
+
+
+def _from_finetuned(state_dict: dict[str, torch.Tensor], config: SSASTConfig) -> SSASTForAudioClassification:
+    positions = state_dict["v.pos_embed"].shape[1] - config.num_cls_tokens
+    if positions != config.num_patches:
+        raise ValueError(
+            f"The checkpoint's positional embeddings hold {positions} patches, but strides "
+            f"({config.freq_stride}, {config.time_stride}) on {config.num_mel_bins} bins x {config.max_length} frames "
+            f"give {config.patch_grid[0]}x{config.patch_grid[1]} = {config.num_patches}: pass the fstride, tstride "
+            "and input_tdim the model was fine-tuned with."
+        )
+    keep_head = config.num_labels == state_dict["mlp_head.1.weight"].shape[0]
+    return _build_classifier(
+        config, _to_hf_state_dict(state_dict), new_head=() if keep_head else ("classifier.dense.",)
+    )
+
+
+def _from_transformers_ast(
+    ast: ASTForAudioClassification, num_labels: int | None, pooling: str | None, config_kwargs: dict
+) -> SSASTForAudioClassification:
+    ast_config = ast.config
+    patch_size = ast_config.patch_size
+    patch_freq, patch_time = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
+    keep_head = num_labels is None or num_labels == ast_config.num_labels
+    labels = (
+        {"id2label": ast_config.id2label, "label2id": ast_config.label2id} if keep_head else {"num_labels": num_labels}
+    )
+    config = SSASTConfig(
+        hidden_size=ast_config.hidden_size,
+        num_hidden_layers=ast_config.num_hidden_layers,
+        num_attention_heads=ast_config.num_attention_heads,
+        intermediate_size=ast_config.intermediate_size,
+        hidden_act=ast_config.hidden_act,
+        hidden_dropout_prob=ast_config.hidden_dropout_prob,
+        attention_probs_dropout_prob=ast_config.attention_probs_dropout_prob,
+        initializer_range=ast_config.initializer_range,
+        layer_norm_eps=ast_config.layer_norm_eps,
+        classifier_layer_norm_eps=ast_config.layer_norm_eps,
+        qkv_bias=ast_config.qkv_bias,
+        patch_freq=patch_freq,
+        patch_time=patch_time,
+        freq_stride=ast_config.frequency_stride,
+        time_stride=ast_config.time_stride,
+        num_mel_bins=ast_config.num_mel_bins,
+        max_length=ast_config.max_length,
+        num_cls_tokens=2,
+        pooling=pooling or "cls",
+        **labels,
+        **config_kwargs,
+    )
+    ast_state = ast.state_dict()
+    converted = {}
+    for key, value in ast_state.items():
+        if re.search(r"\.attention\.[kv]_proj\.", key):
+            continue  # fused with the query projection below
+        if ".attention.q_proj." in key:
+            # One fused projection, query then key then value: the original (timm) layout.
+            value = torch.cat(
+                [value, ast_state[key.replace("q_proj", "k_proj")], ast_state[key.replace("q_proj", "v_proj")]]
+            )
+            key = key.replace("q_proj", "qkv")
+        key = key.replace("audio_spectrogram_transformer.layers.", "ssast.encoder.layer.")
+        key = key.replace("audio_spectrogram_transformer.", "ssast.").replace(".o_proj.", ".out_proj.")
+        converted[key] = value
+    return _build_classifier(config, converted, new_head=() if keep_head else ("classifier.dense.",))
+
+
+def _load_ast(source: str) -> ASTForAudioClassification:
+    model_type = PreTrainedConfig.get_config_dict(source)[0].get("model_type")
+    if model_type == "ssast":
+        raise ValueError(
+            f"{source} is already an SSAST model: load it with SSASTForAudioClassification.from_pretrained."
+        )
+    if model_type != "audio-spectrogram-transformer":
+        raise ValueError(
+            f"{source} holds a {model_type!r} model; expected a transformers ASTForAudioClassification "
+            "(model_type 'audio-spectrogram-transformer') or an original SSAST/AST .pth checkpoint."
+        )
+    return ASTForAudioClassification.from_pretrained(source)
+
+
+def _read_original(checkpoint: str | Path | dict) -> dict[str, torch.Tensor]:
+    state_dict = checkpoint if isinstance(checkpoint, dict) else load_original_checkpoint(checkpoint)
+    return _strip_data_parallel(state_dict)
+
+
+def _is_transformers_source(checkpoint) -> bool:
+    if isinstance(checkpoint, ASTForAudioClassification):
+        return True
+    if isinstance(checkpoint, dict):
+        return False
+    path = Path(checkpoint)
+    # A path that does not exist and does not look like a file name is taken for a Hub id.
+    return path.is_dir() or (not path.exists() and path.suffix not in (".pth", ".pt", ".bin", ".ckpt"))
+
+
+def from_original_checkpoint(
+    checkpoint: str | Path | dict | ASTForAudioClassification,
+    *,
+    fstride: int | None = None,
+    tstride: int | None = None,
+    input_tdim: int | None = None,
+    input_fdim: int = 128,
+    num_labels: int | None = None,
+    pooling: str | None = None,
+    **config_kwargs,
+) -> SSASTForAudioClassification:
+    """
+    Builds an [`SSASTForAudioClassification`] from an original SSAST/AST checkpoint or a transformers AST model.
+
+    Args:
+        checkpoint (`str`, `Path`, `dict` or `ASTForAudioClassification`):
+            A `.pth` file or state dict saved by the original code (pretraining or fine-tuned, `module.` prefix or
+            not), a transformers `ASTForAudioClassification` folder or Hub id, or such a model.
+        fstride (`int`, *optional*), tstride (`int`, *optional*):
+            Patch strides. For a pretraining checkpoint they default to the original recipes (10 and 10 for 16x16
+            patches, 128 and 1 for 128x2 frames); a fine-tuned checkpoint needs those it was trained with. Ignored
+            for transformers AST models, whose config holds them.
+        input_tdim (`int`, *optional*):
+            Number of input frames (`config.max_length`), 1024 by default. Transformers AST models keep their own.
+        input_fdim (`int`, *optional*, defaults to 128):
+            Number of mel bins.
+        num_labels (`int`, *optional*):
+            Size of the classification head. A pretraining checkpoint always gets a new head (2 labels unless given);
+            a fine-tuned checkpoint keeps its head unless `num_labels` differs from it, in which case the last linear
+            layer is initialised anew.
+        pooling (`str`, *optional*):
+            `"mean"` or `"cls"` (see [`SSASTConfig`]); defaults to `"mean"` for original checkpoints (SSAST's
+            `ft_avgtok`) and `"cls"` for transformers AST models (how they were trained).
+        config_kwargs:
+            Further [`SSASTConfig`] fields, e.g. `id2label`, `label2id` or dropouts.
+
+    Returns:
+        [`SSASTForAudioClassification`] in evaluation mode.
+    """
+    if _is_transformers_source(checkpoint):
+        if fstride or tstride or input_tdim or input_fdim != 128:
+            raise ValueError(
+                "A transformers AST model is converted with its own strides, max_length and num_mel_bins: leave "
+                "fstride, tstride, input_tdim and input_fdim unset."
+            )
+        ast = checkpoint if isinstance(checkpoint, ASTForAudioClassification) else _load_ast(str(checkpoint))
+        return _from_transformers_ast(ast, num_labels, pooling, config_kwargs).eval()
+    state_dict = _read_original(checkpoint)
+    kind = _checkpoint_kind(state_dict)
+    if num_labels is None and kind == "finetuned" and "id2label" not in config_kwargs:
+        num_labels = state_dict["mlp_head.1.weight"].shape[0]
+    if num_labels is not None:
+        config_kwargs["num_labels"] = num_labels
+    elif kind == "pretraining" and "id2label" not in config_kwargs:
+        logger.warning("No num_labels given: the new classification head has 2 outputs.")
+    config = _finetuning_config(state_dict, fstride, tstride, input_tdim, input_fdim, pooling, config_kwargs)
+    model = _from_pretraining(state_dict, config) if kind == "pretraining" else _from_finetuned(state_dict, config)
+    return model.eval()
+
+
+def pretraining_model_from_original_checkpoint(checkpoint: str | Path | dict, **config_kwargs) -> SSASTForPreTraining:
+    """
+    Loads an original pretraining checkpoint, heads and mask embedding included, into an [`SSASTForPreTraining`] with
+    its pretraining input size (`p_input_fdim` x `p_input_tdim`) and non-overlapping patches, e.g. to continue
+    pretraining on music. `config_kwargs` set further [`SSASTConfig`] fields, e.g. `num_masked_patches`.
+    """
+    state_dict = _read_original(checkpoint)
+    if _checkpoint_kind(state_dict) != "pretraining":
+        raise ValueError(
+            "A fine-tuned checkpoint has no pretraining heads: expected an original pretraining checkpoint."
+        )
+    architecture = _architecture(state_dict)
+    _pretraining_grid(state_dict, architecture)
+    config = SSASTConfig(
+        **architecture,
+        freq_stride=architecture["patch_freq"],
+        time_stride=architecture["patch_time"],
+        num_mel_bins=int(state_dict["p_input_fdim"]),
+        max_length=int(state_dict["p_input_tdim"]),
+        **config_kwargs,
+    )
+    model = SSASTForPreTraining(config)
+    model.load_state_dict(_to_hf_state_dict(state_dict), strict=True)
+    return model.eval()
+
+
+def to_original_checkpoint(model: SSASTForAudioClassification | SSASTForPreTraining) -> dict[str, torch.Tensor]:
+    """
+    The state dict the original code would save for this model: for [`SSASTForPreTraining`] a pretraining checkpoint
+    (`module.` keys, `p_input_fdim`/`p_input_tdim`, loadable by the original fine-tuning code), for
+    [`SSASTForAudioClassification`] a fine-tuned one (`v.*`, `mlp_head.*`). timm's unused ImageNet heads are left out,
+    as the original fine-tuning code loads with `strict=False`.
+    """
+    state_dict = {}
+    for key, value in model.state_dict().items():
+        original_key = _rename(key, _TO_ORIGINAL)
+        if original_key is None:
+            raise ValueError(f"{key!r} has no counterpart in the original checkpoint format.")
+        state_dict[original_key] = value.detach().clone()
+    if isinstance(model, SSASTForPreTraining):
+        state_dict["p_input_fdim"] = torch.tensor(model.config.num_mel_bins)
+        state_dict["p_input_tdim"] = torch.tensor(model.config.max_length)
+        state_dict = {f"module.{key}": value for key, value in state_dict.items()}
+    return state_dict
