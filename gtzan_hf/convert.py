@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import ASTForAudioClassification, PreTrainedConfig
+from transformers import ASTFeatureExtractor, ASTForAudioClassification, PreTrainedConfig
 
 from .configuration_ssast import SSASTConfig
+from .feature_extraction_ssast import SSASTFeatureExtractor
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ DEFAULT_FINETUNING_STRIDES = {"patch": (10, 10), "frame": (128, 1)}
 # The original code interpolates the time axis of the positional embeddings on a grid of 8 frequency rows.
 INTERPOLATION_ROWS = 8
 HEAD_DIM = 64
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def _compile(source: str, target: str) -> tuple[re.Pattern, str]:
@@ -82,7 +84,8 @@ def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(
-            f"Could not read {path} as a PyTorch checkpoint ({type(error).__name__}: {error}). Expected a .pth "
+            f"Could not read {path} as a PyTorch checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}). "
+            "Expected a .pth "
             "state dict saved by the original SSAST/AST code; the file may be damaged or truncated."
         ) from error
     if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
@@ -318,8 +321,14 @@ def _is_transformers_source(checkpoint) -> bool:
     if isinstance(checkpoint, dict):
         return False
     path = Path(checkpoint)
-    # A path that does not exist and does not look like a file name is taken for a Hub id.
-    return path.is_dir() or (not path.exists() and path.suffix not in (".pth", ".pt", ".bin", ".ckpt"))
+    if path.exists():
+        return path.is_dir()
+    if HUB_ID.fullmatch(str(checkpoint)) and path.suffix not in (".pth", ".pt", ".bin", ".ckpt"):
+        return True
+    raise FileNotFoundError(
+        f"No file or folder at {checkpoint}: expected an original .pth checkpoint, a transformers AST folder or a Hub "
+        "id such as MIT/ast-finetuned-audioset-10-10-0.4593."
+    )
 
 
 def from_original_checkpoint(
@@ -426,3 +435,36 @@ def to_original_checkpoint(model: SSASTForAudioClassification | SSASTForPreTrain
         state_dict["p_input_tdim"] = torch.tensor(model.config.max_length)
         state_dict = {f"module.{key}": value for key, value in state_dict.items()}
     return state_dict
+
+
+def convert_checkpoint(
+    checkpoint: str | Path, output_dir: str | Path, *, for_pretraining: bool = False, **kwargs
+) -> SSASTForAudioClassification | SSASTForPreTraining:
+    """
+    Converts `checkpoint` (see [`from_original_checkpoint`], whose keyword arguments `kwargs` are) and saves the model
+    with a matching [`SSASTFeatureExtractor`] (`max_length` = the model's frames; a transformers AST source's
+    normalisation statistics are kept) to `output_dir`, loadable with `from_pretrained` and the Auto classes
+    (`trust_remote_code=True`). With `for_pretraining`, an original pretraining checkpoint becomes an
+    [`SSASTForPreTraining`] instead.
+    """
+    if for_pretraining:
+        model = pretraining_model_from_original_checkpoint(checkpoint, **kwargs)
+    else:
+        model = from_original_checkpoint(checkpoint, **kwargs)
+    statistics = {}
+    if _is_transformers_source(checkpoint):
+        try:
+            ast_extractor = ASTFeatureExtractor.from_pretrained(str(checkpoint))
+            statistics = {
+                "mean": ast_extractor.mean,
+                "std": ast_extractor.std,
+                "do_normalize": ast_extractor.do_normalize,
+            }
+        except OSError:
+            logger.warning("%s has no feature extractor config: using the AudioSet statistics.", checkpoint)
+    feature_extractor = SSASTFeatureExtractor(
+        num_mel_bins=model.config.num_mel_bins, max_length=model.config.max_length, **statistics
+    )
+    model.save_pretrained(output_dir)
+    feature_extractor.save_pretrained(output_dir)
+    return model
