@@ -1,0 +1,252 @@
+"""Where songs come from: a local folder (GTZAN's layouts, any class-folder tree), a CSV/JSON list, or the Hub.
+
+Every source becomes one `datasets.Dataset` of songs, one row per file, with the columns
+- `audio`: `Audio(decode=False)`, i.e. `{"path", "bytes"}`: decoding is ours (soundfile, no FFmpeg needed);
+- `label`: `ClassLabel` with the class (genre) names;
+- `song_id`: a string unique in the corpus; the file name without extension where that is unique (GTZAN:
+  `"jazz.00054"`), else `"<label>/<name>"`, else the row number.
+Files that cannot be used are skipped with a warning naming each, and listed in `Corpus.skipped`.
+"""
+
+import logging
+import os
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+from datasets import Audio, ClassLabel, Dataset, Features, Value
+from datasets.fingerprint import Hasher
+
+from .audio import audio_problem
+
+logger = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".au", ".snd", ".aiff", ".aif", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a"}
+)
+LIST_EXTENSIONS = frozenset({".csv", ".json", ".jsonl"})
+PATH_COLUMNS = ("path", "file", "filename", "audio")
+
+# The Hub's `marsyas/gtzan` is a loading script (refused by datasets >= 4); its archive is fetched directly.
+MARSYAS_GTZAN = "marsyas/gtzan"
+MARSYAS_ARCHIVE = "data/genres.tar.gz"
+
+
+@dataclass
+class Corpus:
+    """All usable songs of a source, and what was left out."""
+
+    songs: Dataset
+    fingerprint: str  # changes when any file, label or the set of usable files changes
+    source: str
+    skipped: list[dict] = field(default_factory=list)  # {"song_id", "path", "reason"} per unusable file
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.songs.features["label"].names
+
+
+def default_cache_dir() -> Path:
+    """The toolkit's folder in the datasets cache (`HF_DATASETS_CACHE`): feature caches, unpacked archives."""
+    return Path(datasets.config.HF_DATASETS_CACHE) / "gtzan_hf"
+
+
+def _features(label_names: list[str]) -> Features:
+    return Features({"audio": Audio(decode=False), "label": ClassLabel(names=label_names), "song_id": Value("string")})
+
+
+def _song_ids(names: list[str], labels: list[str]) -> list[str]:
+    """File names without extension where unique; `label/name` where not; row numbers as a last resort."""
+    for ids in (names, [f"{label}/{name}" for label, name in zip(labels, names)]):
+        if len(set(ids)) == len(ids) and all(ids):
+            return ids
+    return [f"{index:06d}" for index in range(len(names))]
+
+
+def _from_records(paths: list[str], labels: list[str], source: str) -> tuple[Dataset, str]:
+    """Songs from local files; the fingerprint covers each file's path, size and modification time."""
+    label_names = sorted(set(labels))
+    stats = [os.stat(path) for path in paths]
+    fingerprint = Hasher.hash(
+        [(os.path.abspath(p), s.st_size, s.st_mtime_ns, label) for p, s, label in zip(paths, stats, labels)]
+    )
+    features = _features(label_names)
+    # built as a plain struct and cast: datasets' Audio encoder needs torchcodec even for paths
+    songs = Dataset.from_dict(
+        {
+            "audio": [{"bytes": None, "path": os.path.abspath(path)} for path in paths],
+            "label": [label_names.index(label) for label in labels],
+            "song_id": _song_ids([Path(path).stem for path in paths], labels),
+        },
+        features=Features({**features, "audio": {"bytes": Value("binary"), "path": Value("string")}}),
+    ).cast(features)
+    return songs, fingerprint
+
+
+def _from_folder(root: Path, skipped: list[dict]) -> tuple[Dataset, str]:
+    """
+    Every audio file under `root` (recursively), labelled by the folder it is in: GTZAN's
+    `genres/<genre>/<genre>.000NN.au`, Kaggle's `Data/genres_original/<genre>/...wav`, or any `<class>/<file>` tree.
+    Other files (images, CSV features, `.mf` lists) are ignored. Two files of one name in one class folder (say a
+    `.au` and a `.wav` copy of the same song) would leak between splits: the second is skipped and reported.
+    """
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    files = [p for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    kept: dict[tuple[str, str], Path] = {}
+    for path in files:
+        if path.parent == root:
+            skipped.append({"song_id": path.stem, "path": str(path), "reason": "not inside a class folder"})
+        elif (path.parent.name, path.stem) in kept:
+            first = kept[(path.parent.name, path.stem)]
+            skipped.append({"song_id": path.stem, "path": str(path), "reason": f"duplicate of {first}"})
+        else:
+            kept[(path.parent.name, path.stem)] = path
+    if not kept:
+        raise ValueError(
+            f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) in class folders under {root}. Expected "
+            "GTZAN's layout (genres/<genre>/<genre>.000NN.wav) or <class>/<file> sub-folders."
+        )
+    paths = sorted(kept.values())
+    return _from_records([str(p) for p in paths], [p.parent.name for p in paths], str(root))
+
+
+def _from_list(list_file: Path, path_column: str | None, label_column: str) -> tuple[Dataset, str]:
+    """A CSV/JSON(L) table of (path, label) rows; relative paths are relative to the list file's folder."""
+    table = (Dataset.from_csv if list_file.suffix.lower() == ".csv" else Dataset.from_json)(
+        str(list_file), keep_in_memory=True
+    )
+    path_column = path_column or next((c for c in PATH_COLUMNS if c in table.column_names), None)
+    if path_column not in table.column_names or label_column not in table.column_names:
+        raise ValueError(
+            f"{list_file} has columns {table.column_names}; expected a path column (one of {PATH_COLUMNS}, or "
+            f"set `path_column`) and the label column {label_column!r} (set `label_column`)."
+        )
+    paths = [str(list_file.parent / p) for p in table[path_column]]
+    labels = [str(label) for label in table[label_column]]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} files listed in {list_file} do not exist, e.g. {missing[:3]}.")
+    return _from_records(paths, labels, str(list_file))
+
+
+def _download_marsyas_gtzan(cache_dir: Path, revision: str | None) -> Path:
+    """Fetch and unpack the original archive from the Hub's `marsyas/gtzan` repository (1.2 GB, once)."""
+    from huggingface_hub import hf_hub_download
+
+    archive = hf_hub_download(MARSYAS_GTZAN, MARSYAS_ARCHIVE, repo_type="dataset", revision=revision)
+    target = cache_dir / "marsyas-gtzan"
+    if not (target / "genres").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    return target / "genres"
+
+
+def _from_hub(
+    repo_id: str, audio_column: str, label_column: str, revision: str | None, num_proc: int | None
+) -> tuple[Dataset, str]:
+    """All splits of a Hub dataset with an audio column and a label column (class names or integers)."""
+    loaded = datasets.load_dataset(repo_id, revision=revision, num_proc=num_proc)
+    songs = datasets.concatenate_datasets(list(loaded.values())) if isinstance(loaded, dict) else loaded
+    for column in (audio_column, label_column):
+        if column not in songs.column_names:
+            raise ValueError(
+                f"{repo_id} has columns {songs.column_names}; set `audio_column` and `label_column` to its audio "
+                f"and label columns (got {audio_column!r} and {label_column!r})."
+            )
+    songs = songs.cast_column(audio_column, Audio(decode=False))
+    label_feature = songs.features[label_column]
+    raw_labels = list(songs[label_column])
+    if isinstance(label_feature, ClassLabel):
+        label_names = [label_feature.int2str(int(label)) for label in raw_labels]
+    else:
+        label_names = [str(label) for label in raw_labels]
+    file_names = songs["file"] if "file" in songs.column_names else [a["path"] for a in songs[audio_column]]
+    names = [Path(name).stem if name else "" for name in file_names]
+    ordered = sorted(set(label_names))
+    songs = songs.select_columns([audio_column]).rename_column(audio_column, "audio")
+    songs = songs.add_column("label", [ordered.index(label) for label in label_names])
+    songs = songs.add_column("song_id", _song_ids(names, label_names)).cast(_features(ordered))
+    return songs, Hasher.hash((repo_id, revision, songs._fingerprint))
+
+
+def _check(batch: dict) -> dict:
+    return {"problem": [audio_problem(audio) for audio in batch["audio"]]}
+
+
+def load_corpus(
+    source: str | os.PathLike,
+    audio_column: str = "audio",
+    label_column: str = "label",
+    path_column: str | None = None,
+    revision: str | None = None,
+    num_proc: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Corpus:
+    """
+    Read every song of `source` and check that each can be used.
+
+    Args:
+        source: a local folder (GTZAN in any published layout, or `<class>/<file>` sub-folders), a `.csv`,
+            `.json` or `.jsonl` list of (path, label), or a Hub dataset id (`marsyas/gtzan` is fetched as its
+            original archive; other ids through `datasets.load_dataset`).
+        audio_column, label_column: columns of a Hub dataset, or the label column of a list.
+        path_column: the path column of a list (default: the first of `path`, `file`, `filename`, `audio`).
+        revision: Hub revision (branch, tag or commit).
+        num_proc: processes that read the files (default: all cores).
+        cache_dir: where `marsyas/gtzan` is unpacked (default: in the datasets cache).
+
+    Every file is read once: unreadable, empty (shorter than 30 ms), silent (peak at or below -80 dBFS) or non-finite
+    files are skipped with a warning naming each, and returned in `Corpus.skipped`.
+    """
+    skipped: list[dict] = []
+    path = Path(source)
+    if path.is_dir():
+        songs, fingerprint = _from_folder(path, skipped)
+    elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
+        songs, fingerprint = _from_list(path, path_column, label_column)
+    elif path.exists():
+        raise ValueError(f"{source} is a file but not a list: pass a folder or a {sorted(LIST_EXTENSIONS)} list.")
+    else:
+        songs, fingerprint = _load_hub_source(
+            str(source), audio_column, label_column, revision, num_proc, cache_dir, skipped
+        )
+    num_proc = min(num_proc or os.cpu_count() or 1, len(songs))
+    # only the audio goes in and only the verdict comes out: a Hub dataset's audio bytes are not copied
+    checked = songs.select_columns(["audio"]).map(
+        _check, batched=True, batch_size=8, remove_columns=["audio"], num_proc=num_proc if num_proc > 1 else None
+    )
+    problems = list(checked["problem"])
+    usable = [index for index, problem in enumerate(problems) if not problem]
+    for index, problem in enumerate(problems):
+        if problem:
+            audio = songs[index]["audio"]
+            skipped.append({"song_id": songs[index]["song_id"], "path": audio["path"], "reason": problem})
+    for entry in skipped:
+        logger.warning("Skipping %s (%s): %s", entry["song_id"], entry["path"], entry["reason"])
+    if not usable:
+        raise ValueError(f"None of the {len(songs)} files of {source} could be used; see the warnings above.")
+    songs = songs.select(usable)
+    counts = Counter(songs.features["label"].int2str(label) for label in songs["label"])
+    logger.info(
+        "%s: %d songs in %d classes (%s); %d skipped", source, len(songs), len(counts), dict(counts), len(skipped)
+    )
+    return Corpus(songs, Hasher.hash((fingerprint, usable)), str(source), skipped)
+
+
+def _load_hub_source(
+    source, audio_column, label_column, revision, num_proc, cache_dir, skipped: list[dict]
+) -> tuple[Dataset, str]:
+    try:
+        if source == MARSYAS_GTZAN:
+            folder = _download_marsyas_gtzan(Path(cache_dir or default_cache_dir()), revision)
+            return _from_folder(folder, skipped)
+        return _from_hub(source, audio_column, label_column, revision, num_proc)
+    except (OSError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as error:
+        raise ValueError(
+            f"{source!r} is not a local folder or list, and could not be loaded from the Hugging Face Hub "
+            f"({type(error).__name__}: {error}). Without internet, download GTZAN elsewhere and pass its folder "
+            "(genres/<genre>/<genre>.000NN.wav), or generate a corpus with `python -m gtzan_hf.synthetic OUT_DIR`."
+        ) from error

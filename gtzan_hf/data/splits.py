@@ -1,0 +1,172 @@
+"""Song-level train/validation/test splits: always by song, deterministic, and saved with the run."""
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from datasets import DatasetDict
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from .sources import Corpus, load_corpus
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("random", "fault-filtered", "kfold")
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass
+class SplitInfo:
+    """What a run trained and evaluated on: written next to its checkpoints as `splits.json`."""
+
+    source: str
+    split: str
+    seed: int
+    fold: int | None
+    num_folds: int | None
+    label_names: list[str]
+    song_ids: dict[str, list[str]]  # per split name, in the split's row order
+    skipped: list[dict] = field(default_factory=list)  # unusable files: {"song_id", "path", "reason"}
+    excluded: list[str] = field(default_factory=list)  # usable songs the split leaves out by design
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{name} {len(ids)}" for name, ids in self.song_ids.items())
+        return f"{self.split} split of {self.source}: {sizes} songs; {len(self.skipped)} files skipped" + (
+            f"; {len(self.excluded)} songs outside the split" if self.excluded else ""
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        record = asdict(self)
+        record["num_songs"] = {name: len(ids) for name, ids in self.song_ids.items()}
+        record["num_skipped"] = len(self.skipped)
+        with open(path, "w") as handle:
+            json.dump(record, handle, indent=1)
+
+
+def _stratified(order: np.ndarray, labels: np.ndarray, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return train_test_split(order, test_size=size, stratify=labels[order], random_state=seed)
+    except ValueError as error:
+        raise ValueError(
+            f"Cannot split {len(order)} songs of {len(np.unique(labels))} classes by class ({error}). Every class "
+            "needs enough songs for a share in each split: add songs, or use split='kfold' with fewer folds."
+        ) from error
+
+
+def _fault_filtered(song_ids: list[str], skipped: list[dict]) -> tuple[dict[str, list[int]], list[str]]:
+    """The artist-filtered GTZAN split (Kereliuk, Sturm & Larsen 2015) as torchaudio ships its lists."""
+    from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
+
+    position = {song_id: index for index, song_id in enumerate(song_ids)}
+    lists = {"train": filtered_train, "validation": filtered_valid, "test": filtered_test}
+    if not any(song_id in position for names in lists.values() for song_id in names):
+        raise ValueError(
+            "split='fault-filtered' needs GTZAN's song ids (e.g. 'jazz.00054', from files named "
+            f"<genre>.000NN.wav); this corpus has ids like {song_ids[:3]}. Use split='random' or 'kfold'."
+        )
+    skipped_ids = {entry["song_id"] for entry in skipped}
+    missing = [s for names in lists.values() for s in names if s not in position and s not in skipped_ids]
+    if missing:
+        logger.warning("%d songs of the fault-filtered lists are not in this corpus: %s", len(missing), missing)
+    listed = {song_id for names in lists.values() for song_id in names}
+    excluded = sorted(song_id for song_id in song_ids if song_id not in listed)
+    return {name: [position[s] for s in names if s in position] for name, names in lists.items()}, excluded
+
+
+def split_indices(
+    song_ids: list[str],
+    labels: list[int],
+    split: str = "random",
+    seed: int = 0,
+    fold: int = 0,
+    num_folds: int = 10,
+    validation_size: float = 0.1,
+    test_size: float = 0.1,
+    skipped: list[dict] | None = None,
+) -> tuple[dict[str, list[int]], list[str]]:
+    """
+    Row indices of each split, and the song ids the split leaves out by design.
+
+    - `random`: stratified by class and seeded: `1 - validation_size - test_size` / `validation_size` / `test_size`
+      (80/10/10 by default, as the seed project);
+    - `fault-filtered`: GTZAN's artist-filtered 443/197/290 lists (songs outside them are excluded);
+    - `kfold`: stratified `num_folds`-fold: fold `fold` is the test set, fold `fold + 1` (cyclically) the
+      validation set, the rest the training set.
+    Songs are ordered by id first, so the result does not depend on the order files were found in.
+    """
+    if split == "fault-filtered":
+        return _fault_filtered(song_ids, skipped or [])
+    order = np.argsort(np.asarray(song_ids), kind="stable")
+    labels_array = np.asarray(labels)
+    if split == "random":
+        rest, test = _stratified(order, labels_array, test_size, seed)
+        train, validation = _stratified(rest, labels_array, validation_size / (1 - test_size), seed)
+    elif split == "kfold":
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+        folds = [order[test] for _, test in StratifiedKFold(num_folds, shuffle=True, random_state=seed).split(
+            order, labels_array[order]
+        )]  # fmt: skip
+        test, validation = folds[fold], folds[(fold + 1) % num_folds]
+        train = np.setdiff1d(order, np.concatenate([test, validation]))
+    else:
+        raise ValueError(f"Unknown split {split!r}: choose one of {SPLITS}.")
+    return {name: sorted(int(i) for i in part) for name, part in zip(SPLIT_NAMES, (train, validation, test))}, []
+
+
+def split_corpus(corpus: Corpus, split: str = "random", seed: int = 0, fold: int = 0, num_folds: int = 10, **kwargs):
+    """`(indices per split, SplitInfo)` for a loaded corpus; keyword arguments go to `split_indices`."""
+    song_ids = list(corpus.songs["song_id"])
+    indices, excluded = split_indices(
+        song_ids, list(corpus.songs["label"]), split, seed, fold, num_folds, skipped=corpus.skipped, **kwargs
+    )
+    info = SplitInfo(
+        source=corpus.source,
+        split=split,
+        seed=seed,
+        fold=fold if split == "kfold" else None,
+        num_folds=num_folds if split == "kfold" else None,
+        label_names=corpus.label_names,
+        song_ids={name: [song_ids[i] for i in rows] for name, rows in indices.items()},
+        skipped=corpus.skipped,
+        excluded=excluded,
+    )
+    logger.log(logging.WARNING if corpus.skipped else logging.INFO, info.summary())
+    return indices, info
+
+
+def load_splits(
+    source: str | os.PathLike,
+    split: str = "random",
+    seed: int = 0,
+    fold: int = 0,
+    num_folds: int = 10,
+    validation_size: float = 0.1,
+    test_size: float = 0.1,
+    split_file: str | os.PathLike | None = None,
+    **corpus_kwargs,
+) -> DatasetDict:
+    """
+    Load a source and split it by song.
+
+    Args:
+        source: a local folder, a CSV/JSON list or a Hub dataset id (see [`load_corpus`]).
+        split: `"random"` (stratified, seeded), `"fault-filtered"` (GTZAN's artist-filtered split) or `"kfold"`.
+        seed, fold, num_folds, validation_size, test_size: see [`split_indices`].
+        split_file: where to write the song ids of every split and the skipped files (JSON), if anywhere.
+        **corpus_kwargs: `audio_column`, `label_column`, `path_column`, `revision`, `num_proc`, `cache_dir`.
+
+    Returns:
+        `DatasetDict` with `train`, `validation` and `test`, one row per song: `audio` (`{"path", "bytes"}`, decode
+        with [`decode_audio`]), `label` (`ClassLabel`) and `song_id`.
+    """
+    corpus = load_corpus(source, **corpus_kwargs)
+    indices, info = split_corpus(
+        corpus, split, seed, fold, num_folds, validation_size=validation_size, test_size=test_size
+    )
+    if split_file is not None:
+        info.save(split_file)
+    return DatasetDict({name: corpus.songs.select(rows) for name, rows in indices.items()})
