@@ -32,7 +32,8 @@ class SSASTForPreTrainingOutput(ModelOutput):
         mpg_loss (`torch.FloatTensor` of shape `()`):
             Masked patch reconstruction (generation) loss: mean squared error over the masked patches.
         mpc_accuracy (`torch.FloatTensor` of shape `()`):
-            Fraction of masked patches whose prediction is closest (dot product) to their own patch, in [0, 1].
+            Fraction of the predictions that their own patch ranks first among the sample's masked patches (the
+            original's accuracy), in [0, 1].
         bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`):
             The patches that were masked.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
@@ -493,9 +494,10 @@ class SSASTForPreTraining(SSASTPreTrainedModel):
         # InfoNCE within each sample: scores[b, i, j] = <patch i, prediction j>, normalised over predictions.
         scores = targets @ self.mpc_head(masked_tokens).transpose(1, 2)
         mpc_loss = -torch.log_softmax(scores, dim=-1).diagonal(dim1=1, dim2=2).mean()
-        # A patch counts as classified when its prediction scores highest on it, among the masked patches.
+        # As the original: prediction j is right when, of all masked patches, its own gives it the highest probability
+        # (each patch's probabilities normalised over the predictions).
         positions = torch.arange(scores.shape[1], device=scores.device)
-        mpc_accuracy = (scores.argmax(dim=1) == positions).float().mean()
+        mpc_accuracy = (scores.softmax(dim=-1).argmax(dim=1) == positions).float().mean()
         mpg_loss = nn.functional.mse_loss(self.mpg_head(masked_tokens), targets)
         loss = mpc_loss + self.config.mpg_loss_weight * mpg_loss
 
