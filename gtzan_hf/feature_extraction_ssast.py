@@ -124,14 +124,14 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         """
         total, total_sq, count = 0.0, 0.0, 0
         for fbank in fbanks:
-            values = torch.as_tensor(fbank).double()
-            total += values.sum().item()
-            total_sq += values.square().sum().item()
-            count += values.numel()
+            values = np.asarray(fbank.cpu() if isinstance(fbank, torch.Tensor) else fbank, dtype=np.float64)
+            total += values.sum()
+            total_sq += np.square(values).sum()
+            count += values.size
         if count == 0:
             raise ValueError("compute_stats got no filter bank values: the dataset is empty.")
         mean = total / count
-        return mean, max(total_sq / count - mean**2, 0.0) ** 0.5
+        return float(mean), float(max(total_sq / count - mean**2, 0.0) ** 0.5)
 
     def __call__(
         self,

@@ -2,6 +2,7 @@
 and soft (mixup) labels, and song-level voting metrics."""
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -37,6 +38,9 @@ class AudioTrainingArguments(TrainingArguments):
             "layer_decay ** (L - 1 - i), the embeddings at learning_rate * layer_decay ** L. 1.0 disables it."
         },
     )
+
+    # The datasets' on-the-fly transforms read their own columns: the Trainer must not drop them.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns (see Trainer)."})
 
     def __post_init__(self):
         # The song index travels with the labels so that evaluation can vote per song, across processes too.
@@ -75,12 +79,35 @@ class AudioClassificationTrainer(Trainer):
     # `compute_loss` returns a per-batch mean: the Trainer divides it by the accumulation steps.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, eval_data_collator=None, **kwargs):
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = self._song_metrics
         super().__init__(*args, **kwargs)
+        # Evaluation batches must not be mixed up: a training collator with mixup gets a plain twin here.
+        self.eval_data_collator = eval_data_collator or self.data_collator
         self._train_correct = torch.zeros((), dtype=torch.long)
         self._train_seen = torch.zeros((), dtype=torch.long)
+
+    @contextmanager
+    def _evaluation_collator(self):
+        training_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            yield
+        finally:
+            self.data_collator = training_collator
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        with self._evaluation_collator():
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        with self._evaluation_collator():
+            return super().get_test_dataloader(test_dataset)
+
+    def create_model_card(self, **kwargs) -> None:
+        # A fine-tuning run writes its own card with results (gtzan_hf.model_card); keep it when pushing.
+        if not (Path(self.args.output_dir) / "README.md").exists():
+            super().create_model_card(**kwargs)
 
     def _song_metrics(self, prediction: EvalPrediction) -> dict:
         labels, song_index = prediction.label_ids

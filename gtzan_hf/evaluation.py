@@ -1,0 +1,96 @@
+"""Evaluation of saved or Hub models on a dataset's validation and test splits, alone or as an ensemble, with the
+same reports as a fine-tuning run. `scripts/evaluate.py` is its command line."""
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .finetune import DataArguments, evaluation_dataloader, load_datasets
+from .inference import load_classifier
+from .reports import SplitPredictions, comparison_table, predict, write_evaluation_reports
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("validation", "test")
+
+
+@dataclass
+class EvaluateArguments:
+    model: str | None = field(default=None, metadata={"help": "Saved folder or Hub id of the model to evaluate."})
+    ensemble: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Two or more models whose probabilities are averaged (e.g. the CNN and SSAST runs)."},
+    )
+    output_dir: str = field(default="evaluation", metadata={"help": "Where metrics.json and the figures go."})
+    batch_size: int = field(default=16, metadata={"help": "Windows per forward pass."})
+    device: str = field(default="cuda_if_available", metadata={"help": "cpu, cuda, ... (default: a GPU if any)."})
+    compare: list[str] = field(
+        default_factory=list, metadata={"help": "Run folders to tabulate (seed's Table 1 layout) instead."}
+    )
+
+
+def resolve_device(device: str) -> str:
+    if device == "cuda_if_available":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def evaluate_model(model_id: str, data_args: DataArguments, batch_size: int, device: str):
+    """Predictions of one model on the validation and test splits, featurised with its own feature extractor."""
+    model, feature_extractor = load_classifier(model_id)
+    data = load_datasets(data_args, feature_extractor)
+    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if model_labels != data.label_names:
+        raise ValueError(
+            f"{model_id} predicts {model_labels} but the dataset's classes are {data.label_names}: evaluate on the "
+            "dataset the model was trained for."
+        )
+    predictions = {
+        split: predict(model, evaluation_dataloader(getattr(data, split), batch_size, data.num_labels), device)
+        for split in SPLITS
+    }
+    return predictions, data
+
+
+def average_probabilities(members: list[SplitPredictions]) -> SplitPredictions:
+    """Ensemble of models evaluated on the same windows: log of the mean probability as logits."""
+    first = members[0]
+    for other in members[1:]:
+        if not (np.array_equal(other.labels, first.labels) and np.array_equal(other.song_index, first.song_index)):
+            raise ValueError("Ensemble members were evaluated on different windows: use the same crop settings.")
+    mean = np.mean([member.probabilities() for member in members], axis=0)
+    return SplitPredictions(logits=np.log(mean + 1e-12), labels=first.labels, song_index=first.song_index)
+
+
+def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> dict | str:
+    if args.compare:
+        table = comparison_table(args.compare)
+        print(table)
+        return table
+    models = args.ensemble or ([args.model] if args.model else [])
+    if not models:
+        raise ValueError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
+    device = resolve_device(args.device)
+    evaluated = [evaluate_model(model_id, data_args, args.batch_size, device) for model_id in models]
+    data = evaluated[0][1]
+    if len(evaluated) == 1:
+        splits = evaluated[0][0]
+    else:
+        splits = {split: average_probabilities([pred[split] for pred, _ in evaluated]) for split in SPLITS}
+    metrics = write_evaluation_reports(splits, data.label_names, args.output_dir)
+    data.info.save(Path(args.output_dir) / "splits.json")
+    (Path(args.output_dir) / "evaluation_config.json").write_text(
+        json.dumps({**asdict(args), **asdict(data_args), "models": models}, indent=2)
+    )
+    for split in SPLITS:
+        logger.info(
+            "%s: clip accuracy %.4f, song accuracy %.4f",
+            split,
+            metrics[split]["clip_accuracy"],
+            metrics[split]["song_accuracy"],
+        )
+    return metrics

@@ -1,0 +1,86 @@
+"""Whole-song inference: load a classifier, cut a song into windows as in evaluation, classify them in batches and
+vote. Shared by `scripts/evaluate.py`-style tooling and the Gradio Space."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+from .data.audio import to_mono
+from .data.features import FRAMES_PER_SECOND, segment_starts, window_fbank
+from .feature_extraction_ssast import SSASTFeatureExtractor
+from .voting import vote
+
+
+@dataclass
+class SongPrediction:
+    """A song's windows and what the model made of them."""
+
+    label_names: list[str]
+    window_starts: np.ndarray  # (windows,) start of each window, seconds
+    window_probabilities: np.ndarray  # (windows, labels)
+    probabilities: np.ndarray  # (labels,) soft vote: mean of the window probabilities
+    fbank: np.ndarray  # (frames, mel_bins) the song's normalised filter bank, as the model saw it
+
+    @property
+    def label(self) -> str:
+        return self.label_names[vote(self.window_probabilities, "soft")]
+
+    def top(self, k: int = 5) -> dict[str, float]:
+        """The `k` most probable classes, most probable first."""
+        order = np.argsort(-self.probabilities)[:k]
+        return {self.label_names[i]: float(self.probabilities[i]) for i in order}
+
+
+def load_classifier(model_id: str, trust_remote_code: bool = True, **kwargs):
+    """
+    `(model, feature_extractor)` of a saved or Hub SSAST / CNN classifier (any folder written by `save_pretrained`,
+    whose code travels with it), in evaluation mode.
+    """
+    model = AutoModelForAudioClassification.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
+    feature_extractor = AutoFeatureExtractor.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
+    return model.eval(), feature_extractor
+
+
+@torch.inference_mode()
+def classify_song(
+    waveform: np.ndarray,
+    sampling_rate: int,
+    model: torch.nn.Module,
+    feature_extractor: SSASTFeatureExtractor,
+    window_seconds: float = 10.0,
+    hop_seconds: float | None = None,
+    batch_size: int = 8,
+) -> SongPrediction:
+    """
+    Classify a whole recording by fixed windows and soft voting, as the evaluation does.
+
+    Args:
+        waveform: `(num_samples,)` mono or `(num_samples, num_channels)` audio, float in [-1, 1], any rate.
+        sampling_rate: its sampling rate; it is downmixed and resampled to the feature extractor's.
+        window_seconds: window length (the training crop, 10 s for the seed's recipe).
+        hop_seconds: distance between window starts (default `window_seconds`: no overlap).
+        batch_size: windows per forward pass.
+    """
+    samples = np.asarray(waveform, dtype=np.float32)
+    mono = to_mono(samples[:, None] if samples.ndim == 1 else samples, sampling_rate, feature_extractor.sampling_rate)
+    fbank = feature_extractor.fbank(torch.from_numpy(mono))
+    window_frames = round(window_seconds * FRAMES_PER_SECOND)
+    hop_frames = round((hop_seconds or window_seconds) * FRAMES_PER_SECOND)
+    windows = window_fbank(fbank, window_frames, hop_frames, pad_to=feature_extractor.max_length)
+    if feature_extractor.do_normalize:
+        windows = feature_extractor.normalize(windows)
+    device = next(model.parameters()).device
+    probabilities = torch.cat(
+        [model(input_values=batch.to(device)).logits.float().softmax(-1).cpu() for batch in windows.split(batch_size)]
+    ).numpy()
+    starts = np.asarray(segment_starts(fbank.shape[0], window_frames, hop_frames)) / FRAMES_PER_SECOND
+    id2label = model.config.id2label
+    return SongPrediction(
+        label_names=[id2label[i] for i in range(len(id2label))],
+        window_starts=starts,
+        window_probabilities=probabilities,
+        probabilities=probabilities.mean(axis=0),
+        fbank=(feature_extractor.normalize(fbank) if feature_extractor.do_normalize else fbank).numpy(),
+    )

@@ -1,0 +1,214 @@
+"""Reports of a fine-tuning run or an evaluation: metrics.json, confusion matrices, per-genre accuracy, learning
+curves, a t-SNE map of the embeddings, a SpecAugment example, and a comparison table of runs."""
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from sklearn.manifold import TSNE
+from sklearn.metrics import confusion_matrix
+
+from .trainer import song_level_metrics
+from .voting import softmax, song_predictions
+
+METRIC_KEYS = (
+    "clip_accuracy",
+    "song_accuracy",
+    "song_accuracy_hard",
+    "song_accuracy_hybrid",
+    "macro_f1",
+    "per_genre_accuracy",
+)
+
+
+@dataclass
+class SplitPredictions:
+    """Everything the reports need about one evaluated split, one row per segment."""
+
+    logits: np.ndarray  # (segments, labels)
+    labels: np.ndarray  # (segments,)
+    song_index: np.ndarray  # (segments,)
+    embeddings: np.ndarray | None = None  # (segments, hidden): the classifier's input
+
+    def probabilities(self) -> np.ndarray:
+        return softmax(self.logits)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataloader, device: str | torch.device = "cpu") -> SplitPredictions:
+    """
+    Logits and pooled embeddings of every segment. The embedding is what enters the model's `classifier` (the
+    pooled SSAST representation, the CNN's globally pooled feature map), captured with a forward pre-hook.
+    """
+    model.eval().to(device)
+    captured = []
+    hook = model.classifier.register_forward_pre_hook(lambda _, args: captured.append(args[0].float().cpu()))
+    logits, labels, songs = [], [], []
+    try:
+        for batch in dataloader:
+            logits.append(model(input_values=batch["input_values"].to(device)).logits.float().cpu())
+            labels.append(batch["labels"])
+            songs.append(batch["song_index"])
+    finally:
+        hook.remove()
+    return SplitPredictions(
+        logits=torch.cat(logits).numpy(),
+        labels=torch.cat(labels).numpy(),
+        song_index=torch.cat(songs).numpy(),
+        embeddings=torch.cat(captured).numpy(),
+    )
+
+
+def split_metrics(predictions: SplitPredictions, label_names: list[str]) -> dict:
+    """The metrics.json entry of one split (fractions in [0, 1])."""
+    metrics = song_level_metrics(predictions.logits, predictions.labels, predictions.song_index, label_names)
+    return {key: metrics[key] for key in (*METRIC_KEYS, "num_clips", "num_songs")}
+
+
+def _write_confusion(matrix: np.ndarray, label_names: list[str], title: str, path_stem: Path) -> None:
+    with open(path_stem.with_suffix(".csv"), "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["true \\ predicted", *label_names])
+        for name, row in zip(label_names, matrix):
+            writer.writerow([name, *row.tolist()])
+    size = max(4.0, 0.55 * len(label_names) + 2)
+    figure = Figure(figsize=(size, size))
+    axes = figure.subplots()
+    axes.imshow(matrix, cmap="Blues")
+    for (row, column), value in np.ndenumerate(matrix):
+        color = "white" if value > matrix.max() / 2 else "black"
+        axes.text(column, row, int(value), ha="center", va="center", color=color, fontsize=8)
+    axes.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    axes.set_yticks(range(len(label_names)), label_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path_stem.with_suffix(".png"), dpi=120)
+
+
+def write_confusion_matrices(predictions: SplitPredictions, label_names: list[str], output_dir: Path, split: str):
+    """Clip-level and song-level (soft voting) confusion matrices, as PNG and CSV."""
+    labels = range(len(label_names))
+    clip = confusion_matrix(predictions.labels, predictions.logits.argmax(axis=1), labels=labels)
+    _write_confusion(clip, label_names, f"{split}: clips", output_dir / f"confusion_clip_{split}")
+    _, song_labels, song_predicted = song_predictions(
+        predictions.probabilities(), predictions.labels, predictions.song_index, "soft"
+    )
+    song = confusion_matrix(song_labels, song_predicted, labels=labels)
+    _write_confusion(song, label_names, f"{split}: songs (soft voting)", output_dir / f"confusion_song_{split}")
+
+
+def write_per_genre_chart(per_genre_accuracy: dict[str, float], output_dir: Path, split: str) -> None:
+    names = list(per_genre_accuracy)
+    values = [100 * per_genre_accuracy[name] for name in names]
+    figure = Figure(figsize=(max(5.0, 0.6 * len(names) + 2), 3.5))
+    axes = figure.subplots()
+    axes.bar(names, values, color="tab:blue")
+    for position, value in enumerate(values):
+        axes.text(position, value + 1, f"{value:.0f}", ha="center", fontsize=8)
+    axes.set_ylim(0, 110)
+    axes.set_ylabel("song accuracy (%)")
+    axes.set_title(f"{split}: per-genre accuracy")
+    axes.tick_params(axis="x", rotation=45)
+    figure.tight_layout()
+    figure.savefig(output_dir / f"per_genre_accuracy_{split}.png", dpi=120)
+
+
+def write_learning_curves(log_history: list[dict], output_dir: Path) -> None:
+    """Training and validation accuracy and loss per epoch, from `trainer.state.log_history`."""
+    train = [entry for entry in log_history if "loss" in entry and "epoch" in entry]
+    evaluation = [entry for entry in log_history if "eval_loss" in entry and "epoch" in entry]
+    figure = Figure(figsize=(10, 3.5))
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    loss_axes.plot([e["epoch"] for e in train], [e["loss"] for e in train], label="train", color="tab:red")
+    loss_axes.plot([e["epoch"] for e in evaluation], [e["eval_loss"] for e in evaluation], label="validation")
+    loss_axes.set_title("loss")
+    points = [e for e in train if "train_accuracy" in e]
+    accuracy_axes.plot([e["epoch"] for e in points], [e["train_accuracy"] for e in points], label="train (clips)")
+    for key, label in (("eval_clip_accuracy", "validation (clips)"), ("eval_song_accuracy", "validation (songs)")):
+        points = [e for e in evaluation if key in e]
+        accuracy_axes.plot([e["epoch"] for e in points], [e[key] for e in points], label=label)
+    accuracy_axes.set_title("accuracy")
+    for axes in (loss_axes, accuracy_axes):
+        axes.set_xlabel("epoch")
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(output_dir / "learning_curves.png", dpi=120)
+    with open(output_dir / "learning_curves.csv", "w", newline="") as handle:
+        keys = ["epoch", "step", "loss", "train_accuracy", "eval_loss", "eval_clip_accuracy", "eval_song_accuracy"]
+        writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(train + evaluation)
+
+
+def write_tsne(predictions: SplitPredictions, label_names: list[str], output_dir: Path, split: str, seed: int = 0):
+    """2-D t-SNE map of the segment embeddings, coloured by true genre."""
+    embeddings = predictions.embeddings
+    if embeddings is None or len(embeddings) < 3:
+        return
+    perplexity = float(min(30, len(embeddings) - 1))
+    points = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(embeddings)
+    figure = Figure(figsize=(6.5, 5))
+    axes = figure.subplots()
+    colours = matplotlib.colormaps["tab10" if len(label_names) <= 10 else "tab20"]
+    for label, name in enumerate(label_names):
+        members = predictions.labels == label
+        if members.any():
+            axes.scatter(*points[members].T, s=10, color=colours(label % colours.N), label=name)
+    axes.legend(fontsize=7, markerscale=1.5, loc="best")
+    axes.set_title(f"{split}: t-SNE of pooled embeddings")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    figure.tight_layout()
+    figure.savefig(output_dir / f"tsne_{split}.png", dpi=120)
+
+
+def write_spectrogram_pair(before: np.ndarray, after: np.ndarray, path: Path) -> None:
+    """One training sample's normalised filter bank before and after SpecAugment, (frames, bins) each."""
+    figure = Figure(figsize=(8, 5))
+    axes = figure.subplots(2, 1, sharex=True)
+    for ax, values, title in zip(axes, (before, after), ("before SpecAugment", "after SpecAugment")):
+        ax.imshow(values.T, origin="lower", aspect="auto", cmap="magma")
+        ax.set_title(title)
+        ax.set_ylabel("mel bin")
+    axes[-1].set_xlabel("frame (10 ms)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def write_evaluation_reports(
+    splits: dict[str, SplitPredictions], label_names: list[str], output_dir: str | Path, seed: int = 0
+) -> dict:
+    """metrics.json (`{split: {clip_accuracy, song_accuracy, ...}}`), confusion matrices, per-genre charts and t-SNE
+    maps of every evaluated split. Returns the metrics."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {}
+    for split, predictions in splits.items():
+        metrics[split] = split_metrics(predictions, label_names)
+        write_confusion_matrices(predictions, label_names, output_dir, split)
+        write_per_genre_chart(metrics[split]["per_genre_accuracy"], output_dir, split)
+        write_tsne(predictions, label_names, output_dir, split, seed=seed)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def comparison_table(run_dirs: list[str | Path], split: str = "test") -> str:
+    """Markdown table in the seed's Table 1 layout: one row per run, clip and song accuracy (%)."""
+    rows = ["| Model | Accuracy (10 s clip) | Accuracy (30 s song) |", "| --- | --- | --- |"]
+    for run_dir in map(Path, run_dirs):
+        metrics_file = run_dir / "metrics.json"
+        if not metrics_file.exists():
+            raise FileNotFoundError(f"{metrics_file} not found: is {run_dir} the output_dir of a finished run?")
+        split_metrics_ = json.loads(metrics_file.read_text())[split]
+        rows.append(
+            f"| {run_dir.name} | {100 * split_metrics_['clip_accuracy']:.2f} % "
+            f"| {100 * split_metrics_['song_accuracy']:.2f} % |"
+        )
+    return "\n".join(rows)
