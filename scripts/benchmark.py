@@ -6,6 +6,11 @@ Each suite lives in `gtzan_hf.benchmarks.<suite>` and prints its figures and rat
 
 import importlib
 import sys
+from pathlib import Path
+
+# scripts/evaluate.py would shadow the `evaluate` library for the scripts of this folder: keep the folder off the path.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
 
 SUITES = ("model", "data", "train", "space", "pretrain")
 

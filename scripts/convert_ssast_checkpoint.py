@@ -10,6 +10,11 @@ checkpoint saved by the original SSAST/AST code, or a transformers ASTForAudioCl
 """
 
 import argparse
+import sys
+from pathlib import Path
+
+# scripts/evaluate.py would shadow the `evaluate` library for the scripts of this folder: keep the folder off the path.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 from gtzan_hf.convert import convert_checkpoint
 

@@ -10,6 +10,10 @@ window settings as the training run); `--help` lists them.
 
 import logging
 import sys
+from pathlib import Path
+
+# scripts/evaluate.py would shadow the `evaluate` library for the scripts of this folder: keep the folder off the path.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 from transformers import HfArgumentParser
 

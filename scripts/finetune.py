@@ -11,6 +11,10 @@ Arguments: `gtzan_hf.finetune.ModelArguments`, `DataArguments` and `gtzan_hf.tra
 
 import logging
 import sys
+from pathlib import Path
+
+# scripts/evaluate.py would shadow the `evaluate` library for the scripts of this folder: keep the folder off the path.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 import transformers
 
