@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio
 from datasets import Dataset, Features, Value
 from datasets.fingerprint import Hasher
 
@@ -139,14 +138,24 @@ def window_fbank(
 
 
 def spec_augment(input_values: torch.Tensor, freq_mask: int, time_mask: int) -> torch.Tensor:
-    """SpecAugment on a batch `(batch, frames, mel_bins)`: one frequency and one time mask per example, drawn
-    independently (torchaudio's `FrequencyMasking`/`TimeMasking`, `iid_masks=True`), set to 0."""
-    spectrogram = input_values.transpose(1, 2).unsqueeze(1)  # (batch, 1, mel_bins, frames), torchaudio's layout
-    if freq_mask:
-        spectrogram = torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True)(spectrogram)
-    if time_mask:
-        spectrogram = torchaudio.transforms.TimeMasking(time_mask, iid_masks=True)(spectrogram)
-    return spectrogram.squeeze(1).transpose(1, 2)
+    """
+    SpecAugment, in place, on a batch `(batch, frames, mel_bins)`: per example, one band of mel bins and one span
+    of frames set to 0 (before normalisation, as the original SSAST), drawn independently for every example with
+    the distribution of torchaudio's `FrequencyMasking(freq_mask, iid_masks=True)` and
+    `TimeMasking(time_mask, iid_masks=True)` (`mask_along_axis_iid`: width uniform in [0, mask), start uniform where
+    the mask fits). Those rewrite the whole batch through a `masked_fill` (measured 3x slower per clip here); this
+    zeroes only the masked cells.
+    """
+    batch_size = input_values.shape[0]
+    for axis, mask_param in ((2, freq_mask), (1, time_mask)):
+        size = input_values.shape[axis]
+        if not mask_param:
+            continue
+        width = torch.rand(batch_size) * min(mask_param, size)
+        start = torch.rand(batch_size) * (size - width)
+        for example, (first, count) in enumerate(zip(start.long().tolist(), width.long().tolist())):
+            input_values[example].narrow(axis - 1, first, count).zero_()
+    return input_values
 
 
 def default_waveform_augmentation():
@@ -200,22 +209,26 @@ class FbankWindowTransform:
 
     def __call__(self, batch: dict) -> dict:
         rows = self.fbanks[batch["song"]]
-        windows = []
-        for song, start, data, num_frames in zip(batch["song"], batch["start"], rows["fbank"], rows["num_frames"]):
+        extractor = self.feature_extractor
+        # windows are copied as float16 into one zero-padded batch, converted to float32 at once
+        padded = np.full((len(batch["song"]), extractor.max_length, extractor.num_mel_bins), extractor.padding_value,
+                         dtype=np.float16)  # fmt: skip
+        augmented = {}
+        for index, (start, data, num_frames) in enumerate(zip(batch["start"], rows["fbank"], rows["num_frames"])):
             if start < 0:
                 start = int(torch.randint(0, max(num_frames - self.window_frames, 0) + 1, ()))
             if self.waveform_augment is not None:
-                window = self._augmented_window(song, start)
-            else:  # only the window is copied out of the memory-mapped cache
-                window = torch.from_numpy(
-                    fbank_array(data, num_frames)[start : start + self.window_frames].astype(np.float32)
-                )
-            windows.append(self.feature_extractor.pad_or_truncate(window))
-        input_values = torch.stack(windows)
+                augmented[index] = self._augmented_window(batch["song"][index], start)
+            else:
+                window = fbank_array(data, num_frames)[start : start + self.window_frames]
+                padded[index, : len(window)] = window
+        input_values = torch.from_numpy(padded).float()
+        for index, window in augmented.items():
+            input_values[index] = extractor.pad_or_truncate(window)
         if self.spec_augment is not None:
             input_values = spec_augment(input_values, *self.spec_augment)
-        if self.feature_extractor.do_normalize:
-            input_values = self.feature_extractor.normalize(input_values)
+        if extractor.do_normalize:  # `extractor.normalize` in place: allocating a new batch costs 4x the arithmetic
+            input_values.sub_(extractor.mean).div_(extractor.std * 2)
         return {"input_values": input_values, "labels": rows["label"], "song_index": batch["song_index"]}
 
 

@@ -32,6 +32,8 @@ PATH_COLUMNS = ("path", "file", "filename", "audio")
 # The Hub's `marsyas/gtzan` is a loading script (refused by datasets >= 4); its archive is fetched directly.
 MARSYAS_GTZAN = "marsyas/gtzan"
 MARSYAS_ARCHIVE = "data/genres.tar.gz"
+# The one class of a corpus read without labels (`label_column=None`, for self-supervised pretraining).
+UNLABELED = "unlabeled"
 
 
 @dataclass
@@ -85,18 +87,19 @@ def _from_records(paths: list[str], labels: list[str], source: str) -> tuple[Dat
     return songs, fingerprint
 
 
-def _from_folder(root: Path, skipped: list[dict]) -> tuple[Dataset, str]:
+def _from_folder(root: Path, skipped: list[dict], labelled: bool = True) -> tuple[Dataset, str]:
     """
     Every audio file under `root` (recursively), labelled by the folder it is in: GTZAN's
     `genres/<genre>/<genre>.000NN.au`, Kaggle's `Data/genres_original/<genre>/...wav`, or any `<class>/<file>` tree.
     Other files (images, CSV features, `.mf` lists) are ignored. Two files of one name in one class folder (say a
     `.au` and a `.wav` copy of the same song) would leak between splits: the second is skipped and reported.
+    Unlabelled (`labelled=False`), files may lie anywhere under `root` and all get the label `UNLABELED`.
     """
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
     files = [p for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts)]
     kept: dict[tuple[str, str], Path] = {}
     for path in files:
-        if path.parent == root:
+        if labelled and path.parent == root:
             skipped.append({"song_id": path.stem, "path": str(path), "reason": "not inside a class folder"})
         elif (path.parent.name, path.stem) in kept:
             first = kept[(path.parent.name, path.stem)]
@@ -109,22 +112,24 @@ def _from_folder(root: Path, skipped: list[dict]) -> tuple[Dataset, str]:
             "GTZAN's layout (genres/<genre>/<genre>.000NN.wav) or <class>/<file> sub-folders."
         )
     paths = sorted(kept.values())
-    return _from_records([str(p) for p in paths], [p.parent.name for p in paths], str(root))
+    labels = [p.parent.name if labelled else UNLABELED for p in paths]
+    return _from_records([str(p) for p in paths], labels, str(root))
 
 
-def _from_list(list_file: Path, path_column: str | None, label_column: str) -> tuple[Dataset, str]:
-    """A CSV/JSON(L) table of (path, label) rows; relative paths are relative to the list file's folder."""
+def _from_list(list_file: Path, path_column: str | None, label_column: str | None) -> tuple[Dataset, str]:
+    """A CSV/JSON(L) table of (path, label) rows (or paths only, `label_column=None`); relative paths are relative to
+    the list file's folder."""
     table = (Dataset.from_csv if list_file.suffix.lower() == ".csv" else Dataset.from_json)(
         str(list_file), keep_in_memory=True
     )
     path_column = path_column or next((c for c in PATH_COLUMNS if c in table.column_names), None)
-    if path_column not in table.column_names or label_column not in table.column_names:
+    if path_column not in table.column_names or label_column not in (*table.column_names, None):
         raise ValueError(
             f"{list_file} has columns {table.column_names}; expected a path column (one of {PATH_COLUMNS}, or "
             f"set `path_column`) and the label column {label_column!r} (set `label_column`)."
         )
     paths = [str(list_file.parent / p) for p in table[path_column]]
-    labels = [str(label) for label in table[label_column]]
+    labels = [UNLABELED] * len(paths) if label_column is None else [str(label) for label in table[label_column]]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise FileNotFoundError(f"{len(missing)} files listed in {list_file} do not exist, e.g. {missing[:3]}.")
@@ -145,28 +150,31 @@ def _download_marsyas_gtzan(cache_dir: Path, revision: str | None) -> Path:
 
 
 def _from_hub(
-    repo_id: str, audio_column: str, label_column: str, revision: str | None, num_proc: int | None
+    repo_id: str, audio_column: str, label_column: str | None, revision: str | None, num_proc: int | None
 ) -> tuple[Dataset, str]:
-    """All splits of a Hub dataset with an audio column and a label column (class names or integers)."""
+    """All splits of a Hub dataset with an audio column and a label column (class names or integers), or no label
+    column (`label_column=None`)."""
     loaded = datasets.load_dataset(repo_id, revision=revision, num_proc=num_proc)
     songs = datasets.concatenate_datasets(list(loaded.values())) if isinstance(loaded, dict) else loaded
     for column in (audio_column, label_column):
-        if column not in songs.column_names:
+        if column is not None and column not in songs.column_names:
             raise ValueError(
                 f"{repo_id} has columns {songs.column_names}; set `audio_column` and `label_column` to its audio "
                 f"and label columns (got {audio_column!r} and {label_column!r})."
             )
     songs = songs.cast_column(audio_column, Audio(decode=False))
-    label_feature = songs.features[label_column]
-    raw_labels = list(songs[label_column])
-    if isinstance(label_feature, ClassLabel):
-        label_names = [label_feature.int2str(int(label)) for label in raw_labels]
+    if label_column is None:
+        label_names = [UNLABELED] * len(songs)
+    elif isinstance(songs.features[label_column], ClassLabel):
+        label_names = [songs.features[label_column].int2str(int(label)) for label in songs[label_column]]
     else:
-        label_names = [str(label) for label in raw_labels]
+        label_names = [str(label) for label in songs[label_column]]
     file_names = songs["file"] if "file" in songs.column_names else [a["path"] for a in songs[audio_column]]
     names = [Path(name).stem if name else "" for name in file_names]
     ordered = sorted(set(label_names))
-    songs = songs.select_columns([audio_column]).rename_column(audio_column, "audio")
+    songs = songs.select_columns([audio_column])
+    if audio_column != "audio":
+        songs = songs.rename_column(audio_column, "audio")
     songs = songs.add_column("label", [ordered.index(label) for label in label_names])
     songs = songs.add_column("song_id", _song_ids(names, label_names)).cast(_features(ordered))
     return songs, Hasher.hash((repo_id, revision, songs._fingerprint))
@@ -179,11 +187,12 @@ def _check(batch: dict) -> dict:
 def load_corpus(
     source: str | os.PathLike,
     audio_column: str = "audio",
-    label_column: str = "label",
+    label_column: str | None = "label",
     path_column: str | None = None,
     revision: str | None = None,
     num_proc: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    check: bool = True,
 ) -> Corpus:
     """
     Read every song of `source` and check that each can be used.
@@ -192,11 +201,16 @@ def load_corpus(
         source: a local folder (GTZAN in any published layout, or `<class>/<file>` sub-folders), a `.csv`,
             `.json` or `.jsonl` list of (path, label), or a Hub dataset id (`marsyas/gtzan` is fetched as its
             original archive; other ids through `datasets.load_dataset`).
-        audio_column, label_column: columns of a Hub dataset, or the label column of a list.
+        audio_column, label_column: columns of a Hub dataset, or the label column of a list. `label_column=None`
+            reads audio without labels (self-supervised pretraining): a folder's files need no class folder, a list
+            or Hub dataset no label column, and every song gets the one label `UNLABELED`.
         path_column: the path column of a list (default: the first of `path`, `file`, `filename`, `audio`).
         revision: Hub revision (branch, tag or commit).
         num_proc: processes that read the files (default: all cores).
-        cache_dir: where `marsyas/gtzan` is unpacked (default: in the datasets cache).
+        cache_dir: where file checks are cached and `marsyas/gtzan` is unpacked (default: `gtzan_hf` in the
+            datasets cache).
+        check: read every file now (below); `False` lists the songs only, for callers that check each file as they
+            stream it.
 
     Every file is read once: unreadable, empty (shorter than 30 ms), silent (peak at or below -80 dBFS) or non-finite
     files are skipped with a warning naming each, and returned in `Corpus.skipped`.
@@ -204,7 +218,7 @@ def load_corpus(
     skipped: list[dict] = []
     path = Path(source)
     if path.is_dir():
-        songs, fingerprint = _from_folder(path, skipped)
+        songs, fingerprint = _from_folder(path, skipped, labelled=label_column is not None)
     elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
         songs, fingerprint = _from_list(path, path_column, label_column)
     elif path.exists():
@@ -213,10 +227,22 @@ def load_corpus(
         songs, fingerprint = _load_hub_source(
             str(source), audio_column, label_column, revision, num_proc, cache_dir, skipped
         )
+    if not check:
+        return Corpus(songs, fingerprint, str(source), skipped)
     num_proc = min(num_proc or os.cpu_count() or 1, len(songs))
-    # only the audio goes in and only the verdict comes out: a Hub dataset's audio bytes are not copied
+    # only the audio goes in and only the verdicts come out (a Hub dataset's audio bytes are not copied); they are
+    # cached under the corpus fingerprint, so a later run with unchanged files reads no audio here
+    cache_dir = Path(cache_dir or default_cache_dir())
+    cache_dir.mkdir(parents=True, exist_ok=True)
     checked = songs.select_columns(["audio"]).map(
-        _check, batched=True, batch_size=8, remove_columns=["audio"], num_proc=num_proc if num_proc > 1 else None
+        _check,
+        batched=True,
+        batch_size=8,
+        remove_columns=["audio"],
+        num_proc=num_proc if num_proc > 1 else None,
+        cache_file_name=str(cache_dir / f"check-{fingerprint}.arrow"),
+        new_fingerprint=f"check-{fingerprint}",
+        desc="Checking audio files",
     )
     problems = list(checked["problem"])
     usable = [index for index, problem in enumerate(problems) if not problem]
