@@ -54,7 +54,7 @@ class GenreStyle:
 STYLES = {
     "blues": GenreStyle(
         (70, 95), 0.33, "x.....x.x.......", "....x.......x...", "x..xx..xx..xx..x", 0.04,
-        "x..x..x.x..x..x.", "saw", 40, "saw", (55, 75), 2, 0.55, BLUES, "pad", 1.5, 0.01,
+        "x..x..x.x..x..x.", "saw", 40, "organ", (55, 75), 2, 0.55, BLUES, "pad", 1.5, 0.01,
     ),
     "classical": GenreStyle(
         (60, 90), 0.0, "................", "................", "................", 0.0,
@@ -89,8 +89,8 @@ STYLES = {
         "x..x..x...x.x...", "sine", 33, "organ", (60, 77), 4, 0.4, MAJOR, "offbeat", 0.0, 0.005,
     ),
     "rock": GenreStyle(
-        (110, 140), 0.0, "x.....x.x.......", "....x.......x...", "x.x.x.x.x.x.x.x.", 0.05,
-        "x.x.x.x.x.x.x.x.", "saw", 33, "saw", (57, 76), 2, 0.55, PENTATONIC, "power", 4.0, 0.02,
+        (110, 140), 0.0, "x.....x.x.......", "....x.......x...", "x.x.x.x.x.x.x.x.", 0.15,
+        "x.x.x.x.x.x.x.x.", "saw", 33, "saw", (62, 82), 2, 0.55, PENTATONIC, "power", 4.0, 0.02,
     ),
 }  # fmt: skip
 
