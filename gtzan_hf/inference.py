@@ -1,6 +1,7 @@
 """Whole-song inference: load a classifier, cut a song into windows as in evaluation, classify them in batches and
 vote. Shared by `scripts/evaluate.py`-style tooling and the Gradio Space."""
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,17 @@ class SongPrediction:
     window_probabilities: np.ndarray  # (windows, labels)
     probabilities: np.ndarray  # (labels,) soft vote: mean of the window probabilities
     fbank: np.ndarray  # (frames, mel_bins) the song's normalised filter bank, as the model saw it
+    window_seconds: float = 10.0
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio covered by the filter bank."""
+        return self.fbank.shape[0] / FRAMES_PER_SECOND
+
+    @property
+    def window_ends(self) -> np.ndarray:
+        """`(windows,)` end of each window, seconds: the last ones stop where the song does."""
+        return np.minimum(self.window_starts + self.window_seconds, self.duration)
 
     @property
     def label(self) -> str:
@@ -33,14 +45,29 @@ class SongPrediction:
         return {self.label_names[i]: float(self.probabilities[i]) for i in order}
 
 
-def load_classifier(model_id: str, trust_remote_code: bool = True, **kwargs):
+def quantize_linear_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """
+    The CPU serving form of a classifier: every `nn.Linear` dynamically quantised to int8 (`quantize_dynamic`: int8
+    weights, activations quantised per batch at run time), the rest (attention products, layer norms, convolutions)
+    left in float32. Linear layers hold nearly all of a transformer's compute; `python scripts/benchmark.py space`
+    measures the speed-up and the top-1 agreement with the float32 model. CPU only; the model is changed in place.
+    """
+    with warnings.catch_warnings():
+        # torch.ao's eager quantisation is deprecated in favour of torchao, but still shipped and the fastest on CPU
+        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def load_classifier(model_id: str, trust_remote_code: bool = True, quantize: bool = False, **kwargs):
     """
     `(model, feature_extractor)` of a saved or Hub SSAST / CNN classifier (any folder written by `save_pretrained`,
-    whose code travels with it), in evaluation mode.
+    whose code travels with it), in evaluation mode; with `quantize`, in its int8 CPU serving form
+    ([`quantize_linear_layers`]).
     """
     model = AutoModelForAudioClassification.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
     feature_extractor = AutoFeatureExtractor.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
-    return model.eval(), feature_extractor
+    model.eval()
+    return (quantize_linear_layers(model) if quantize else model), feature_extractor
 
 
 @torch.inference_mode()
@@ -83,4 +110,5 @@ def classify_song(
         window_probabilities=probabilities,
         probabilities=probabilities.mean(axis=0),
         fbank=(feature_extractor.normalize(fbank) if feature_extractor.do_normalize else fbank).numpy(),
+        window_seconds=window_seconds,
     )

@@ -72,6 +72,12 @@ def audio_problem(audio: dict | str) -> str:
         samples, sampling_rate = read_audio(audio)
     except Exception as error:  # any decoding failure makes the file unusable: say which
         return f"unreadable: {type(error).__name__}: {error}".strip()
+    return samples_problem(samples, sampling_rate)
+
+
+def samples_problem(samples: np.ndarray, sampling_rate: int) -> str:
+    """Why decoded `(num_samples, num_channels)` samples cannot be used (empty, too short, silent, non-finite), or
+    `""` when they can."""
     if samples.size == 0:
         return "empty: no audio samples"
     if samples.shape[0] < MIN_DURATION_SECONDS * sampling_rate:

@@ -1,0 +1,101 @@
+"""GTZAN genre classifier: drop a song, see its genre, where it changes character, and what the model heard.
+
+    MODEL_ID=runs/quickstart python space/app.py     # a local folder or a Hub id (default: the published model)
+
+The page only: loading, decoding, windowing, voting and the figures are `gtzan_hf.demo`, `gtzan_hf.inference` and
+`gtzan_hf.reports`.
+"""
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from gtzan_hf.demo import (
+    DEFAULT_MODEL_ID,
+    FORMATS,
+    MAX_SECONDS,
+    MIN_SECONDS,
+    WINDOW_SECONDS,
+    DemoError,
+    GenreClassifier,
+    serve_on_cpu,
+)
+from gtzan_hf.reports import spectrogram_figure, timeline_figure
+
+# [clip, hop]: the medley with overlapping windows, so that its timeline shows the change
+EXAMPLES = [
+    [str(path), WINDOW_SECONDS / 2 if path.stem.startswith("medley") else WINDOW_SECONDS]
+    for path in sorted((Path(__file__).parent / "examples").glob("*.ogg"))
+]
+TIMELINE_HEADERS = ["start (s)", "end (s)", "genre", "probability"]
+
+
+def build_demo(model_id: str) -> gr.Blocks:
+    classifier = GenreClassifier(model_id)
+    classifier.load()  # now, so that the first visitor does not wait; a failure is shown and retried per request
+
+    def classify(audio: str | None, hop_seconds: float):
+        try:
+            result = classifier.classify(audio, hop_seconds)
+        except DemoError as error:
+            raise gr.Error(str(error), duration=None) from None
+        prediction = result.prediction
+        return (
+            prediction.top(5),
+            result.summary(),
+            timeline_figure(prediction),
+            result.timeline_rows(),
+            spectrogram_figure(prediction),
+        )
+
+    with gr.Blocks(title="GTZAN genre classifier", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(
+            "# What genre is this song?\n"
+            f"Upload a song ({FORMATS}, {MIN_SECONDS:g} s to {MAX_SECONDS / 60:g} minutes) or record one. It is cut "
+            f"into {WINDOW_SECONDS:g} s windows, each classified by the model; their mean probabilities give the "
+            f"genre. Model: `{model_id}` (SSAST fine-tuned on GTZAN's ten genres, int8 on the CPU)."
+        )
+        gr.Markdown(f"**Model unavailable.** {classifier.problem}" if classifier.problem else "", elem_id="status")
+        with gr.Row():
+            with gr.Column():
+                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Song")
+                hop = gr.Slider(
+                    0.25 * WINDOW_SECONDS,
+                    WINDOW_SECONDS,
+                    value=WINDOW_SECONDS,
+                    step=0.5,
+                    label="Hop between windows (s)",
+                    info=f"Below {WINDOW_SECONDS:g} s the windows overlap: a finer timeline, more to compute.",
+                )
+                button = gr.Button("Classify", variant="primary")
+            with gr.Column():
+                genre = gr.Label(num_top_classes=5, label="Genre (soft vote over the windows)", elem_id="genre")
+                summary = gr.Markdown(elem_id="summary")
+        timeline_plot = gr.Plot(label="Timeline")
+        timeline = gr.Dataframe(
+            headers=TIMELINE_HEADERS,
+            datatype=["number", "number", "str", "number"],
+            label="Per-window predictions",
+            interactive=False,
+            elem_id="timeline",
+        )
+        spectrogram = gr.Plot(label="Log-mel spectrogram given to the model")
+        outputs = [genre, summary, timeline_plot, timeline, spectrogram]
+        gr.Examples(
+            EXAMPLES, inputs=[audio, hop], outputs=outputs, fn=classify, cache_examples=False, run_on_click=True
+        )
+        gr.on(
+            [button.click, audio.upload, audio.stop_recording],
+            classify,
+            inputs=[audio, hop],
+            outputs=outputs,
+            api_name="classify",
+        )
+    # One request at a time uses all the cores (serve_on_cpu); the others wait in a bounded queue.
+    return demo.queue(default_concurrency_limit=1, max_size=32)
+
+
+if __name__ == "__main__":
+    serve_on_cpu()
+    build_demo(os.environ.get("MODEL_ID", DEFAULT_MODEL_ID)).launch(max_file_size="256mb")

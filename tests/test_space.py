@@ -1,0 +1,208 @@
+"""The functions behind the Gradio Space (gtzan_hf.demo, the whole-song figures, the int8 serving form), with tiny
+models saved on the spot."""
+
+import os
+from pathlib import Path
+
+import huggingface_hub
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.configuration_cnn import CNNConfig
+from gtzan_hf.configuration_ssast import SSASTConfig
+from gtzan_hf.demo import EXAMPLES, DemoError, GenreClassifier, cpu_count, load_recording, write_examples
+from gtzan_hf.inference import load_classifier
+from gtzan_hf.modeling_cnn import CNNForAudioClassification
+from gtzan_hf.modeling_ssast import SSASTForAudioClassification
+from gtzan_hf.reports import spectrogram_figure, timeline_figure
+from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
+
+SPACE = Path(__file__).resolve().parents[1] / "space"
+LABELS = {"id2label": dict(enumerate(GTZAN_GENRES)), "label2id": {g: i for i, g in enumerate(GTZAN_GENRES)}}
+
+
+def save_tiny_ssast(path: Path) -> Path:
+    torch.manual_seed(0)
+    config = SSASTConfig.from_size(
+        "tiny", num_hidden_layers=2, max_length=1024, freq_stride=16, time_stride=16, num_labels=10, **LABELS
+    )
+    SSASTForAudioClassification(config).save_pretrained(path)
+    SSASTFeatureExtractor(max_length=1024).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_ssast(tmp_path_factory) -> Path:
+    return save_tiny_ssast(tmp_path_factory.mktemp("tiny-ssast"))
+
+
+@pytest.fixture(scope="module")
+def tiny_cnn(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-cnn")
+    torch.manual_seed(0)
+    CNNForAudioClassification(CNNConfig(channels=[4, 8], hidden_size=8, num_labels=10, **LABELS)).save_pretrained(path)
+    SSASTFeatureExtractor(max_length=1024).save_pretrained(path)
+    return path
+
+
+def song(genre: str = "rock", seconds: float = 12.0, sampling_rate: int = 16000, seed: int = 0) -> np.ndarray:
+    return synthesize_song(genre, np.random.default_rng(seed), seconds, sampling_rate)
+
+
+@pytest.mark.parametrize(
+    "name, format_, sampling_rate, channels",
+    [("a.wav", "WAV", 44100, 2), ("a.flac", "FLAC", 22050, 1), ("a.ogg", "OGG", 48000, 2), ("a.mp3", "MP3", 16000, 1)],
+)
+def test_recordings_of_every_format_rate_and_layout_are_decoded(tmp_path, name, format_, sampling_rate, channels):
+    audio = np.stack([song(sampling_rate=sampling_rate)] * channels, axis=1)
+    sf.write(tmp_path / name, audio, sampling_rate, format=format_)
+    samples, rate = load_recording(tmp_path / name)
+    assert rate == sampling_rate and samples.shape[1] == channels
+    assert abs(samples.shape[0] / rate - 12.0) < 0.1  # MP3 adds encoder padding
+
+
+def _write_bad(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.wav"
+    if kind == "not-audio":
+        path.write_text("This is a text file, not a song.\n")
+    elif kind == "empty-file":
+        path.write_bytes(b"")
+    elif kind == "no-samples":
+        sf.write(path, np.zeros(0, dtype=np.float32), 16000)
+    elif kind == "silent":
+        sf.write(path, np.zeros(3 * 16000, dtype=np.float32), 16000)
+    elif kind == "corrupt":  # float samples that decode to NaN
+        sf.write(path, np.full(3 * 16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    elif kind == "truncated":  # a FLAC cut after its header
+        sf.write(tmp_path / "full.flac", song(), 16000)
+        path = tmp_path / "truncated.flac"
+        path.write_bytes((tmp_path / "full.flac").read_bytes()[:100])
+    elif kind == "too-short":
+        sf.write(path, song(seconds=0.5), 16000)
+    elif kind == "too-long":  # 10 min 1 s at 1 kHz: refused from its header
+        sf.write(path, np.full(601 * 1000, 0.1, dtype=np.float32), 1000)
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("not-audio", "could not be read as audio"),
+        ("empty-file", "could not be read as audio"),
+        ("no-samples", "empty"),
+        ("silent", "silent"),
+        ("corrupt", "NaN"),
+        ("truncated", "cannot be classified|could not be read"),
+        ("too-short", "lasts 0.5 s"),
+        ("too-long", "lasts 10:01"),
+    ],
+)
+def test_bad_recordings_get_a_message_naming_the_problem(tmp_path, kind, message):
+    with pytest.raises(DemoError, match=message):
+        load_recording(_write_bad(tmp_path, kind))
+
+
+def test_no_recording_asks_for_one():
+    with pytest.raises(DemoError, match="upload"):
+        load_recording(None)
+
+
+def test_windows_are_those_the_model_gets_from_the_feature_extractor(tiny_ssast, tmp_path):
+    """Each window's probabilities equal the model's on that 10 s stretch of audio featurised on its own."""
+    waveform = song(seconds=28.0)
+    sf.write(tmp_path / "song.wav", waveform, 16000, subtype="FLOAT")
+    result = GenreClassifier(str(tiny_ssast), quantize=False).classify(tmp_path / "song.wav", hop_seconds=5.0)
+    prediction = result.prediction
+    model, feature_extractor = load_classifier(str(tiny_ssast))
+    # 28 s = 2798 frames, 10 s windows every 5 s: starts 0..15 and a last partial one at 20 s (7.98 s, over half a hop)
+    assert prediction.window_starts.tolist() == [0.0, 5.0, 10.0, 15.0, 20.0]
+    expected = []
+    for start in prediction.window_starts:
+        first = int(start * 16000)  # 1000 frames need 10 s plus the 15 ms the last 25 ms frame reaches past
+        inputs = feature_extractor(waveform[first : first + 160240], sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            expected.append(model(**inputs).logits.softmax(-1)[0].numpy())
+    np.testing.assert_allclose(prediction.window_probabilities, np.stack(expected), atol=1e-5)
+    np.testing.assert_allclose(prediction.probabilities, np.mean(expected, axis=0), atol=1e-5)
+    assert prediction.label == GTZAN_GENRES[int(np.mean(expected, axis=0).argmax())]
+    assert result.timeline_rows() == [
+        [start, min(start + 10.0, 27.98), GTZAN_GENRES[row.argmax()], round(float(row.max()), 3)]
+        for start, row in zip([0.0, 5.0, 10.0, 15.0, 20.0], expected)
+    ]
+    assert result.summary().startswith(f"**{prediction.label}**") and "5 windows" in result.summary()
+
+
+def test_int8_serving_form_quantises_every_linear_layer_and_stays_close(tiny_ssast):
+    model, feature_extractor = load_classifier(str(tiny_ssast))
+    quantized, _ = load_classifier(str(tiny_ssast), quantize=True)
+    linear = [name for name, module in model.named_modules() if type(module) is torch.nn.Linear]
+    dynamic = {
+        name for name, module in quantized.named_modules() if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
+    }
+    assert linear and set(linear) == dynamic
+    inputs = feature_extractor(song(seconds=10.0), sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        reference, served = model(**inputs).logits, quantized(**inputs).logits
+    assert not torch.equal(reference, served)  # really another computation
+    torch.testing.assert_close(served, reference, atol=0.05 * reference.abs().max().item(), rtol=0)
+
+
+def test_cnn_baseline_is_served_too(tiny_cnn, tmp_path):
+    sf.write(tmp_path / "song.flac", np.stack([song(seconds=16.0, sampling_rate=22050)] * 2, axis=1), 22050)
+    result = GenreClassifier(str(tiny_cnn)).classify(tmp_path / "song.flac")
+    prediction = result.prediction
+    assert prediction.window_probabilities.shape == (2, 10)  # 0-10 s and the 6 s rest (over half a window)
+    np.testing.assert_allclose(prediction.window_probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert list(prediction.top(3)) == [GTZAN_GENRES[i] for i in np.argsort(-prediction.probabilities)[:3]]
+    assert "22050 Hz 2 channels" in result.summary()
+
+
+def test_unreachable_model_is_reported_not_raised(monkeypatch, tmp_path):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the Hub is out of reach, at once
+    for model_id in ("gtzan-hf/no-such-model", str(tmp_path / "missing-folder")):
+        classifier = GenreClassifier(model_id)
+        problem = classifier.load()
+        assert model_id in problem and "MODEL_ID" in problem
+        with pytest.raises(DemoError, match="MODEL_ID"):
+            classifier.classify(str(SPACE / "examples" / EXAMPLES[0][0]))
+
+
+def test_hop_outside_the_slider_range_is_refused(tiny_ssast):
+    with pytest.raises(DemoError, match="hop"):
+        GenreClassifier(str(tiny_ssast), quantize=False).classify(str(SPACE / "examples" / EXAMPLES[0][0]), 1.0)
+
+
+def test_figures_draw_the_prediction(tiny_ssast, tmp_path):
+    sf.write(tmp_path / "song.wav", song(seconds=21.0), 16000)
+    prediction = GenreClassifier(str(tiny_ssast)).classify(tmp_path / "song.wav", hop_seconds=5.0).prediction
+    windows, labels = prediction.window_probabilities.shape
+    axes = timeline_figure(prediction).axes[0]
+    bars = axes.patches
+    assert len(bars) == windows * labels
+    # bars are drawn class by class; each window's stack sums to 1 and runs to the next window's start
+    heights = np.array([bar.get_height() for bar in bars]).reshape(labels, windows).T
+    np.testing.assert_allclose(heights, prediction.window_probabilities, rtol=1e-6)
+    edges = [bar.get_x() + bar.get_width() for bar in bars[:windows]]
+    np.testing.assert_allclose(edges, [*prediction.window_starts[1:], prediction.window_ends[-1]])
+    names = [text.get_text() for text in axes.texts]
+    assert names == [GTZAN_GENRES[row.argmax()] for row in prediction.window_probabilities]
+    image = spectrogram_figure(prediction).axes[0].images[0]
+    np.testing.assert_array_equal(image.get_array(), prediction.fbank.T)
+    assert image.get_extent()[1] == pytest.approx(prediction.duration)
+
+
+def test_examples_shipped_with_the_space_are_the_generated_ones(tmp_path):
+    written = write_examples(tmp_path)
+    assert sorted(path.name for path in written) == sorted(path.name for path in (SPACE / "examples").glob("*.ogg"))
+    for path in written:
+        shipped, rate = load_recording(SPACE / "examples" / path.name)
+        regenerated, regenerated_rate = load_recording(path)
+        assert rate == regenerated_rate and shipped.shape == regenerated.shape
+        assert 10.0 <= shipped.shape[0] / rate <= 20.0 and (SPACE / "examples" / path.name).stat().st_size < 200_000
+
+
+def test_cpu_count_respects_the_affinity():
+    assert 1 <= cpu_count() <= len(os.sched_getaffinity(0))
