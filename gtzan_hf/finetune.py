@@ -8,20 +8,21 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
-from transformers import AutoConfig, HfArgumentParser, set_seed
+from transformers import AutoConfig, HfArgumentParser, PreTrainedConfig, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .configuration_cnn import CNNConfig
 from .configuration_ssast import SSASTConfig
-from .convert import from_original_checkpoint
+from .convert import classifier_from_pretraining_model, from_original_checkpoint
 from .data import SSASTDataCollator, SSASTDatasets, build_datasets
-from .data.features import spec_augment
+from .data.features import FRAMES_PER_SECOND, spec_augment
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .model_card import write_model_card
 from .modeling_cnn import CNNForAudioClassification
-from .modeling_ssast import SSASTForAudioClassification
+from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
 from .reports import predict, write_evaluation_reports, write_learning_curves, write_spectrogram_pair
 from .synthetic import generate_corpus
 from .trainer import AudioClassificationTrainer, AudioTrainingArguments
@@ -189,34 +190,44 @@ def mixed_precision_defaults() -> dict:
     return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
 
 
-def parse_finetune_args(argv: list[str] | None = None):
+def parse_args_with_presets(dataclass_types: tuple, presets: dict[str, dict], argv: list[str] | None, cpu_presets=()):
     """
-    `(ModelArguments, DataArguments, AudioTrainingArguments)` from, in increasing priority: a `--preset`, a
-    `--config` JSON/YAML file, then the command line.
+    One instance of each of `dataclass_types` from, in increasing priority: a `--preset` (named in `presets`; those
+    not in `cpu_presets` also get [`mixed_precision_defaults`]), a `--config` JSON/YAML file, then the command line.
     """
     pre_parser = argparse.ArgumentParser(add_help=False)
-    pre_parser.add_argument("--preset", choices=sorted(PRESETS))
+    pre_parser.add_argument("--preset", choices=sorted(presets))
     pre_parser.add_argument("--config")
     known, remaining = pre_parser.parse_known_args(argv)
 
     defaults = {}
     if known.preset:
-        defaults.update(PRESETS[known.preset])
-        if known.preset != "quickstart":
+        defaults.update(presets[known.preset])
+        if known.preset not in cpu_presets:
             defaults.update(mixed_precision_defaults())
     if known.config:
         text = Path(known.config).read_text()
         defaults.update(yaml.safe_load(text) if known.config.endswith((".yaml", ".yml")) else json.loads(text))
 
-    parser = HfArgumentParser((ModelArguments, DataArguments, AudioTrainingArguments))
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="Named recipe; any argument overrides it.")
+    parser = HfArgumentParser(dataclass_types)
+    parser.add_argument("--preset", choices=sorted(presets), help="Named recipe; any argument overrides it.")
     parser.add_argument("--config", help="JSON or YAML file of arguments; the command line overrides it.")
     unknown = set(defaults) - {action.dest for action in parser._actions}
     if unknown:
         raise ValueError(f"Unknown arguments in the preset or config file: {sorted(unknown)}.")
     parser.set_defaults(**defaults)
-    model_args, data_args, training_args, _ = parser.parse_args_into_dataclasses(args=remaining)
-    return model_args, data_args, training_args
+    *arguments, _ = parser.parse_args_into_dataclasses(args=remaining)
+    return tuple(arguments)
+
+
+def parse_finetune_args(argv: list[str] | None = None):
+    """
+    `(ModelArguments, DataArguments, AudioTrainingArguments)` from, in increasing priority: a `--preset`, a
+    `--config` JSON/YAML file, then the command line.
+    """
+    return parse_args_with_presets(
+        (ModelArguments, DataArguments, AudioTrainingArguments), PRESETS, argv, cpu_presets=("quickstart",)
+    )
 
 
 def label_mappings(label_names: list[str]) -> dict:
@@ -261,6 +272,17 @@ def build_model(model_args: ModelArguments, label_names: list[str]):
     config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
     if config.model_type == "audio-spectrogram-transformer":
         return from_original_checkpoint(source, pooling=model_args.pooling, **labels).train()
+    if is_pretraining_folder(source):
+        # A scripts/pretrain.py output: new strides and length, positions adapted as for an original checkpoint.
+        model = classifier_from_pretraining_model(
+            SSASTForPreTraining.from_pretrained(source),
+            fstride=model_args.fstride,
+            tstride=model_args.tstride,
+            input_tdim=model_args.max_length,
+            pooling=model_args.pooling,
+            **labels,
+        )
+        return model.train()
     if config.model_type not in MODEL_CLASSES:
         raise ValueError(
             f"{source} is a {config.model_type!r} model; expected an SSAST or CNN folder (model_type 'ssast' or "
@@ -269,10 +291,17 @@ def build_model(model_args: ModelArguments, label_names: list[str]):
     return MODEL_CLASSES[config.model_type].from_pretrained(source, ignore_mismatched_sizes=True, **labels)
 
 
+def is_pretraining_folder(source: str) -> bool:
+    """Whether `source` holds an `SSASTForPreTraining` (the output of scripts/pretrain.py)."""
+    return "SSASTForPreTraining" in (PreTrainedConfig.get_config_dict(source)[0].get("architectures") or ())
+
+
 def build_feature_extractor(model_args: ModelArguments) -> SSASTFeatureExtractor:
     """The starting model's own feature extractor when it has one, else Kaldi fbank with `max_length` frames."""
     source = model_args.model_name_or_path
     if source and Path(source, "preprocessor_config.json").is_file():
+        if is_pretraining_folder(source):  # its statistics, at the fine-tuning input length
+            return SSASTFeatureExtractor.from_pretrained(source, max_length=model_args.max_length)
         return SSASTFeatureExtractor.from_pretrained(source)
     return SSASTFeatureExtractor(max_length=model_args.max_length)
 
@@ -324,6 +353,20 @@ def evaluation_dataloader(dataset, batch_size: int, num_labels: int) -> torch.ut
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=SSASTDataCollator(num_labels))
 
 
+def write_specaugment_example(
+    data: SSASTDatasets, data_args: DataArguments, feature_extractor: SSASTFeatureExtractor, path: Path
+) -> None:
+    """The first validation song's first window before and after SpecAugment, masked before normalisation as the
+    training transform does."""
+    window_frames = round(data_args.crop_seconds * FRAMES_PER_SECOND)
+    fbank = next(data.fbank_arrays("validation"))[:window_frames].astype(np.float32)
+    window = feature_extractor.pad_or_truncate(torch.from_numpy(fbank))
+    masked = spec_augment(window[None], data_args.freq_mask, data_args.time_mask)[0]
+    write_spectrogram_pair(
+        feature_extractor.normalize(window).numpy(), feature_extractor.normalize(masked).numpy(), path
+    )
+
+
 def write_run_reports(
     trainer: AudioClassificationTrainer,
     data: SSASTDatasets,
@@ -339,12 +382,7 @@ def write_run_reports(
     }
     metrics = write_evaluation_reports(splits, data.label_names, output_dir, seed=trainer.args.seed)
     write_learning_curves(trainer.state.log_history, output_dir)
-    clean = data.validation[0]["input_values"]
-    write_spectrogram_pair(
-        clean.numpy(),
-        spec_augment(clean[None], data_args.freq_mask, data_args.time_mask)[0].numpy(),
-        output_dir / "specaugment_example.png",
-    )
+    write_specaugment_example(data, data_args, trainer.processing_class, output_dir / "specaugment_example.png")
     data.info.save(output_dir / "splits.json")
     (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
     write_model_card(output_dir, metrics, run_config, data.label_names, trainer.args.hub_model_id)

@@ -1,0 +1,218 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from gtzan_hf.finetune import PRESETS, parse_finetune_args, run_finetune
+from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_RUN = [
+    "--preset",
+    "quickstart",
+    "--num_train_epochs",
+    "8",
+    "--crop_seconds",
+    "2",
+    "--eval_hop_seconds",
+    "2",
+    "--max_length",
+    "208",
+    "--time_mask",
+    "20",
+    "--per_device_train_batch_size",
+    "8",
+    "--learning_rate",
+    "2e-3",
+    "--head_learning_rate",
+    "2e-3",
+    "--disable_tqdm",
+    "true",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    generate_corpus(root, songs_per_genre=10, seed=3, duration=7.0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished_run(corpus, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("run")
+    args = parse_finetune_args(
+        [*TINY_RUN, "--dataset", str(corpus), "--output_dir", str(output_dir), "--cache_dir", str(corpus.parent)]
+    )
+    metrics = run_finetune(*args)
+    return output_dir, metrics
+
+
+def test_presets_config_file_and_command_line_priority(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("learning_rate: 0.0003\nnum_train_epochs: 7\nfreq_mask: 10\n")
+    model_args, data_args, training_args = parse_finetune_args(
+        ["--preset", "ssast-gtzan", "--config", str(config), "--num_train_epochs", "9", "--output_dir", str(tmp_path)]
+    )
+    assert training_args.learning_rate == 3e-4  # config over preset
+    assert training_args.num_train_epochs == 9  # command line over config
+    assert data_args.freq_mask == 10 and data_args.time_mask == 144  # preset where nothing overrides
+    assert training_args.head_learning_rate == 1e-4 and training_args.gradient_accumulation_steps == 2
+    assert model_args.fstride == 10 and model_args.max_length == 1024
+    assert training_args.metric_for_best_model == "song_accuracy"
+
+
+def test_every_preset_parses_and_unknown_config_keys_are_refused(tmp_path):
+    for preset in PRESETS:
+        parse_finetune_args(["--preset", preset, "--output_dir", str(tmp_path)])
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"learning_rat": 1e-3}))
+    with pytest.raises(ValueError, match="learning_rat"):
+        parse_finetune_args(["--config", str(config), "--output_dir", str(tmp_path)])
+
+
+def test_missing_original_checkpoint_says_where_to_get_one(tmp_path, corpus):
+    args = parse_finetune_args(
+        [
+            *TINY_RUN,
+            "--model_name_or_path",
+            str(tmp_path / "SSAST-Base-Patch-400.pth"),
+            "--dataset",
+            str(corpus),
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--cache_dir",
+            str(corpus.parent),
+        ]
+    )
+    with pytest.raises(FileNotFoundError, match="SSAST-Base-Patch-400.pth.*github.com/YuanGongND/ssast"):
+        run_finetune(*args)
+
+
+def test_training_learns_and_the_best_model_is_evaluated_once(finished_run):
+    output_dir, metrics = finished_run
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0]
+    evaluations = [e["eval_song_accuracy"] for e in state["log_history"] if "eval_song_accuracy" in e]
+    assert state["best_metric"] == max(evaluations)
+    # the reported validation figures are those of the best checkpoint, evaluated again at the end
+    assert metrics["validation"]["song_accuracy"] == pytest.approx(state["best_metric"])
+    assert metrics["test"]["song_accuracy"] >= 0.4  # chance is 0.1
+    assert len(list(output_dir.glob("checkpoint-*"))) <= 2
+
+
+def test_report_files_are_valid(finished_run):
+    output_dir, metrics = finished_run
+    on_disk = json.loads((output_dir / "metrics.json").read_text())
+    assert on_disk == metrics and set(on_disk) == {"validation", "test"}
+    for split in on_disk.values():
+        for key in ("clip_accuracy", "song_accuracy", "song_accuracy_hard", "song_accuracy_hybrid", "macro_f1"):
+            assert 0.0 <= split[key] <= 1.0
+        assert set(split["per_genre_accuracy"]) == set(GTZAN_GENRES)
+        assert split["num_songs"] == 10 and split["num_clips"] == 30
+
+    for png in (
+        "confusion_clip_test.png",
+        "confusion_song_test.png",
+        "confusion_song_validation.png",
+        "per_genre_accuracy_test.png",
+        "learning_curves.png",
+        "tsne_test.png",
+        "specaugment_example.png",
+    ):
+        image = imread(output_dir / png)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0, png
+
+    with open(output_dir / "confusion_song_test.csv") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][1:] == list(GTZAN_GENRES)
+    counts = np.array([[int(v) for v in row[1:]] for row in rows[1:]])
+    assert counts.sum() == 10 and np.trace(counts) / 10 == pytest.approx(metrics["test"]["song_accuracy"])
+
+    with open(output_dir / "learning_curves.csv") as handle:
+        curve = list(csv.DictReader(handle))
+    assert {row["epoch"] for row in curve if row["loss"]} == {str(float(e)) for e in range(1, 9)}
+
+    splits = json.loads((output_dir / "splits.json").read_text())
+    songs = [set(splits["song_ids"][name]) for name in ("train", "validation", "test")]
+    assert not (songs[0] & songs[1] or songs[0] & songs[2] or songs[1] & songs[2])
+    run_config = json.loads((output_dir / "run_config.json").read_text())
+    assert run_config["max_length"] == 208 and run_config["crop_seconds"] == 2.0
+
+    card = (output_dir / "README.md").read_text()
+    assert "pipeline_tag: audio-classification" in card
+    assert f"{100 * metrics['test']['song_accuracy']:.1f} %" in card
+    assert 'pipeline("audio-classification"' in card
+
+
+def test_published_folder_classifies_in_a_fresh_process(finished_run, corpus):
+    output_dir, _ = finished_run
+    song = next((corpus / "metal").glob("*.wav"))
+    code = f"""
+import sys
+import soundfile as sf
+from transformers import pipeline
+
+classifier = pipeline("audio-classification", model={str(output_dir)!r}, trust_remote_code=True)
+waveform, rate = sf.read({str(song)!r}, dtype="float32")
+result = classifier({{"raw": waveform, "sampling_rate": rate}}, top_k=3)
+assert "gtzan_hf" not in sys.modules, "the folder must work without the package"
+print(result[0]["label"], len(result))
+"""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=output_dir, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    label, count = done.stdout.split()[-2:]
+    assert label in GTZAN_GENRES and count == "3"
+
+
+def test_evaluate_script_reproduces_the_run_and_compares(finished_run, corpus, tmp_path):
+    output_dir, metrics = finished_run
+    common = ["--dataset", str(corpus), "--cache_dir", str(corpus.parent), "--crop_seconds", "2"]
+    common += ["--eval_hop_seconds", "2"]
+    for name, models in (
+        ("single", [str(output_dir)]),
+        ("ensemble", ["--ensemble", str(output_dir), str(output_dir)]),
+    ):
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "evaluate.py"),
+                *models,
+                *common,
+                "--output_dir",
+                str(tmp_path / name),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        evaluated = json.loads((tmp_path / name / "metrics.json").read_text())
+        for split in ("validation", "test"):
+            assert evaluated[split]["song_accuracy"] == pytest.approx(metrics[split]["song_accuracy"])
+            assert evaluated[split]["clip_accuracy"] == pytest.approx(metrics[split]["clip_accuracy"])
+    table = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "evaluate.py"),
+            "--compare",
+            str(output_dir),
+            str(tmp_path / "single"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert table.returncode == 0, table.stderr[-3000:]
+    expected = f"{100 * metrics['test']['song_accuracy']:.2f} %"
+    assert table.stdout.count(expected) == 2 and "Accuracy (30 s song)" in table.stdout
