@@ -417,6 +417,18 @@ def pretraining_model_from_original_checkpoint(checkpoint: str | Path | dict, **
     return model.eval()
 
 
+def classifier_from_pretraining_model(model: SSASTForPreTraining, **kwargs) -> SSASTForAudioClassification:
+    """
+    Builds an [`SSASTForAudioClassification`] from a (pretrained) [`SSASTForPreTraining`], e.g. the output folder of
+    `scripts/pretrain.py`, exactly as from an original pretraining checkpoint: new patch strides and input length,
+    positional embeddings cut or interpolated, heads and mask embedding dropped. `kwargs` are those of
+    [`from_original_checkpoint`] (`fstride`, `tstride`, `input_tdim`, `num_labels`, `pooling`, config fields).
+    """
+    kwargs.setdefault("layer_norm_eps", model.config.layer_norm_eps)
+    kwargs.setdefault("hidden_act", model.config.hidden_act)
+    return from_original_checkpoint(to_original_checkpoint(model), input_fdim=model.config.num_mel_bins, **kwargs)
+
+
 def to_original_checkpoint(model: SSASTForAudioClassification | SSASTForPreTraining) -> dict[str, torch.Tensor]:
     """
     The state dict the original code would save for this model: for [`SSASTForPreTraining`] a pretraining checkpoint

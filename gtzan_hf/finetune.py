@@ -269,9 +269,6 @@ def build_model(model_args: ModelArguments, label_names: list[str]):
             **labels,
         )
         return model.train()
-    config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
-    if config.model_type == "audio-spectrogram-transformer":
-        return from_original_checkpoint(source, pooling=model_args.pooling, **labels).train()
     if is_pretraining_folder(source):
         # A scripts/pretrain.py output: new strides and length, positions adapted as for an original checkpoint.
         model = classifier_from_pretraining_model(
@@ -283,6 +280,9 @@ def build_model(model_args: ModelArguments, label_names: list[str]):
             **labels,
         )
         return model.train()
+    config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
+    if config.model_type == "audio-spectrogram-transformer":
+        return from_original_checkpoint(source, pooling=model_args.pooling, **labels).train()
     if config.model_type not in MODEL_CLASSES:
         raise ValueError(
             f"{source} is a {config.model_type!r} model; expected an SSAST or CNN folder (model_type 'ssast' or "

@@ -1,0 +1,351 @@
+"""Self-supervised pretraining of SSAST on unlabeled audio (the paper's joint masked patch classification and
+reconstruction), from scratch or continued from a released or pretrained checkpoint: arguments, presets, data and
+the run itself. `scripts/pretrain.py` is its command line.
+
+Data: any folder of audio files (class sub-folders or not), a CSV/JSON list of paths or a Hub dataset, without
+labels. By default every file is checked once and its whole-song fbank cached (`gtzan_hf.data`); each epoch then
+draws one random `max_length`-frame crop per song. With `--streaming` nothing is cached: files are decoded and
+featurised as they are read (datasets' `IterableDataset`), for corpora larger than the disk.
+
+Output (`output_dir`): the model (`save_pretrained` of an `SSASTForPreTraining`) and its `SSASTFeatureExtractor`,
+which `scripts/finetune.py --model_name_or_path OUTPUT_DIR` starts from, and `ORIGINAL_CHECKPOINT_NAME`, the same
+weights in the original code's pretraining checkpoint format.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from datasets import Audio, Dataset, IterableDataset
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from .configuration_ssast import SSASTConfig
+from .convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
+from .data import build_fbank_cache, decode_audio, fbank_array, load_corpus
+from .data.features import FbankWindowTransform
+from .feature_extraction_ssast import SSASTFeatureExtractor
+from .finetune import (
+    ORIGINAL_CHECKPOINT_SUFFIXES,
+    is_pretraining_folder,
+    last_checkpoint,
+    parse_args_with_presets,
+    prepare_dataset,
+)
+from .modeling_ssast import SSASTForPreTraining
+
+logger = logging.getLogger(__name__)
+
+ORIGINAL_CHECKPOINT_NAME = "ssast_pretrained.pth"
+
+
+@dataclass
+class PretrainingModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Model to continue pretraining: an original SSAST pretraining .pth (SSAST-Base-Patch-400.pth) "
+            "or a folder/Hub id saved by scripts/pretrain.py; none pretrains from scratch."
+        },
+    )
+    model_size: str = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
+    num_hidden_layers: int = field(default=12, metadata={"help": "From scratch: SSAST depth."})
+    patch_freq: int = field(default=16, metadata={"help": "From scratch: patch height (16, or 128 for frames)."})
+    patch_time: int = field(default=16, metadata={"help": "From scratch: patch width (16, or 2 for frames)."})
+    max_length: int = field(default=1024, metadata={"help": "From scratch: input frames (crop length)."})
+    num_masked_patches: int = field(default=400, metadata={"help": "Patches masked per sample."})
+    mpg_loss_weight: float = field(default=10.0, metadata={"help": "Loss = mpc_loss + weight * mpg_loss."})
+
+
+@dataclass
+class PretrainingDataArguments:
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "Unlabeled audio: a folder (any layout), a CSV/JSON list of paths or a Hub dataset id."},
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Decode and featurise while training, caching nothing (needs --max_steps)."},
+    )
+    audio_column: str = field(default="audio", metadata={"help": "Audio column of a Hub dataset."})
+    path_column: str | None = field(default=None, metadata={"help": "Path column of a list (default: guessed)."})
+    dataset_split: str = field(default="train", metadata={"help": "Split of a streamed Hub dataset."})
+    shuffle_buffer_size: int = field(default=1000, metadata={"help": "Streaming: songs in the shuffle buffer."})
+    dataset_stats: bool = field(
+        default=False,
+        metadata={"help": "From scratch, not streaming: normalise with the corpus' own mean/std, not AudioSet's."},
+    )
+    generate_songs_per_genre: int = field(
+        default=0,
+        metadata={"help": "If > 0 and `dataset` is missing, write a generated GTZAN-shaped corpus there first."},
+    )
+    generate_seconds: float = field(default=30.0, metadata={"help": "Length of generated songs."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for the fbank cache."})
+    cache_dir: str | None = field(default=None, metadata={"help": "datasets cache folder."})
+
+
+@dataclass
+class PretrainingArguments(TrainingArguments):
+    # The on-the-fly crop transform reads its own index columns: the Trainer must not drop them.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns (see Trainer)."})
+
+
+PRESETS: dict[str, dict] = {
+    # Offline on CPU in minutes, and the tests: a 2-layer tiny SSAST on the generated corpus of the quickstart.
+    "tiny": dict(
+        dataset="data/generated-gtzan",
+        generate_songs_per_genre=20,
+        generate_seconds=30.0,
+        model_size="tiny",
+        num_hidden_layers=2,
+        max_length=512,
+        num_masked_patches=100,
+        dataset_stats=True,
+        learning_rate=1e-3,
+        adam_beta1=0.95,
+        adam_beta2=0.999,
+        weight_decay=5e-7,
+        warmup_steps=20,
+        lr_scheduler_type="cosine",
+        max_steps=300,
+        per_device_train_batch_size=16,
+        logging_steps=10,
+        save_steps=100,
+        save_total_limit=1,
+        use_cpu=True,
+        report_to="none",
+    ),
+    # The paper's recipe (SSAST-Base-Patch-400, src/pretrain/run_mask_patch.sh): 16x16 patches without overlap,
+    # 1024 frames, 400 masked patches, Adam (0.95, 0.999) at 1e-4 with weight decay 5e-7, 1000 linear warm-up steps,
+    # batch 24, a checkpoint every 4000 steps. The original halved the rate whenever held-out MPC accuracy stalled;
+    # with a fixed budget (num_train_epochs or --max_steps) the rate follows a cosine instead.
+    "base": dict(
+        model_size="base",
+        num_hidden_layers=12,
+        patch_freq=16,
+        patch_time=16,
+        max_length=1024,
+        num_masked_patches=400,
+        mpg_loss_weight=10.0,
+        learning_rate=1e-4,
+        adam_beta1=0.95,
+        adam_beta2=0.999,
+        weight_decay=5e-7,
+        warmup_steps=1000,
+        lr_scheduler_type="cosine",
+        num_train_epochs=10,
+        per_device_train_batch_size=24,
+        logging_steps=100,
+        save_steps=4000,
+        save_total_limit=2,
+        dataloader_num_workers=4,
+    ),
+}
+
+
+def parse_pretrain_args(argv: list[str] | None = None):
+    """`(PretrainingModelArguments, PretrainingDataArguments, PretrainingArguments)` from, in increasing priority: a
+    `--preset`, a `--config` JSON/YAML file, then the command line."""
+    return parse_args_with_presets(
+        (PretrainingModelArguments, PretrainingDataArguments, PretrainingArguments),
+        PRESETS,
+        argv,
+        cpu_presets=("tiny",),
+    )
+
+
+def build_pretraining_model(
+    model_args: PretrainingModelArguments,
+) -> tuple[SSASTForPreTraining, SSASTFeatureExtractor]:
+    """The model to pretrain and its feature extractor: from scratch, from an original pretraining `.pth` (AudioSet
+    statistics, as it was trained with) or from a saved `SSASTForPreTraining` folder (its own feature extractor)."""
+    objective = {"num_masked_patches": model_args.num_masked_patches, "mpg_loss_weight": model_args.mpg_loss_weight}
+    source = model_args.model_name_or_path
+    if source is None:
+        config = SSASTConfig.from_size(
+            model_args.model_size,
+            num_hidden_layers=model_args.num_hidden_layers,
+            patch_freq=model_args.patch_freq,
+            patch_time=model_args.patch_time,
+            freq_stride=model_args.patch_freq,
+            time_stride=model_args.patch_time,
+            max_length=model_args.max_length,
+            **objective,
+        )
+        model = SSASTForPreTraining(config)
+    elif source.endswith(ORIGINAL_CHECKPOINT_SUFFIXES):
+        model = pretraining_model_from_original_checkpoint(source, **objective)
+    else:
+        if not is_pretraining_folder(source):
+            raise ValueError(
+                f"{source} holds no SSASTForPreTraining (a fine-tuned model has no pretraining heads): continue "
+                "pretraining from an original pretraining .pth or a scripts/pretrain.py output folder."
+            )
+        model = SSASTForPreTraining.from_pretrained(source, **objective)
+        try:
+            return model.train(), SSASTFeatureExtractor.from_pretrained(source)
+        except OSError:
+            logger.warning("%s has no feature extractor: using the AudioSet statistics.", source)
+    extractor = SSASTFeatureExtractor(num_mel_bins=model.config.num_mel_bins, max_length=model.config.max_length)
+    return model.train(), extractor
+
+
+def cached_crops(
+    data_args: PretrainingDataArguments, feature_extractor: SSASTFeatureExtractor, compute_stats: bool
+) -> Dataset:
+    """One random `feature_extractor.max_length`-frame crop of every usable song per epoch, cut from the whole-song
+    fbank cache; with `compute_stats`, the feature extractor's mean/std become the corpus' own first."""
+    corpus = load_corpus(
+        data_args.dataset,
+        audio_column=data_args.audio_column,
+        label_column=None,
+        path_column=data_args.path_column,
+        num_proc=data_args.preprocessing_num_workers,
+        cache_dir=data_args.cache_dir,
+    )
+    fbanks = build_fbank_cache(corpus, feature_extractor, data_args.preprocessing_num_workers, data_args.cache_dir)
+    if compute_stats:
+        songs = fbanks.select_columns(["fbank", "num_frames"])
+        stats = SSASTFeatureExtractor.compute_stats(fbank_array(row["fbank"], row["num_frames"]) for row in songs)
+        feature_extractor.mean, feature_extractor.std = stats
+        logger.info("Corpus statistics: mean %.4f, std %.4f", *stats)
+    rows = list(range(len(fbanks)))
+    # start -1: a new random window at every draw (the transform's convention)
+    table = Dataset.from_dict({"song": rows, "song_index": rows, "start": [-1] * len(rows)})
+    return table.with_transform(FbankWindowTransform(fbanks, feature_extractor, feature_extractor.max_length))
+
+
+def _random_crops(batch: dict, feature_extractor: SSASTFeatureExtractor) -> dict:
+    crops = []
+    for audio in batch["audio"]:
+        try:
+            fbank = feature_extractor.fbank(decode_audio(audio, feature_extractor.sampling_rate))
+        except Exception as error:  # one bad file must not end a long run: skip it, and say which
+            name = audio.get("path") if isinstance(audio, dict) else audio
+            logger.warning("Skipping %s: %s: %s", name, type(error).__name__, error)
+            continue
+        start = int(torch.randint(0, max(fbank.shape[0] - feature_extractor.max_length, 0) + 1, ()))
+        crop = feature_extractor.pad_or_truncate(fbank[start : start + feature_extractor.max_length])
+        crops.append(feature_extractor.normalize(crop) if feature_extractor.do_normalize else crop)
+    return {"input_values": crops}
+
+
+def streamed_crops(
+    data_args: PretrainingDataArguments, feature_extractor: SSASTFeatureExtractor, seed: int
+) -> IterableDataset:
+    """One random crop of every song per pass, decoded and featurised as the songs are read, nothing cached. Local
+    folders and lists are listed (not read) up front and sharded over the DataLoader workers; a Hub dataset streams."""
+    source = data_args.dataset
+    if Path(source).exists():
+        songs = load_corpus(source, label_column=None, path_column=data_args.path_column, check=False).songs
+        songs = songs.to_iterable_dataset(num_shards=min(len(songs), 1024))
+    else:
+        songs = datasets.load_dataset(source, split=data_args.dataset_split, streaming=True)
+        songs = songs.select_columns([data_args.audio_column]).rename_column(data_args.audio_column, "audio")
+    songs = songs.select_columns(["audio"]).cast_column("audio", Audio(decode=False))
+    songs = songs.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
+    return songs.map(
+        _random_crops,
+        batched=True,
+        batch_size=8,
+        remove_columns=["audio"],
+        fn_kwargs={"feature_extractor": feature_extractor},
+    )
+
+
+def collate_input_values(features: list[dict]) -> dict[str, torch.Tensor]:
+    """Stacks the crops into `{"input_values": (batch, max_length, num_mel_bins) float32}`: the model's only input."""
+    return {"input_values": torch.stack([torch.as_tensor(f["input_values"], dtype=torch.float32) for f in features])}
+
+
+class PretrainingTrainer(Trainer):
+    """`Trainer` for [`SSASTForPreTraining`] that logs, next to the joint `loss`, its two parts (`mpc_loss`,
+    `mpg_loss`) and the masked patch classification accuracy (`mpc_accuracy`), averaged since the last log over
+    every step and process."""
+
+    OBJECTIVES = ("mpc_loss", "mpg_loss", "mpc_accuracy")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._objective_sums = torch.zeros(len(self.OBJECTIVES))
+        self._objective_steps = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training:
+            values = torch.stack([outputs[name].detach().float() for name in self.OBJECTIVES])
+            self._objective_sums = self._objective_sums.to(values.device) + values
+            self._objective_steps += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        # Training logs come on every process at the same step: the reduction is collective-safe here.
+        if "loss" in logs and self._objective_steps:
+            means = self.accelerator.reduce(self._objective_sums.clone(), reduction="mean") / self._objective_steps
+            logs.update({name: round(value, 4) for name, value in zip(self.OBJECTIVES, means.tolist())})
+            self._objective_sums.zero_()
+            self._objective_steps = 0
+        super().log(logs, *args, **kwargs)
+
+
+def run_pretrain(
+    model_args: PretrainingModelArguments,
+    data_args: PretrainingDataArguments,
+    training_args: PretrainingArguments,
+    callbacks: list[TrainerCallback] | None = None,
+) -> PretrainingTrainer:
+    """Pretrain (resuming from the last checkpoint in `output_dir`, if any), then save the model, its feature
+    extractor and the original-format export to `output_dir`. Returns the trainer (its `state.log_history` holds the
+    curves)."""
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError("--streaming reads a corpus of unknown length: set the run's length with --max_steps.")
+    set_seed(training_args.seed)
+    model, feature_extractor = build_pretraining_model(model_args)
+    compute_stats = data_args.dataset_stats and model_args.model_name_or_path is None
+    if data_args.dataset_stats and not compute_stats:
+        logger.warning("--dataset_stats ignored: a pretrained model keeps the statistics it was trained with.")
+    with training_args.main_process_first(desc="dataset preparation"):
+        prepare_dataset(data_args)
+        if data_args.streaming:
+            if compute_stats:
+                raise ValueError("--dataset_stats needs the fbank cache: drop --streaming, or pass neither.")
+            train_dataset = streamed_crops(data_args, feature_extractor, training_args.seed)
+        else:
+            train_dataset = cached_crops(data_args, feature_extractor, compute_stats)
+    logger.info(
+        "Pretraining %.1fM parameters on %d x %d crops, %d of %d patches masked",
+        model.num_parameters() / 1e6,
+        feature_extractor.max_length,
+        feature_extractor.num_mel_bins,
+        model.config.num_masked_patches,
+        model.config.num_patches,
+    )
+    trainer = PretrainingTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        data_collator=collate_input_values,
+        processing_class=feature_extractor,
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
+    trainer.save_model()
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        export = Path(training_args.output_dir) / ORIGINAL_CHECKPOINT_NAME
+        torch.save(to_original_checkpoint(trainer.accelerator.unwrap_model(trainer.model)), export)
+        logger.info("Saved %s and, in the original checkpoint format, %s", training_args.output_dir, export)
+    return trainer
+
+
+__all__ = [
+    "PRESETS",
+    "PretrainingArguments",
+    "PretrainingDataArguments",
+    "PretrainingModelArguments",
+    "PretrainingTrainer",
+    "build_pretraining_model",
+    "parse_pretrain_args",
+    "run_pretrain",
+]
