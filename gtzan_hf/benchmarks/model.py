@@ -11,14 +11,13 @@ medians and the ratio ours / AST are printed. AST runs with its SDPA attention.
 
 Peak memory: on CUDA, `torch.cuda.max_memory_allocated` during the step (weights, gradients and activations). On CPU,
 each (model, step) pair runs once in a fresh subprocess, which reports how far the step lifts the peak resident set
-size (`ru_maxrss`) above the resident size of the built model: what the step itself costs (activations, gradients,
-workspaces), measured from outside the allocator, as CPU PyTorch keeps no peak statistics. A fresh process is needed
-because memory freed after a step stays resident for reuse.
+size (`VmHWM`, reset once the model is built) above the resident size of the built model: what the step itself
+costs (activations, gradients, workspaces), seen from outside the allocator, as CPU PyTorch keeps no peak
+statistics. A fresh process is needed because memory freed after a step stays resident for reuse.
 """
 
 import argparse
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -86,9 +85,10 @@ def _cuda_peak(function) -> float:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
 def _cpu_peak(args: argparse.Namespace, stride: int, name: str, step: str) -> float:
@@ -98,12 +98,16 @@ def _cpu_peak(args: argparse.Namespace, stride: int, name: str, step: str) -> fl
     if name == "ssast":
         model = from_original_checkpoint(model)
     inputs, labels = torch.randn(args.batch_size, args.max_length, 128), torch.zeros(args.batch_size, dtype=torch.long)
-    baseline = _rss_mib()
+    # Restart the resident high-water mark (VmHWM) at the built model; ru_maxrss would not do, as Linux carries it over
+    # from the parent process across exec.
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    baseline = _status_mib("VmRSS")
     if step == "train":
         _train_step(model, inputs, labels)
     else:
         _forward(model, inputs)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline
+    return _status_mib("VmHWM") - baseline
 
 
 def _measure_cpu_peak(argv: list[str], stride: int, name: str, step: str) -> float:
