@@ -216,3 +216,35 @@ def test_evaluate_script_reproduces_the_run_and_compares(finished_run, corpus, t
     assert table.returncode == 0, table.stderr[-3000:]
     expected = f"{100 * metrics['test']['song_accuracy']:.2f} %"
     assert table.stdout.count(expected) == 2 and "Accuracy (30 s song)" in table.stdout
+
+
+def test_two_process_ddp_counts_every_song_once(corpus, tmp_path):
+    output_dir = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "0",
+        str(REPO / "scripts" / "finetune.py"),
+        *TINY_RUN,
+        "--num_train_epochs",
+        "1",
+        "--dataset",
+        str(corpus),
+        "--cache_dir",
+        str(corpus.parent),
+        "--output_dir",
+        str(output_dir),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    # 80 training songs, 8 per device and process, 2 processes: 5 optimiser steps in the epoch
+    assert state["global_step"] == 5
+    evaluation = next(entry for entry in state["log_history"] if "eval_num_songs" in entry)
+    assert (evaluation["eval_num_songs"], evaluation["eval_num_clips"]) == (10, 30)
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["test"]["num_songs"] == 10 and metrics["test"]["num_clips"] == 30
