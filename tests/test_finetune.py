@@ -224,10 +224,9 @@ def test_two_process_ddp_counts_every_song_once(corpus, tmp_path):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # a free rendezvous port on this machine
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "0",
         str(REPO / "scripts" / "finetune.py"),
         *TINY_RUN,
         "--num_train_epochs",
