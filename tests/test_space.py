@@ -12,31 +12,14 @@ import torch
 
 from gtzan_hf import SSASTFeatureExtractor
 from gtzan_hf.configuration_cnn import CNNConfig
-from gtzan_hf.configuration_ssast import SSASTConfig
 from gtzan_hf.demo import EXAMPLES, DemoError, GenreClassifier, cpu_count, load_recording, write_examples
 from gtzan_hf.inference import load_classifier
 from gtzan_hf.modeling_cnn import CNNForAudioClassification
-from gtzan_hf.modeling_ssast import SSASTForAudioClassification
 from gtzan_hf.reports import spectrogram_figure, timeline_figure
 from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
 
 SPACE = Path(__file__).resolve().parents[1] / "space"
 LABELS = {"id2label": dict(enumerate(GTZAN_GENRES)), "label2id": {g: i for i, g in enumerate(GTZAN_GENRES)}}
-
-
-def save_tiny_ssast(path: Path) -> Path:
-    torch.manual_seed(0)
-    config = SSASTConfig.from_size(
-        "tiny", num_hidden_layers=2, max_length=1024, freq_stride=16, time_stride=16, num_labels=10, **LABELS
-    )
-    SSASTForAudioClassification(config).save_pretrained(path)
-    SSASTFeatureExtractor(max_length=1024).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_ssast(tmp_path_factory) -> Path:
-    return save_tiny_ssast(tmp_path_factory.mktemp("tiny-ssast"))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.configuration_ssast import SSASTConfig
+from gtzan_hf.modeling_ssast import SSASTForAudioClassification
+from gtzan_hf.synthetic import GTZAN_GENRES
+
+
+@pytest.fixture(scope="session")
+def tiny_ssast(tmp_path_factory):
+    """Folder of a random tiny SSAST genre classifier (2 layers, stride 16, 1024 frames) and its feature extractor."""
+    path = tmp_path_factory.mktemp("tiny-ssast")
+    torch.manual_seed(0)
+    config = SSASTConfig.from_size(
+        "tiny",
+        num_hidden_layers=2,
+        max_length=1024,
+        freq_stride=16,
+        time_stride=16,
+        num_labels=len(GTZAN_GENRES),
+        id2label=dict(enumerate(GTZAN_GENRES)),
+        label2id={genre: label for label, genre in enumerate(GTZAN_GENRES)},
+    )
+    SSASTForAudioClassification(config).save_pretrained(path)
+    SSASTFeatureExtractor(max_length=1024).save_pretrained(path)
+    return path

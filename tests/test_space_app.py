@@ -1,0 +1,121 @@
+"""The Space itself (space/app.py) launched on 127.0.0.1 with a tiny model saved on the spot: called through its API
+with gradio_client, and driven in headless Chromium (Debian's `chromium`) with Playwright."""
+
+import importlib.util
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gtzan_hf.demo import GenreClassifier
+from gtzan_hf.synthetic import synthesize_song
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the tests talk to 127.0.0.1 only
+SPACE = Path(__file__).resolve().parents[1] / "space"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _missing(reason: str):
+    # CI installs chromium and the dev extra: there, a missing piece is a failure, not a skip
+    return pytest.fail(reason) if os.environ.get("CI") else pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_ssast):
+    spec = importlib.util.spec_from_file_location("space_app", SPACE / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    demo = app.build_demo(str(tiny_ssast))
+    demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A generated 20 s stereo FLAC at 44.1 kHz: two 10 s windows."""
+    audio = synthesize_song("metal", np.random.default_rng(7), 20.0, 44100)
+    path = tmp_path_factory.mktemp("clip") / "metal.flac"
+    sf.write(path, np.stack([audio, 0.8 * audio], axis=1), 44100)
+    return path
+
+
+@pytest.fixture(scope="module")
+def expected(tiny_ssast, clip):
+    """What the page must show: the same model run directly through the library."""
+    return GenreClassifier(str(tiny_ssast)).classify(clip)
+
+
+def test_classify_endpoint_returns_the_genre_distribution(app_url, clip, expected):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    genre, summary, _, timeline, _ = client.predict(handle_file(str(clip)), 10.0, api_name="/classify")
+    top = expected.prediction.top(5)
+    assert genre["label"] == expected.prediction.label
+    confidences = {entry["label"]: entry["confidence"] for entry in genre["confidences"]}
+    assert list(confidences) == list(top)
+    np.testing.assert_allclose(list(confidences.values()), list(top.values()), rtol=1e-5)
+    assert timeline["data"] == expected.timeline_rows()
+    assert summary == expected.summary()
+
+
+def test_bad_upload_gets_a_message_and_the_app_stays_up(app_url, clip, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not a song")
+    client = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match="could not be read as audio"):
+        client.predict(handle_file(str(not_audio)), 10.0, api_name="/classify")
+    genre, *_ = client.predict(handle_file(str(clip)), 10.0, api_name="/classify")
+    assert genre["label"]
+
+
+def test_browser_upload_shows_genre_and_timeline(app_url, clip, expected):
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _missing("playwright is not installed: pip install -e '.[dev]'")
+    if not Path(CHROMIUM).exists():
+        _missing("Debian's chromium is not installed: apt-get install -y chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(app_url)
+            page.locator("input[type=file]").first.set_input_files(str(clip))  # the upload classifies at once
+            genre = page.locator("#genre")
+            expect(genre).to_contain_text(expected.prediction.label, timeout=60_000)
+            cells = page.locator("#timeline [role=gridcell]")  # Gradio's table: a grid, one cell per value
+            windows = len(expected.prediction.window_starts)
+            expect(cells).to_have_count(4 * windows, timeout=30_000)
+            shown = [text.strip() for text in cells.all_inner_texts()]
+            rows = [shown[4 * window : 4 * window + 4] for window in range(windows)]
+            assert [[float(row[0]), float(row[1]), row[2], float(row[3])] for row in rows] == expected.timeline_rows()
+            expect(page.locator("#summary")).to_contain_text(expected.prediction.label)
+        finally:
+            browser.close()
