@@ -54,8 +54,12 @@ class PretrainingModelArguments:
     patch_freq: int = field(default=16, metadata={"help": "From scratch: patch height (16, or 128 for frames)."})
     patch_time: int = field(default=16, metadata={"help": "From scratch: patch width (16, or 2 for frames)."})
     max_length: int = field(default=1024, metadata={"help": "From scratch: input frames (crop length)."})
-    num_masked_patches: int = field(default=400, metadata={"help": "Patches masked per sample."})
-    mpg_loss_weight: float = field(default=10.0, metadata={"help": "Loss = mpc_loss + weight * mpg_loss."})
+    num_masked_patches: int | None = field(
+        default=None, metadata={"help": "Patches masked per sample (default: the starting model's; 400)."}
+    )
+    mpg_loss_weight: float | None = field(
+        default=None, metadata={"help": "Loss = mpc_loss + weight * mpg_loss (default: the starting model's; 10)."}
+    )
 
 
 @dataclass
@@ -160,7 +164,11 @@ def build_pretraining_model(
 ) -> tuple[SSASTForPreTraining, SSASTFeatureExtractor]:
     """The model to pretrain and its feature extractor: from scratch, from an original pretraining `.pth` (AudioSet
     statistics, as it was trained with) or from a saved `SSASTForPreTraining` folder (its own feature extractor)."""
-    objective = {"num_masked_patches": model_args.num_masked_patches, "mpg_loss_weight": model_args.mpg_loss_weight}
+    objective = {
+        name: value
+        for name in ("num_masked_patches", "mpg_loss_weight")
+        if (value := getattr(model_args, name)) is not None
+    }
     source = model_args.model_name_or_path
     if source is None:
         config = SSASTConfig.from_size(
@@ -222,8 +230,7 @@ def _random_crops(batch: dict, feature_extractor: SSASTFeatureExtractor) -> dict
         try:
             fbank = feature_extractor.fbank(decode_audio(audio, feature_extractor.sampling_rate))
         except Exception as error:  # one bad file must not end a long run: skip it, and say which
-            name = audio.get("path") if isinstance(audio, dict) else audio
-            logger.warning("Skipping %s: %s: %s", name, type(error).__name__, error)
+            logger.warning("Skipping %s: %s: %s", audio["path"], type(error).__name__, error)
             continue
         start = int(torch.randint(0, max(fbank.shape[0] - feature_extractor.max_length, 0) + 1, ()))
         crop = feature_extractor.pad_or_truncate(fbank[start : start + feature_extractor.max_length])

@@ -18,7 +18,13 @@ from gtzan_hf.data import load_corpus
 from gtzan_hf.data.sources import UNLABELED
 from gtzan_hf.finetune import ModelArguments, build_feature_extractor, build_model
 from gtzan_hf.modeling_ssast import SSASTForPreTraining
-from gtzan_hf.pretrain import ORIGINAL_CHECKPOINT_NAME, build_pretraining_model, parse_pretrain_args, run_pretrain
+from gtzan_hf.pretrain import (
+    ORIGINAL_CHECKPOINT_NAME,
+    PretrainingModelArguments,
+    build_pretraining_model,
+    parse_pretrain_args,
+    run_pretrain,
+)
 from gtzan_hf.synthetic import generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,6 +159,16 @@ def test_continued_pretraining_from_an_original_checkpoint(corpus, workdir):
     continued = SSASTForPreTraining.from_pretrained(workdir / "continued")
     assert continued.config.num_hidden_layers == 2
     assert not torch.equal(continued.mpc_head.decoder.weight, start.mpc_head.decoder.weight)
+
+
+def test_continuing_from_the_output_folder_keeps_its_objective_and_statistics(pretrained):
+    _, run = pretrained
+    model, feature_extractor = build_pretraining_model(PretrainingModelArguments(model_name_or_path=str(run)))
+    assert model.config.num_masked_patches == NUM_MASKED and model.config.max_length == 256
+    saved = SSASTFeatureExtractor.from_pretrained(run)
+    assert (feature_extractor.mean, feature_extractor.std) == (saved.mean, saved.std) != (-4.2677393, 4.5689974)
+    for key, value in SSASTForPreTraining.from_pretrained(run).state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
 
 
 def test_output_folder_is_a_fine_tuning_start(pretrained):
