@@ -147,7 +147,7 @@ PRESETS: dict[str, dict] = {
     # Offline, on CPU, in minutes: a generated GTZAN-shaped corpus and a small SSAST trained from scratch.
     "quickstart": dict(
         dataset="data/generated-gtzan",
-        generate_songs_per_genre=20,
+        generate_songs_per_genre=30,
         generate_seconds=30.0,
         model_name_or_path=None,
         model_type="ssast",
@@ -168,7 +168,7 @@ PRESETS: dict[str, dict] = {
         weight_decay=0.01,
         lr_scheduler_type="cosine",
         warmup_steps=10,
-        num_train_epochs=12,
+        num_train_epochs=25,
         per_device_train_batch_size=16,
         per_device_eval_batch_size=32,
         eval_strategy="epoch",
