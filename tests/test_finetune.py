@@ -17,15 +17,17 @@ TINY_RUN = [
     "--preset",
     "quickstart",
     "--num_train_epochs",
-    "8",
+    "12",
     "--crop_seconds",
-    "2",
+    "3",
     "--eval_hop_seconds",
-    "2",
+    "3",
     "--max_length",
-    "208",
+    "304",
+    "--freq_mask",
+    "0",
     "--time_mask",
-    "20",
+    "0",
     "--per_device_train_batch_size",
     "8",
     "--learning_rate",
@@ -40,7 +42,7 @@ TINY_RUN = [
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
-    generate_corpus(root, songs_per_genre=10, seed=3, duration=7.0)
+    generate_corpus(root, songs_per_genre=10, seed=3, duration=9.0)
     return root
 
 
@@ -138,13 +140,13 @@ def test_report_files_are_valid(finished_run):
 
     with open(output_dir / "learning_curves.csv") as handle:
         curve = list(csv.DictReader(handle))
-    assert {row["epoch"] for row in curve if row["loss"]} == {str(float(e)) for e in range(1, 9)}
+    assert {row["epoch"] for row in curve if row["loss"]} == {str(float(e)) for e in range(1, 13)}
 
     splits = json.loads((output_dir / "splits.json").read_text())
     songs = [set(splits["song_ids"][name]) for name in ("train", "validation", "test")]
     assert not (songs[0] & songs[1] or songs[0] & songs[2] or songs[1] & songs[2])
     run_config = json.loads((output_dir / "run_config.json").read_text())
-    assert run_config["max_length"] == 208 and run_config["crop_seconds"] == 2.0
+    assert run_config["max_length"] == 304 and run_config["crop_seconds"] == 3.0
 
     card = (output_dir / "README.md").read_text()
     assert "pipeline_tag: audio-classification" in card
@@ -177,8 +179,8 @@ print(result[0]["label"], len(result))
 
 def test_evaluate_script_reproduces_the_run_and_compares(finished_run, corpus, tmp_path):
     output_dir, metrics = finished_run
-    common = ["--dataset", str(corpus), "--cache_dir", str(corpus.parent), "--crop_seconds", "2"]
-    common += ["--eval_hop_seconds", "2"]
+    common = ["--dataset", str(corpus), "--cache_dir", str(corpus.parent), "--crop_seconds", "3"]
+    common += ["--eval_hop_seconds", "3"]
     for name, models in (
         ("single", [str(output_dir)]),
         ("ensemble", ["--ensemble", str(output_dir), str(output_dir)]),
@@ -214,8 +216,13 @@ def test_evaluate_script_reproduces_the_run_and_compares(finished_run, corpus, t
         timeout=120,
     )
     assert table.returncode == 0, table.stderr[-3000:]
-    expected = f"{100 * metrics['test']['song_accuracy']:.2f} %"
-    assert table.stdout.count(expected) == 2 and "Accuracy (30 s song)" in table.stdout
+    header, _, *rows = table.stdout.strip().splitlines()
+    assert header == "| Model | Accuracy (10 s clip) | Accuracy (30 s song) |"
+    assert [row.split("|")[1].strip() for row in rows] == [output_dir.name, "single"]
+    for row in rows:
+        clip, song = (cell.strip() for cell in row.split("|")[2:4])
+        assert clip == f"{100 * metrics['test']['clip_accuracy']:.2f} %"
+        assert song == f"{100 * metrics['test']['song_accuracy']:.2f} %"
 
 
 def test_two_process_ddp_counts_every_song_once(corpus, tmp_path):
