@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from .data.audio import read_audio, samples_problem
+from .data.features import FRAMES_PER_SECOND
 from .inference import SongPrediction, classify_song, load_classifier
 from .synthetic import synthesize_song
 
@@ -27,8 +28,12 @@ DEFAULT_MODEL_ID = "gtzan-hf/ssast-gtzan"
 MIN_SECONDS = 1.0
 # 10 minutes: decoded at 48 kHz stereo that is 220 MB of float32, the most one request may hold.
 MAX_SECONDS = 600.0
+# Window of the seed's recipe (the training crop); a model with a shorter input (`max_length` frames) gets its own.
 WINDOW_SECONDS = 10.0
 FORMATS = "WAV, FLAC, OGG or MP3"
+# Windows per forward pass. On 2 CPU cores an SSAST-Base window (1214 tokens) fills them alone; batching windows
+# only spills the caches: int8 runs 1.2x slower in batches of 3 than one window at a time (`benchmark.py space`).
+SERVING_BATCH_SIZE = 1
 
 
 class DemoError(Exception):
@@ -132,7 +137,7 @@ class GenreClassifier:
     need a restart.
     """
 
-    def __init__(self, model_id: str, quantize: bool = True, batch_size: int = 8):
+    def __init__(self, model_id: str, quantize: bool = True, batch_size: int = SERVING_BATCH_SIZE):
         self.model_id = model_id
         self.quantize = quantize
         self.batch_size = batch_size
@@ -156,19 +161,23 @@ class GenreClassifier:
             return self.problem
 
     def classify(self, path: str | os.PathLike | None, hop_seconds: float = WINDOW_SECONDS) -> DemoResult:
-        """Classify one recording: windows of `WINDOW_SECONDS` every `hop_seconds` (2.5 s to 10 s), soft vote."""
+        """
+        Classify one recording: windows of `WINDOW_SECONDS`, or of the model's input length where that is shorter,
+        every `hop_seconds` (2.5 s to 10 s; no longer than a window, so that no audio is skipped), soft vote.
+        """
         if self.load():
             raise DemoError(self.problem)
         if not 0.25 * WINDOW_SECONDS <= hop_seconds <= WINDOW_SECONDS:
             raise DemoError(f"The hop must be between {0.25 * WINDOW_SECONDS:g} and {WINDOW_SECONDS:g} s.")
         samples, sampling_rate = load_recording(path)
+        window_seconds = min(WINDOW_SECONDS, self.feature_extractor.max_length / FRAMES_PER_SECOND)
         prediction = classify_song(
             samples,
             sampling_rate,
             self.model,
             self.feature_extractor,
-            window_seconds=WINDOW_SECONDS,
-            hop_seconds=hop_seconds,
+            window_seconds=window_seconds,
+            hop_seconds=min(hop_seconds, window_seconds),
             batch_size=self.batch_size,
         )
         return DemoResult(prediction, Path(path).name, sampling_rate, samples.shape[1])

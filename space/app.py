@@ -53,8 +53,8 @@ def build_demo(model_id: str) -> gr.Blocks:
         gr.Markdown(
             "# What genre is this song?\n"
             f"Upload a song ({FORMATS}, {MIN_SECONDS:g} s to {MAX_SECONDS / 60:g} minutes) or record one. It is cut "
-            f"into {WINDOW_SECONDS:g} s windows, each classified by the model; their mean probabilities give the "
-            f"genre. Model: `{model_id}`, served in int8 on the CPU."
+            f"into {WINDOW_SECONDS:g} s windows (or the model's input length, if shorter), each classified by the "
+            f"model; their mean probabilities give the genre. Model: `{model_id}` (Linear layers in int8, on the CPU)."
         )
         gr.Markdown(f"**Model unavailable.** {classifier.problem}" if classifier.problem else "", elem_id="status")
         with gr.Row():

@@ -143,6 +143,20 @@ def test_cnn_baseline_is_served_too(tiny_cnn, tmp_path):
     assert "22050 Hz 2 channels" in result.summary()
 
 
+def test_a_model_with_a_shorter_input_gets_windows_of_its_length(tmp_path):
+    torch.manual_seed(0)
+    CNNForAudioClassification(CNNConfig(channels=[4], hidden_size=8, num_labels=10, **LABELS)).save_pretrained(
+        tmp_path
+    )
+    SSASTFeatureExtractor(max_length=512).save_pretrained(tmp_path)  # 5.12 s inputs, as the quickstart preset
+    sf.write(tmp_path / "song.wav", song(seconds=12.0), 16000)
+    prediction = GenreClassifier(str(tmp_path)).classify(tmp_path / "song.wav", hop_seconds=10.0).prediction
+    assert prediction.window_seconds == 5.12
+    # 1198 frames: windows at 0 and 512; the 174 frames left are under half a hop
+    np.testing.assert_allclose(prediction.window_starts, [0.0, 5.12])
+    np.testing.assert_allclose(prediction.window_ends, [5.12, 10.24])
+
+
 def test_unreachable_model_is_reported_not_raised(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the Hub is out of reach, at once
     for model_id in ("gtzan-hf/no-such-model", str(tmp_path / "missing-folder")):
