@@ -56,12 +56,29 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
+class AudioSourceArguments:
+    """Where the audio comes from and how it is prepared: shared by fine-tuning and pretraining."""
+
     dataset: str | None = field(
         default=None,
-        metadata={"help": "GTZAN or any audio classification data: a folder, a CSV/JSON list or a Hub dataset id."},
+        metadata={"help": "Audio data: a folder, a CSV/JSON list or a Hub dataset id (GTZAN or any other)."},
     )
     audio_column: str = field(default="audio", metadata={"help": "Audio column of a Hub dataset."})
+    dataset_stats: bool = field(
+        default=False,
+        metadata={"help": "Normalise with the training audio's own mean/std instead of AudioSet's (from scratch)."},
+    )
+    generate_songs_per_genre: int = field(
+        default=0,
+        metadata={"help": "If > 0 and `dataset` is missing, write a generated GTZAN-shaped corpus there first."},
+    )
+    generate_seconds: float = field(default=30.0, metadata={"help": "Length of generated songs."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for the fbank cache."})
+    cache_dir: str | None = field(default=None, metadata={"help": "datasets cache folder."})
+
+
+@dataclass
+class DataArguments(AudioSourceArguments):
     label_column: str = field(default="genre", metadata={"help": "Label column of a Hub dataset."})
     split: str = field(default="random", metadata={"help": "random | fault-filtered | kfold"})
     split_seed: int = field(default=0, metadata={"help": "Seed of the random and k-fold splits."})
@@ -75,33 +92,37 @@ class DataArguments:
     time_mask: int = field(default=144, metadata={"help": "SpecAugment: widest time mask (frames); 0 disables."})
     waveform_augment: bool = field(default=False, metadata={"help": "audiomentations gain/noise/pitch/stretch."})
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables."})
-    dataset_stats: bool = field(
-        default=False,
-        metadata={"help": "Normalise with the training set's own mean/std instead of AudioSet's (from scratch)."},
-    )
-    generate_songs_per_genre: int = field(
-        default=0,
-        metadata={"help": "If > 0 and `dataset` is missing, write a generated GTZAN-shaped corpus there first."},
-    )
-    generate_seconds: float = field(default=30.0, metadata={"help": "Length of generated songs."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for the fbank cache."})
-    cache_dir: str | None = field(default=None, metadata={"help": "datasets cache folder."})
+
+
+# Every preset evaluates each epoch and keeps the best model on validation song accuracy.
+EPOCH_EVALUATION = dict(
+    eval_strategy="epoch",
+    save_strategy="epoch",
+    logging_strategy="epoch",
+    load_best_model_at_end=True,
+    metric_for_best_model="song_accuracy",
+)
+# The seed's windows and augmentation on GTZAN: random 10 s crops, SpecAugment 36/144, label smoothing 0.1.
+SEED_DATA_RECIPE = dict(
+    max_length=1024,
+    crop_strategy="random-crop",
+    crop_seconds=10.0,
+    freq_mask=36,
+    time_mask=144,
+    label_smoothing_factor=0.1,
+)
 
 
 PRESETS: dict[str, dict] = {
     # The seed's recipe (report.md): SSAST-Base-Patch-400, stride 10, 1024 frames, random 10 s crops, SpecAugment
     # 36/144, label smoothing 0.1, head 1e-4 / backbone 5e-6, cosine over 170 epochs, 16 x 2 accumulation.
     "ssast-gtzan": dict(
+        **SEED_DATA_RECIPE,
+        **EPOCH_EVALUATION,
         model_name_or_path="SSAST-Base-Patch-400.pth",
         fstride=10,
         tstride=10,
-        max_length=1024,
         pooling="mean",
-        crop_strategy="random-crop",
-        crop_seconds=10.0,
-        freq_mask=36,
-        time_mask=144,
-        label_smoothing_factor=0.1,
         head_learning_rate=1e-4,
         learning_rate=5e-6,
         lr_scheduler_type="cosine",
@@ -110,24 +131,15 @@ PRESETS: dict[str, dict] = {
         per_device_eval_batch_size=32,
         gradient_accumulation_steps=2,
         weight_decay=5e-7,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",
         save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model="song_accuracy",
         dataloader_num_workers=4,
     ),
     # The seed's VGG-style CNN, trained with Adam at 1e-3 on the same features, crops and splits.
     "cnn-gtzan": dict(
+        **SEED_DATA_RECIPE,
+        **EPOCH_EVALUATION,
         model_name_or_path=None,
         model_type="cnn",
-        max_length=1024,
-        crop_strategy="random-crop",
-        crop_seconds=10.0,
-        freq_mask=36,
-        time_mask=144,
-        label_smoothing_factor=0.1,
         learning_rate=1e-3,
         head_learning_rate=1e-3,
         optim="adamw_torch",
@@ -136,16 +148,12 @@ PRESETS: dict[str, dict] = {
         num_train_epochs=100,
         per_device_train_batch_size=32,
         per_device_eval_batch_size=64,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",
         save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model="song_accuracy",
         dataloader_num_workers=4,
     ),
     # Offline, on CPU, in minutes: a generated GTZAN-shaped corpus and a small SSAST trained from scratch.
     "quickstart": dict(
+        **EPOCH_EVALUATION,
         dataset="data/generated-gtzan",
         generate_songs_per_genre=30,
         generate_seconds=30.0,
@@ -171,12 +179,7 @@ PRESETS: dict[str, dict] = {
         num_train_epochs=25,
         per_device_train_batch_size=16,
         per_device_eval_batch_size=32,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",
         save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="song_accuracy",
         use_cpu=True,
         report_to="none",
     ),

@@ -28,6 +28,7 @@ from .data.features import FbankWindowTransform
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .finetune import (
     ORIGINAL_CHECKPOINT_SUFFIXES,
+    AudioSourceArguments,
     is_pretraining_folder,
     last_checkpoint,
     parse_args_with_presets,
@@ -63,30 +64,16 @@ class PretrainingModelArguments:
 
 
 @dataclass
-class PretrainingDataArguments:
-    dataset: str | None = field(
-        default=None,
-        metadata={"help": "Unlabeled audio: a folder (any layout), a CSV/JSON list of paths or a Hub dataset id."},
-    )
+class PretrainingDataArguments(AudioSourceArguments):
+    """Unlabeled audio: a folder (any layout), a CSV/JSON list of paths or a Hub dataset id (labels are ignored)."""
+
     streaming: bool = field(
         default=False,
         metadata={"help": "Decode and featurise while training, caching nothing (needs --max_steps)."},
     )
-    audio_column: str = field(default="audio", metadata={"help": "Audio column of a Hub dataset."})
     path_column: str | None = field(default=None, metadata={"help": "Path column of a list (default: guessed)."})
     dataset_split: str = field(default="train", metadata={"help": "Split of a streamed Hub dataset."})
     shuffle_buffer_size: int = field(default=1000, metadata={"help": "Streaming: songs in the shuffle buffer."})
-    dataset_stats: bool = field(
-        default=False,
-        metadata={"help": "From scratch, not streaming: normalise with the corpus' own mean/std, not AudioSet's."},
-    )
-    generate_songs_per_genre: int = field(
-        default=0,
-        metadata={"help": "If > 0 and `dataset` is missing, write a generated GTZAN-shaped corpus there first."},
-    )
-    generate_seconds: float = field(default=30.0, metadata={"help": "Length of generated songs."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for the fbank cache."})
-    cache_dir: str | None = field(default=None, metadata={"help": "datasets cache folder."})
 
 
 @dataclass
