@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from datasets import Dataset, Features, Value
 from datasets.fingerprint import Hasher
@@ -198,6 +199,35 @@ class FbankWindowTransform:
         self.spec_augment = spec_augment
         self.waveform_augment = waveform_augment
         self.audio = audio
+        self._songs = None
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers rebuild the views on their side of the memory map
+        return {**self.__dict__, "_songs": None}
+
+    def songs(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """
+        Zero-copy float16 `(num_frames, num_mel_bins)` views of every song's cached fbank, straight into the
+        memory-mapped Arrow buffers, and the songs' labels: a training window then copies only its own frames
+        instead of the whole song's bytes. Built once per process.
+        """
+        if self._songs is None:
+            table = self.fbanks.data
+            views = []
+            for chunk in table.column("fbank").chunks:
+                _, offsets, data = chunk.buffers()
+                offset_type = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+                offsets = np.frombuffer(offsets, dtype=offset_type)[chunk.offset : chunk.offset + len(chunk) + 1]
+                data = np.frombuffer(data, dtype=np.uint8)
+                views.extend(data[begin:end].view(np.float16) for begin, end in zip(offsets[:-1], offsets[1:]))
+            num_frames = table.column("num_frames").to_numpy()
+            views = [view.reshape(frames, -1) for view, frames in zip(views, num_frames)]
+            labels = table.column("label").to_numpy()
+            if self.fbanks._indices is not None:  # rows of the dataset -> rows of the Arrow table
+                order = self.fbanks._indices.column(0).to_numpy()
+                views, labels = [views[row] for row in order], labels[order]
+            self._songs = views, labels
+        return self._songs
 
     def _augmented_window(self, song: int, start: int) -> torch.Tensor:
         rate = self.feature_extractor.sampling_rate
@@ -208,19 +238,20 @@ class FbankWindowTransform:
         return self.feature_extractor.fbank(torch.from_numpy(np.ascontiguousarray(waveform)))[: self.window_frames]
 
     def __call__(self, batch: dict) -> dict:
-        rows = self.fbanks[batch["song"]]
+        fbanks, labels = self.songs()
         extractor = self.feature_extractor
         # windows are copied as float16 into one zero-padded batch, converted to float32 at once
         padded = np.full((len(batch["song"]), extractor.max_length, extractor.num_mel_bins), extractor.padding_value,
                          dtype=np.float16)  # fmt: skip
         augmented = {}
-        for index, (start, data, num_frames) in enumerate(zip(batch["start"], rows["fbank"], rows["num_frames"])):
+        for index, (song, start) in enumerate(zip(batch["song"], batch["start"])):
+            fbank = fbanks[song]
             if start < 0:
-                start = int(torch.randint(0, max(num_frames - self.window_frames, 0) + 1, ()))
+                start = int(torch.randint(0, max(len(fbank) - self.window_frames, 0) + 1, ()))
             if self.waveform_augment is not None:
-                augmented[index] = self._augmented_window(batch["song"][index], start)
+                augmented[index] = self._augmented_window(song, start)
             else:
-                window = fbank_array(data, num_frames)[start : start + self.window_frames]
+                window = fbank[start : start + self.window_frames]
                 padded[index, : len(window)] = window
         input_values = torch.from_numpy(padded).float()
         for index, window in augmented.items():
@@ -229,7 +260,11 @@ class FbankWindowTransform:
             input_values = spec_augment(input_values, *self.spec_augment)
         if extractor.do_normalize:  # `extractor.normalize` in place: allocating a new batch costs 4x the arithmetic
             input_values.sub_(extractor.mean).div_(extractor.std * 2)
-        return {"input_values": input_values, "labels": rows["label"], "song_index": batch["song_index"]}
+        return {
+            "input_values": input_values,
+            "labels": labels[batch["song"]].tolist(),
+            "song_index": batch["song_index"],
+        }
 
 
 class SSASTDataCollator:
