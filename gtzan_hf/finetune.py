@@ -356,18 +356,16 @@ def evaluation_dataloader(dataset, batch_size: int, num_labels: int) -> torch.ut
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=SSASTDataCollator(num_labels))
 
 
-def write_specaugment_example(
-    data: SSASTDatasets, data_args: DataArguments, feature_extractor: SSASTFeatureExtractor, path: Path
-) -> None:
-    """The first validation song's first window before and after SpecAugment, masked before normalisation as the
-    training transform does."""
+def specaugment_example(
+    data: SSASTDatasets, data_args: DataArguments, feature_extractor: SSASTFeatureExtractor
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first validation song's first window, normalised, before and after SpecAugment (masked before
+    normalisation, as the training transform does), each `(max_length, num_mel_bins)`."""
     window_frames = round(data_args.crop_seconds * FRAMES_PER_SECOND)
     fbank = next(data.fbank_arrays("validation"))[:window_frames].astype(np.float32)
     window = feature_extractor.pad_or_truncate(torch.from_numpy(fbank))
-    masked = spec_augment(window[None], data_args.freq_mask, data_args.time_mask)[0]
-    write_spectrogram_pair(
-        feature_extractor.normalize(window).numpy(), feature_extractor.normalize(masked).numpy(), path
-    )
+    masked = spec_augment(window[None].clone(), data_args.freq_mask, data_args.time_mask)[0]  # masks in place
+    return feature_extractor.normalize(window).numpy(), feature_extractor.normalize(masked).numpy()
 
 
 def write_run_reports(
@@ -385,7 +383,8 @@ def write_run_reports(
     }
     metrics = write_evaluation_reports(splits, data.label_names, output_dir, seed=trainer.args.seed)
     write_learning_curves(trainer.state.log_history, output_dir)
-    write_specaugment_example(data, data_args, trainer.processing_class, output_dir / "specaugment_example.png")
+    before, after = specaugment_example(data, data_args, trainer.processing_class)
+    write_spectrogram_pair(before, after, output_dir / "specaugment_example.png")
     data.info.save(output_dir / "splits.json")
     (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
     write_model_card(output_dir, metrics, run_config, data.label_names, trainer.args.hub_model_id)

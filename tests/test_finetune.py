@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from matplotlib.image import imread
 
-from gtzan_hf.finetune import PRESETS, parse_finetune_args, run_finetune
+from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.data import build_datasets
+from gtzan_hf.finetune import PRESETS, DataArguments, parse_finetune_args, run_finetune, specaugment_example
 from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,6 +155,19 @@ def test_report_files_are_valid(finished_run):
     assert "pipeline_tag: audio-classification" in card
     assert f"{100 * metrics['test']['song_accuracy']:.1f} %" in card
     assert 'pipeline("audio-classification"' in card
+
+
+def test_specaugment_example_masks_a_copy(corpus):
+    torch.manual_seed(0)
+    extractor = SSASTFeatureExtractor(max_length=304)
+    data = build_datasets(corpus, extractor, crop_seconds=3.0, cache_dir=corpus.parent)
+    before, after = specaugment_example(data, DataArguments(crop_seconds=3.0, freq_mask=30, time_mask=60), extractor)
+    raw = next(data.fbank_arrays("validation"))[:300].astype(np.float32)
+    np.testing.assert_allclose(before[:300], (raw - extractor.mean) / (2 * extractor.std), rtol=1e-5, atol=1e-5)
+    masked = before != after
+    assert masked.any()
+    # masked cells hold the normalised padding value, as in training
+    np.testing.assert_allclose(after[masked], -extractor.mean / (2 * extractor.std), rtol=1e-6)
 
 
 def test_published_folder_classifies_in_a_fresh_process(finished_run, corpus):
