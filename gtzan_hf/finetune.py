@@ -233,13 +233,13 @@ def parse_finetune_args(argv: list[str] | None = None):
     )
 
 
-def label_mappings(label_names: list[str]) -> dict:
-    return {"id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)}}
-
-
 def build_model(model_args: ModelArguments, label_names: list[str]):
     """The model to fine-tune, with a head of `len(label_names)` outputs named after the classes."""
-    labels = {"num_labels": len(label_names), **label_mappings(label_names)}
+    labels = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: index for index, name in enumerate(label_names)},
+    }
     source = model_args.model_name_or_path
     if source is None:
         if model_args.model_type == "cnn":

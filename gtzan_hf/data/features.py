@@ -314,14 +314,6 @@ class SSASTDatasets:
         return len(self.info.label_names)
 
     @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.info.label_names))
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: index for index, name in enumerate(self.info.label_names)}
-
-    @property
     def song_ids(self) -> dict[str, list[str]]:
         """Song ids per split, indexed by the items' `song_index`."""
         return self.info.song_ids
