@@ -12,6 +12,7 @@ Accepted inputs of [`from_original_checkpoint`]:
    whose query/key/value projections are fused.
 """
 
+import argparse
 import logging
 import re
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 from transformers import ASTFeatureExtractor, ASTForAudioClassification, PreTrainedConfig
 
+from .cli import entry_point
 from .configuration_ssast import SSASTConfig
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
@@ -189,17 +191,19 @@ def _pretraining_grid(state_dict: dict[str, torch.Tensor], architecture: dict) -
     return grid
 
 
-def _finetuning_config(state_dict, fstride, tstride, input_tdim, input_fdim, pooling, config_kwargs) -> SSASTConfig:
+def _finetuning_config(
+    state_dict, freq_stride, time_stride, max_length, num_mel_bins, pooling, config_kwargs
+) -> SSASTConfig:
     architecture = _architecture(state_dict)
-    default_fstride, default_tstride = DEFAULT_FINETUNING_STRIDES[
-        "frame" if architecture["patch_freq"] == input_fdim else "patch"
+    default_freq_stride, default_time_stride = DEFAULT_FINETUNING_STRIDES[
+        "frame" if architecture["patch_freq"] == num_mel_bins else "patch"
     ]
     return SSASTConfig(
         **architecture,
-        freq_stride=fstride or default_fstride,
-        time_stride=tstride or default_tstride,
-        num_mel_bins=input_fdim,
-        max_length=input_tdim or 1024,
+        freq_stride=freq_stride or default_freq_stride,
+        time_stride=time_stride or default_time_stride,
+        num_mel_bins=num_mel_bins,
+        max_length=max_length or 1024,
         pooling=pooling or "mean",
         **config_kwargs,
     )
@@ -237,8 +241,8 @@ def _from_finetuned(state_dict: dict[str, torch.Tensor], config: SSASTConfig) ->
         raise ValueError(
             f"The checkpoint's positional embeddings hold {positions} patches, but strides "
             f"({config.freq_stride}, {config.time_stride}) on {config.num_mel_bins} bins x {config.max_length} frames "
-            f"give {config.patch_grid[0]}x{config.patch_grid[1]} = {config.num_patches}: pass the fstride, tstride "
-            "and input_tdim the model was fine-tuned with."
+            f"give {config.patch_grid[0]}x{config.patch_grid[1]} = {config.num_patches}: pass the freq_stride, "
+            "time_stride and max_length the model was fine-tuned with."
         )
     keep_head = config.num_labels == state_dict["mlp_head.1.weight"].shape[0]
     return _build_classifier(
@@ -296,8 +300,21 @@ def _from_transformers_ast(
     return _build_classifier(config, converted, new_head=() if keep_head else ("classifier.dense.",))
 
 
+def model_type_of(source: str | Path) -> str | None:
+    """The `model_type` of a saved folder or Hub id, read from its config.json without running any code."""
+    config = PreTrainedConfig.get_config_dict(str(source))[0]
+    if not isinstance(config, dict):
+        raise ValueError(f"The config.json of {source} holds a {type(config).__name__}; expected a mapping.")
+    return config.get("model_type")
+
+
+def is_pretraining_folder(source: str | Path) -> bool:
+    """Whether `source` holds an `SSASTForPreTraining` (the output of scripts/pretrain.py)."""
+    return "SSASTForPreTraining" in (PreTrainedConfig.get_config_dict(str(source))[0].get("architectures") or ())
+
+
 def _load_ast(source: str) -> ASTForAudioClassification:
-    model_type = PreTrainedConfig.get_config_dict(source)[0].get("model_type")
+    model_type = model_type_of(source)
     if model_type == "ssast":
         raise ValueError(
             f"{source} is already an SSAST model: load it with SSASTForAudioClassification.from_pretrained."
@@ -334,10 +351,10 @@ def _is_transformers_source(checkpoint) -> bool:
 def from_original_checkpoint(
     checkpoint: str | Path | dict | ASTForAudioClassification,
     *,
-    fstride: int | None = None,
-    tstride: int | None = None,
-    input_tdim: int | None = None,
-    input_fdim: int = 128,
+    freq_stride: int | None = None,
+    time_stride: int | None = None,
+    max_length: int | None = None,
+    num_mel_bins: int = 128,
     num_labels: int | None = None,
     pooling: str | None = None,
     **config_kwargs,
@@ -349,13 +366,14 @@ def from_original_checkpoint(
         checkpoint (`str`, `Path`, `dict` or `ASTForAudioClassification`):
             A `.pth` file or state dict saved by the original code (pretraining or fine-tuned, `module.` prefix or
             not), a transformers `ASTForAudioClassification` folder or Hub id, or such a model.
-        fstride (`int`, *optional*), tstride (`int`, *optional*):
-            Patch strides. For a pretraining checkpoint they default to the original recipes (10 and 10 for 16x16
-            patches, 128 and 1 for 128x2 frames); a fine-tuned checkpoint needs those it was trained with. Ignored
-            for transformers AST models, whose config holds them.
-        input_tdim (`int`, *optional*):
-            Number of input frames (`config.max_length`), 1024 by default. Transformers AST models keep their own.
-        input_fdim (`int`, *optional*, defaults to 128):
+        freq_stride (`int`, *optional*), time_stride (`int`, *optional*):
+            Patch strides (the original code's `fstride`, `tstride`). For a pretraining checkpoint they default to
+            the original recipes (10 and 10 for 16x16 patches, 128 and 1 for 128x2 frames); a fine-tuned checkpoint
+            needs those it was trained with. Ignored for transformers AST models, whose config holds them.
+        max_length (`int`, *optional*):
+            Number of input frames (the original code's `input_tdim`), 1024 by default. Transformers AST models keep
+            their own.
+        num_mel_bins (`int`, *optional*, defaults to 128):
             Number of mel bins.
         num_labels (`int`, *optional*):
             Size of the classification head. A pretraining checkpoint always gets a new head (2 labels unless given);
@@ -371,10 +389,10 @@ def from_original_checkpoint(
         [`SSASTForAudioClassification`] in evaluation mode.
     """
     if _is_transformers_source(checkpoint):
-        if fstride or tstride or input_tdim or input_fdim != 128:
+        if freq_stride or time_stride or max_length or num_mel_bins != 128:
             raise ValueError(
                 "A transformers AST model is converted with its own strides, max_length and num_mel_bins: leave "
-                "fstride, tstride, input_tdim and input_fdim unset."
+                "freq_stride, time_stride, max_length and num_mel_bins unset."
             )
         ast = checkpoint if isinstance(checkpoint, ASTForAudioClassification) else _load_ast(str(checkpoint))
         return _from_transformers_ast(ast, num_labels, pooling, config_kwargs).eval()
@@ -386,7 +404,7 @@ def from_original_checkpoint(
         config_kwargs["num_labels"] = num_labels
     elif kind == "pretraining" and "id2label" not in config_kwargs:
         logger.warning("No num_labels given: the new classification head has 2 outputs.")
-    config = _finetuning_config(state_dict, fstride, tstride, input_tdim, input_fdim, pooling, config_kwargs)
+    config = _finetuning_config(state_dict, freq_stride, time_stride, max_length, num_mel_bins, pooling, config_kwargs)
     model = _from_pretraining(state_dict, config) if kind == "pretraining" else _from_finetuned(state_dict, config)
     return model.eval()
 
@@ -422,11 +440,12 @@ def classifier_from_pretraining_model(model: SSASTForPreTraining, **kwargs) -> S
     Builds an [`SSASTForAudioClassification`] from a (pretrained) [`SSASTForPreTraining`], e.g. the output folder of
     `scripts/pretrain.py`, exactly as from an original pretraining checkpoint: new patch strides and input length,
     positional embeddings cut or interpolated, heads and mask embedding dropped. `kwargs` are those of
-    [`from_original_checkpoint`] (`fstride`, `tstride`, `input_tdim`, `num_labels`, `pooling`, config fields).
+    [`from_original_checkpoint`] (`freq_stride`, `time_stride`, `max_length`, `num_labels`, `pooling`, config
+    fields).
     """
     kwargs.setdefault("layer_norm_eps", model.config.layer_norm_eps)
     kwargs.setdefault("hidden_act", model.config.hidden_act)
-    return from_original_checkpoint(to_original_checkpoint(model), input_fdim=model.config.num_mel_bins, **kwargs)
+    return from_original_checkpoint(to_original_checkpoint(model), num_mel_bins=model.config.num_mel_bins, **kwargs)
 
 
 def to_original_checkpoint(model: SSASTForAudioClassification | SSASTForPreTraining) -> dict[str, torch.Tensor]:
@@ -480,3 +499,70 @@ def convert_checkpoint(
     model.save_pretrained(output_dir)
     feature_extractor.save_pretrained(output_dir)
     return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`scripts/convert_ssast_checkpoint.py`: convert a checkpoint and save it as an SSAST folder."""
+    parser = argparse.ArgumentParser(
+        description="Convert an original SSAST/AST checkpoint or a transformers AST model into an SSAST folder."
+    )
+    parser.add_argument("checkpoint", help=".pth file, transformers AST folder or Hub id")
+    parser.add_argument("output_dir", help="folder to write the SSAST model and feature extractor to")
+    parser.add_argument(
+        "--freq_stride", "--fstride", type=int, help="frequency stride (default: 10 for patches, 128 for frames)"
+    )
+    parser.add_argument(
+        "--time_stride", "--tstride", type=int, help="time stride (default: 10 for patches, 1 for frames)"
+    )
+    parser.add_argument("--max_length", "--input_tdim", "--input-tdim", type=int, help="input frames (default: 1024)")
+    parser.add_argument(
+        "--num_mel_bins", "--input_fdim", "--input-fdim", type=int, default=128, help="mel bins (default: 128)"
+    )
+    parser.add_argument(
+        "--num_labels", "--num-labels", type=int, help="classes of the head (a new head if it differs)"
+    )
+    parser.add_argument("--pooling", choices=("mean", "cls"), help="default: mean (SSAST), cls (transformers AST)")
+    parser.add_argument(
+        "--for_pretraining",
+        "--for-pretraining",
+        action="store_true",
+        help="convert a pretraining checkpoint into SSASTForPreTraining (heads kept) to continue pretraining",
+    )
+    parser.add_argument(
+        "--num_masked_patches",
+        "--num-masked-patches",
+        type=int,
+        default=400,
+        help="with --for-pretraining: patches masked per sample",
+    )
+    parser.add_argument("--traceback", action="store_true", help="show the traceback of errors")
+    args = parser.parse_args(argv)
+    if args.for_pretraining:
+        model = convert_checkpoint(
+            args.checkpoint, args.output_dir, for_pretraining=True, num_masked_patches=args.num_masked_patches
+        )
+    else:
+        model = convert_checkpoint(
+            args.checkpoint,
+            args.output_dir,
+            freq_stride=args.freq_stride,
+            time_stride=args.time_stride,
+            max_length=args.max_length,
+            num_mel_bins=args.num_mel_bins,
+            num_labels=args.num_labels,
+            pooling=args.pooling,
+        )
+    config = model.config
+    print(
+        f"Saved {type(model).__name__} to {args.output_dir}: "
+        f"{config.num_hidden_layers} layers x {config.hidden_size}, "
+        f"{config.patch_freq}x{config.patch_time} patches with stride ({config.freq_stride}, {config.time_stride}), "
+        f"{config.max_length} frames x {config.num_mel_bins} bins, pooling {config.pooling!r}, "
+        f"{config.num_labels} labels."
+    )
+
+
+cli = entry_point(main)
+
+if __name__ == "__main__":
+    cli()

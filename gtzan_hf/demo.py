@@ -16,10 +16,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .data.audio import read_audio, samples_problem
-from .data.features import FRAMES_PER_SECOND
+from .audio import read_audio, samples_problem
 from .inference import SongPrediction, classify_song, load_classifier
 from .synthetic import synthesize_song
+from .windowing import FRAMES_PER_SECOND
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .finetune import DataArguments, evaluation_dataloader, load_datasets
+from .cli import DataArguments, entry_point, load_datasets, parse_args, resolve_dataset
+from .data.collator import evaluation_dataloader
 from .inference import load_classifier
 from .reports import SplitPredictions, comparison_table, predict, write_evaluation_reports
 
@@ -29,7 +30,11 @@ class EvaluateArguments:
     batch_size: int = field(default=16, metadata={"help": "Windows per forward pass."})
     device: str = field(default="cuda_if_available", metadata={"help": "cpu, cuda, ... (default: a GPU if any)."})
     compare: list[str] = field(
-        default_factory=list, metadata={"help": "Run folders to tabulate (seed's Table 1 layout) instead."}
+        default_factory=list,
+        metadata={"help": "Run folders to tabulate (the course project's Table 1 layout) instead."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run the code shipped inside a model folder whose type is not SSAST/CNN."}
     )
 
 
@@ -39,9 +44,11 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def evaluate_model(model_id: str, data_args: DataArguments, batch_size: int, device: str):
+def evaluate_model(
+    model_id: str, data_args: DataArguments, batch_size: int, device: str, trust_remote_code: bool = False
+):
     """Predictions of one model on the validation and test splits, featurised with its own feature extractor."""
-    model, feature_extractor = load_classifier(model_id)
+    model, feature_extractor = load_classifier(model_id, trust_remote_code=trust_remote_code)
     data = load_datasets(data_args, feature_extractor)
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if model_labels != data.label_names:
@@ -75,7 +82,10 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> dict | st
     if not models:
         raise ValueError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
     device = resolve_device(args.device)
-    evaluated = [evaluate_model(model_id, data_args, args.batch_size, device) for model_id in models]
+    data_args.dataset = resolve_dataset(data_args)
+    evaluated = [
+        evaluate_model(model_id, data_args, args.batch_size, device, args.trust_remote_code) for model_id in models
+    ]
     data = evaluated[0][1]
     if len(evaluated) == 1:
         splits = evaluated[0][0]
@@ -94,3 +104,17 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> dict | st
             metrics[split]["song_accuracy"],
         )
     return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(argv or [])
+    if argv and not argv[0].startswith("-"):  # `evaluate_model.py MODEL ...`
+        argv = ["--model", *argv]
+    args, data_args, _ = parse_args((EvaluateArguments, DataArguments), argv)
+    run_evaluate(args, data_args)
+
+
+cli = entry_point(main)
+
+if __name__ == "__main__":
+    cli()

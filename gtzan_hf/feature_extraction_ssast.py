@@ -111,8 +111,13 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
             return torch.nn.functional.pad(fbank, (0, 0, 0, missing), value=self.padding_value)
         return fbank[:max_length]
 
-    def normalize(self, fbank: torch.Tensor) -> torch.Tensor:
-        """`(fbank - mean) / (2 * std)`: the factor 2 is the released checkpoints' convention."""
+    def normalize(self, fbank: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """`(fbank - mean) / (2 * std)` (the factor 2 is the released checkpoints' convention) when `do_normalize`,
+        else `fbank` unchanged; `inplace` overwrites `fbank` instead of allocating a new tensor."""
+        if not self.do_normalize:
+            return fbank
+        if inplace:
+            return fbank.sub_(self.mean).div_(self.std * 2)
         return (fbank - self.mean) / (self.std * 2)
 
     @staticmethod

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-from .data.audio import to_mono
-from .data.features import FRAMES_PER_SECOND, segment_starts, window_fbank
+from .audio import to_mono
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .voting import vote
+from .windowing import FRAMES_PER_SECOND, seconds_to_frames, segment_starts, window_fbank
 
 
 @dataclass
@@ -100,11 +100,10 @@ def classify_song(
     samples = np.asarray(waveform, dtype=np.float32)
     mono = to_mono(samples[:, None] if samples.ndim == 1 else samples, sampling_rate, feature_extractor.sampling_rate)
     fbank = feature_extractor.fbank(torch.from_numpy(mono))
-    window_frames = round(window_seconds * FRAMES_PER_SECOND)
-    hop_frames = round((hop_seconds or window_seconds) * FRAMES_PER_SECOND)
+    window_frames = seconds_to_frames(window_seconds)
+    hop_frames = seconds_to_frames(hop_seconds or window_seconds)
     windows = window_fbank(fbank, window_frames, hop_frames, pad_to=feature_extractor.max_length)
-    if feature_extractor.do_normalize:
-        windows = feature_extractor.normalize(windows)
+    windows = feature_extractor.normalize(windows, inplace=True)
     parameter = next(model.parameters())  # inputs go where the weights are, in their dtype (e.g. bfloat16)
     probabilities = torch.cat(
         [
@@ -119,6 +118,6 @@ def classify_song(
         window_starts=starts,
         window_probabilities=probabilities,
         probabilities=probabilities.mean(axis=0),
-        fbank=(feature_extractor.normalize(fbank) if feature_extractor.do_normalize else fbank).numpy(),
+        fbank=feature_extractor.normalize(fbank).numpy(),
         window_seconds=window_seconds,
     )

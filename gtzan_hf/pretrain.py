@@ -18,23 +18,28 @@ from pathlib import Path
 
 import datasets
 import torch
+import transformers
 from datasets import Audio, Dataset, IterableDataset
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from .configuration_ssast import SSASTConfig
-from .convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
-from .data import build_fbank_cache, decode_audio, fbank_array, load_corpus
-from .data.features import FbankWindowTransform
-from .feature_extraction_ssast import SSASTFeatureExtractor
-from .finetune import (
-    ORIGINAL_CHECKPOINT_SUFFIXES,
+from .audio import decode_audio
+from .cli import (
     AudioSourceArguments,
-    is_pretraining_folder,
-    last_checkpoint,
-    parse_args_with_presets,
-    prepare_dataset,
+    check_local_path,
+    entry_point,
+    finished_run,
+    parse_args,
+    resolve_dataset,
+    resume_checkpoint,
 )
+from .configuration_ssast import SSASTConfig
+from .convert import is_pretraining_folder, pretraining_model_from_original_checkpoint, to_original_checkpoint
+from .data import build_fbank_cache, fbank_array, load_corpus
+from .data.windows import FbankWindowTransform
+from .feature_extraction_ssast import SSASTFeatureExtractor
+from .finetune import ORIGINAL_CHECKPOINT_SUFFIXES
 from .modeling_ssast import SSASTForPreTraining
+from .windowing import random_start
 
 logger = logging.getLogger(__name__)
 
@@ -82,67 +87,12 @@ class PretrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns (see Trainer)."})
 
 
-PRESETS: dict[str, dict] = {
-    # Offline on CPU in minutes, and the tests: a 2-layer tiny SSAST on the generated corpus of the quickstart.
-    "tiny": dict(
-        dataset="data/generated-gtzan",
-        generate_songs_per_genre=20,
-        generate_seconds=30.0,
-        model_size="tiny",
-        num_hidden_layers=2,
-        max_length=512,
-        num_masked_patches=100,
-        dataset_stats=True,
-        learning_rate=1e-3,
-        adam_beta1=0.95,
-        adam_beta2=0.999,
-        weight_decay=5e-7,
-        warmup_steps=20,
-        lr_scheduler_type="cosine",
-        max_steps=300,
-        per_device_train_batch_size=16,
-        logging_steps=10,
-        save_steps=100,
-        save_total_limit=1,
-        use_cpu=True,
-        report_to="none",
-    ),
-    # The paper's recipe (SSAST-Base-Patch-400, src/pretrain/run_mask_patch.sh): 16x16 patches without overlap,
-    # 1024 frames, 400 masked patches, Adam (0.95, 0.999) at 1e-4 with weight decay 5e-7, 1000 linear warm-up steps,
-    # batch 24, a checkpoint every 4000 steps. The original halved the rate whenever held-out MPC accuracy stalled;
-    # with a fixed budget (num_train_epochs or --max_steps) the rate follows a cosine instead.
-    "base": dict(
-        model_size="base",
-        num_hidden_layers=12,
-        patch_freq=16,
-        patch_time=16,
-        max_length=1024,
-        num_masked_patches=400,
-        mpg_loss_weight=10.0,
-        learning_rate=1e-4,
-        adam_beta1=0.95,
-        adam_beta2=0.999,
-        weight_decay=5e-7,
-        warmup_steps=1000,
-        lr_scheduler_type="cosine",
-        num_train_epochs=10,
-        per_device_train_batch_size=24,
-        logging_steps=100,
-        save_steps=4000,
-        save_total_limit=2,
-        dataloader_num_workers=4,
-    ),
-}
-
-
 def parse_pretrain_args(argv: list[str] | None = None):
-    """`(PretrainingModelArguments, PretrainingDataArguments, PretrainingArguments)` from, in increasing priority: a
-    `--preset`, a `--config` JSON/YAML file, then the command line."""
-    return parse_args_with_presets(
-        (PretrainingModelArguments, PretrainingDataArguments, PretrainingArguments),
-        PRESETS,
-        argv,
-        cpu_presets=("tiny",),
+    """`(PretrainingModelArguments, PretrainingDataArguments, PretrainingArguments, CommandLine)` from, in increasing
+    priority: a `--preset` (`gtzan_hf/configs/pretrain/*.yaml`), a `--config` JSON/YAML file, then the command
+    line."""
+    return parse_args(
+        (PretrainingModelArguments, PretrainingDataArguments, PretrainingArguments), argv, preset_kind="pretrain"
     )
 
 
@@ -157,6 +107,8 @@ def build_pretraining_model(
         if (value := getattr(model_args, name)) is not None
     }
     source = model_args.model_name_or_path
+    if source is not None:
+        check_local_path(source, "--model_name_or_path")
     if source is None:
         config = SSASTConfig.from_size(
             model_args.model_size,
@@ -219,9 +171,9 @@ def _random_crops(batch: dict, feature_extractor: SSASTFeatureExtractor) -> dict
         except Exception as error:  # one bad file must not end a long run: skip it, and say which
             logger.warning("Skipping %s: %s: %s", audio["path"], type(error).__name__, error)
             continue
-        start = int(torch.randint(0, max(fbank.shape[0] - feature_extractor.max_length, 0) + 1, ()))
+        start = random_start(fbank.shape[0], feature_extractor.max_length)
         crop = feature_extractor.pad_or_truncate(fbank[start : start + feature_extractor.max_length])
-        crops.append(feature_extractor.normalize(crop) if feature_extractor.do_normalize else crop)
+        crops.append(feature_extractor.normalize(crop))
     return {"input_values": crops}
 
 
@@ -288,10 +240,13 @@ def run_pretrain(
     data_args: PretrainingDataArguments,
     training_args: PretrainingArguments,
     callbacks: list[TrainerCallback] | None = None,
-) -> PretrainingTrainer:
-    """Pretrain (resuming from the last checkpoint in `output_dir`, if any), then save the model, its feature
-    extractor and the original-format export to `output_dir`. Returns the trainer (its `state.log_history` holds the
-    curves)."""
+    overwrite_output_dir: bool = False,
+) -> PretrainingTrainer | None:
+    """Pretrain (resuming from the newest complete checkpoint in `output_dir`, if any), then save the model, its
+    feature extractor and the original-format export to `output_dir`. Returns the trainer (its `state.log_history`
+    holds the curves), or `None` when `output_dir` holds a finished run (`overwrite_output_dir` trains it again)."""
+    if finished_run(training_args.output_dir, ORIGINAL_CHECKPOINT_NAME, training_args, overwrite_output_dir):
+        return None
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming reads a corpus of unknown length: set the run's length with --max_steps.")
     set_seed(training_args.seed)
@@ -300,7 +255,7 @@ def run_pretrain(
     if data_args.dataset_stats and not compute_stats:
         logger.warning("--dataset_stats ignored: a pretrained model keeps the statistics it was trained with.")
     with training_args.main_process_first(desc="dataset preparation"):
-        prepare_dataset(data_args)
+        data_args.dataset = resolve_dataset(data_args)
         if data_args.streaming:
             if compute_stats:
                 raise ValueError("--dataset_stats needs the fbank cache: drop --streaming, or pass neither.")
@@ -323,7 +278,12 @@ def run_pretrain(
         processing_class=feature_extractor,
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
+    resume = (
+        None
+        if overwrite_output_dir
+        else resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
+    )
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_state()
     if trainer.is_world_process_zero():
@@ -333,8 +293,19 @@ def run_pretrain(
     return trainer
 
 
+def main(argv: list[str] | None = None) -> None:
+    model_args, data_args, training_args, command_line = parse_pretrain_args(argv)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    run_pretrain(model_args, data_args, training_args, overwrite_output_dir=command_line.overwrite_output_dir)
+
+
+cli = entry_point(main)
+
+if __name__ == "__main__":
+    cli()
+
+
 __all__ = [
-    "PRESETS",
     "PretrainingArguments",
     "PretrainingDataArguments",
     "PretrainingModelArguments",

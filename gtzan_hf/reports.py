@@ -1,6 +1,5 @@
 """Reports of a fine-tuning run or an evaluation: metrics.json, confusion matrices, per-genre accuracy, learning
-curves, a t-SNE map of the embeddings, a SpecAugment example, and a comparison table of runs; and the figures of a
-whole-song prediction shown by the Gradio Space (per-window timeline, the spectrogram the model was given)."""
+curves, a t-SNE map of the embeddings, a SpecAugment example, and a comparison table of runs."""
 
 import csv
 import json
@@ -14,9 +13,8 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix
 
-from .data.features import FRAMES_PER_SECOND
-from .inference import SongPrediction
-from .trainer import song_level_metrics
+from .metrics import song_level_metrics
+from .plots import show_fbank
 from .voting import softmax, song_predictions
 
 METRIC_KEYS = (
@@ -172,65 +170,15 @@ def write_tsne(predictions: SplitPredictions, label_names: list[str], output_dir
     figure.savefig(output_dir / f"tsne_{split}.png", dpi=120)
 
 
-def _show_fbank(axes, fbank: np.ndarray, title: str, seconds: bool = False) -> None:
-    """A `(frames, mel_bins)` filter bank as an image: time across, low frequencies at the bottom."""
-    extent = (0, fbank.shape[0] / FRAMES_PER_SECOND, 0, fbank.shape[1]) if seconds else None
-    axes.imshow(fbank.T, origin="lower", aspect="auto", cmap="magma", interpolation="none", extent=extent)
-    axes.set_title(title)
-    axes.set_ylabel("mel bin")
-    axes.set_xlabel("time (s)" if seconds else "frame (10 ms)")
-
-
 def write_spectrogram_pair(before: np.ndarray, after: np.ndarray, path: Path) -> None:
     """One training sample's normalised filter bank before and after SpecAugment, (frames, bins) each."""
     figure = Figure(figsize=(8, 5))
     axes = figure.subplots(2, 1, sharex=True)
     for ax, values, title in zip(axes, (before, after), ("before SpecAugment", "after SpecAugment")):
-        _show_fbank(ax, values, title)
+        show_fbank(ax, values, title)
     axes[0].set_xlabel("")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-
-
-def spectrogram_figure(prediction: SongPrediction) -> Figure:
-    """The whole song's normalised log-mel filter bank as the model was given it, its windows marked."""
-    figure = Figure(figsize=(10, 3.2))
-    axes = figure.subplots()
-    _show_fbank(axes, prediction.fbank, "log-mel spectrogram given to the model (normalised)", seconds=True)
-    for start in prediction.window_starts[1:]:
-        axes.axvline(start, color="white", linestyle="--", linewidth=0.8, alpha=0.7)
-    figure.tight_layout()
-    return figure
-
-
-def timeline_figure(prediction: SongPrediction) -> Figure:
-    """
-    Per-window class probabilities along the song: one stacked bar per window, from its start to the next window's
-    (the whole window when windows do not overlap; the last one to its end), the top class written above the bar.
-    """
-    starts, probabilities = prediction.window_starts, prediction.window_probabilities
-    widths = np.append(starts[1:], prediction.window_ends[-1]) - starts
-    colours = matplotlib.colormaps["tab10" if len(prediction.label_names) <= 10 else "tab20"]
-    figure = Figure(figsize=(10, 3.2))
-    axes = figure.subplots()
-    bottom = np.zeros(len(starts))
-    for label, name in enumerate(prediction.label_names):
-        axes.bar(starts, probabilities[:, label], widths, bottom=bottom, align="edge", label=name,
-                 color=colours(label % colours.N), edgecolor="white", linewidth=0.5)  # fmt: skip
-        bottom += probabilities[:, label]
-    if len(starts) <= 30:  # names stay readable
-        for start, width, row in zip(starts, widths, probabilities):
-            axes.text(start + width / 2, 1.02, prediction.label_names[row.argmax()], ha="center", va="bottom",
-                      fontsize=8, rotation=90 if len(starts) > 8 else 0)  # fmt: skip
-    axes.set_xlim(0, prediction.duration)
-    axes.set_ylim(0, 1.25)
-    axes.set_yticks([0, 0.5, 1])
-    axes.set_xlabel("time (s)")
-    axes.set_ylabel("probability")
-    axes.set_title(f"genre of each {prediction.window_seconds:g} s window")
-    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    figure.tight_layout()
-    return figure
 
 
 def write_evaluation_reports(

@@ -4,17 +4,14 @@ and soft (mixup) labels, and song-level voting metrics."""
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
-import evaluate
-import numpy as np
 import torch
 from torch import nn
 from transformers import EvalPrediction, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import get_parameter_names
 
-SONG_ACCURACY_METRIC = Path(__file__).parent / "metrics" / "song_accuracy"
+from .metrics import song_level_metrics
 
 # Parameters never decayed besides biases and norms: learned positions and class tokens carry no scale to shrink.
 NO_DECAY_PATTERNS = ("position_embeddings", "cls_token", "distillation_token", "mask_embedding")
@@ -47,19 +44,6 @@ class AudioTrainingArguments(TrainingArguments):
         if self.label_names is None:
             self.label_names = ["labels", "song_index"]
         super().__post_init__()
-
-
-@cache
-def load_song_accuracy_metric() -> evaluate.EvaluationModule:
-    """The package's `song_accuracy` evaluate module, loaded by path (no Hub access needed)."""
-    return evaluate.load(str(SONG_ACCURACY_METRIC))
-
-
-def song_level_metrics(logits: np.ndarray, labels: np.ndarray, song_index: np.ndarray, label_names) -> dict:
-    """Clip and song accuracies, macro F1 and per-class song accuracy of segment logits (see the metric module)."""
-    return load_song_accuracy_metric().compute(
-        predictions=logits, references=labels, song_ids=song_index, label_names=label_names
-    )
 
 
 class AudioClassificationTrainer(Trainer):

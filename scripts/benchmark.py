@@ -1,26 +1,20 @@
 """Benchmarks of gtzan-hf against named peers, measured side by side in one run.
 
-Usage: python scripts/benchmark.py {model,data,train,space,pretrain} [options]
-Each suite lives in `gtzan_hf.benchmarks.<suite>` and prints its figures and ratios; see BENCHMARKS.md.
+    python scripts/benchmark.py {model,data,train,space,pretrain} [options]
+
+Each suite is a file of the repository's `benchmarks/` folder (outside the package) that prints its figures and
+ratios; the results are in BENCHMARKS.md.
 """
 
-import importlib
+import runpy
 import sys
 from pathlib import Path
 
-# scripts/evaluate.py would shadow the `evaluate` library for the scripts of this folder: keep the folder off the path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-
-SUITES = ("model", "data", "train", "space", "pretrain")
-
-
-def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in SUITES:
-        sys.exit(f"usage: python scripts/benchmark.py {{{','.join(SUITES)}}} [options]")
-    suite = importlib.import_module(f"gtzan_hf.benchmarks.{sys.argv[1]}")
-    suite.main(sys.argv[2:])
-
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SUITES = sorted(path.stem for path in BENCHMARKS.glob("*.py") if not path.stem.startswith("_"))
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) < 2 or sys.argv[1] not in SUITES:
+        sys.exit(f"usage: python scripts/benchmark.py {{{','.join(SUITES)}}} [options]")
+    suite, sys.argv = sys.argv[1], [f"benchmarks/{sys.argv[1]}.py", *sys.argv[2:]]
+    runpy.run_path(str(BENCHMARKS / f"{suite}.py"), run_name="__main__")

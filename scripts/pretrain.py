@@ -11,24 +11,7 @@ Arguments: `gtzan_hf.pretrain.PretrainingModelArguments`, `PretrainingDataArgume
 checkpoint in `output_dir`. The output folder is a starting model for `scripts/finetune.py --model_name_or_path`.
 """
 
-import logging
-import sys
-from pathlib import Path
-
-# scripts/evaluate.py would shadow the `evaluate` library for the scripts of this folder: keep the folder off the path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-import transformers
-
-from gtzan_hf.pretrain import parse_pretrain_args, run_pretrain
-
-
-def main() -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    model_args, data_args, training_args = parse_pretrain_args(sys.argv[1:])
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    run_pretrain(model_args, data_args, training_args)
-
+from gtzan_hf.pretrain import cli
 
 if __name__ == "__main__":
-    main()
+    cli()

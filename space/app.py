@@ -3,7 +3,7 @@
     MODEL_ID=runs/quickstart python space/app.py     # a local folder or a Hub id (default: the published model)
 
 The page only: loading, decoding, windowing, voting and the figures are `gtzan_hf.demo`, `gtzan_hf.inference` and
-`gtzan_hf.reports`.
+`gtzan_hf.plots`.
 """
 
 import os
@@ -21,7 +21,7 @@ from gtzan_hf.demo import (
     GenreClassifier,
     serve_on_cpu,
 )
-from gtzan_hf.reports import spectrogram_figure, timeline_figure
+from gtzan_hf.plots import spectrogram_figure, timeline_figure
 
 # [clip, hop]: the medley with overlapping windows, so that its timeline shows the change
 EXAMPLES = [

@@ -15,7 +15,18 @@ from gtzan_hf.convert import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "ssast_reference"
+# Shipped in tests/fixtures; a checkout without them (e.g. a sparse one) falls back to the project's shared folder.
+FIXTURES = next(
+    (
+        folder
+        for folder in (
+            REPO / "tests" / "fixtures" / "ssast_reference",
+            REPO.parent / "shared" / "fixtures" / "ssast_reference",
+        )
+        if folder.is_dir()
+    ),
+    REPO / "tests" / "fixtures" / "ssast_reference",
+)
 CASES = json.loads((FIXTURES / "cases.json").read_text()) if FIXTURES.is_dir() else []
 needs_fixtures = pytest.mark.skipif(
     not FIXTURES.is_dir(), reason=f"reference fixtures of the original SSAST code not found at {FIXTURES}"
@@ -24,7 +35,8 @@ TOLERANCE = {"atol": 1e-4, "rtol": 0}
 
 
 def case_settings(case: dict) -> dict:
-    return {"fstride": case["fstride"], "tstride": case["tstride"], "input_tdim": case["input_tdim"]}
+    # the fixtures name the geometry as the original code does
+    return {"freq_stride": case["fstride"], "time_stride": case["tstride"], "max_length": case["input_tdim"]}
 
 
 @needs_fixtures
@@ -149,7 +161,9 @@ def test_unknown_and_damaged_checkpoints_are_refused(tmp_path):
 def test_wrong_finetuning_settings_are_refused():
     case = CASES[0]
     with pytest.raises(ValueError, match=r"hold 468 patches.*give 12x13 = 156"):
-        from_original_checkpoint(FIXTURES / case["finetuned_checkpoint"], fstride=10, tstride=10, input_tdim=140)
+        from_original_checkpoint(
+            FIXTURES / case["finetuned_checkpoint"], freq_stride=10, time_stride=10, max_length=140
+        )
     with pytest.raises(ValueError, match="no pretraining heads"):
         pretraining_model_from_original_checkpoint(FIXTURES / case["finetuned_checkpoint"])
 
@@ -162,9 +176,9 @@ def test_conversion_script_writes_a_loadable_folder(tmp_path):
         str(REPO / "scripts" / "convert_ssast_checkpoint.py"),
         str(FIXTURES / case["pretrained_checkpoint"]),
         str(tmp_path),
-        "--fstride",
+        "--freq_stride",
         str(case["fstride"]),
-        "--tstride",
+        "--time_stride",
         str(case["tstride"]),
         "--input-tdim",
         str(case["input_tdim"]),

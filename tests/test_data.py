@@ -11,7 +11,8 @@ import soundfile as sf
 import torchaudio.datasets.gtzan as torchaudio_gtzan
 from datasets import Dataset, Features, Value
 
-from gtzan_hf.data import decode_audio, load_splits
+from gtzan_hf.audio import decode_audio
+from gtzan_hf.data import load_splits
 from gtzan_hf.data.sources import _from_hub
 from gtzan_hf.synthetic import generate_corpus
 

@@ -11,8 +11,9 @@ import torch
 from matplotlib.image import imread
 
 from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.cli import DataArguments, preset_names
 from gtzan_hf.data import build_datasets
-from gtzan_hf.finetune import PRESETS, DataArguments, parse_finetune_args, run_finetune, specaugment_example
+from gtzan_hf.finetune import parse_finetune_args, run_finetune, specaugment_example
 from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,26 +56,26 @@ def finished_run(corpus, tmp_path_factory):
     args = parse_finetune_args(
         [*TINY_RUN, "--dataset", str(corpus), "--output_dir", str(output_dir), "--cache_dir", str(corpus.parent)]
     )
-    metrics = run_finetune(*args)
+    metrics = run_finetune(*args[:3])
     return output_dir, metrics
 
 
 def test_presets_config_file_and_command_line_priority(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("learning_rate: 0.0003\nnum_train_epochs: 7\nfreq_mask: 10\n")
-    model_args, data_args, training_args = parse_finetune_args(
+    model_args, data_args, training_args, _ = parse_finetune_args(
         ["--preset", "ssast-gtzan", "--config", str(config), "--num_train_epochs", "9", "--output_dir", str(tmp_path)]
     )
     assert training_args.learning_rate == 3e-4  # config over preset
     assert training_args.num_train_epochs == 9  # command line over config
     assert data_args.freq_mask == 10 and data_args.time_mask == 144  # preset where nothing overrides
     assert training_args.head_learning_rate == 1e-4 and training_args.gradient_accumulation_steps == 2
-    assert model_args.fstride == 10 and model_args.max_length == 1024
+    assert model_args.freq_stride == 10 and model_args.max_length == 1024
     assert training_args.metric_for_best_model == "song_accuracy"
 
 
 def test_every_preset_parses_and_unknown_config_keys_are_refused(tmp_path):
-    for preset in PRESETS:
+    for preset in preset_names("finetune"):
         parse_finetune_args(["--preset", preset, "--output_dir", str(tmp_path)])
     config = tmp_path / "bad.json"
     config.write_text(json.dumps({"learning_rat": 1e-3}))
@@ -97,7 +98,7 @@ def test_missing_original_checkpoint_says_where_to_get_one(tmp_path, corpus):
         ]
     )
     with pytest.raises(FileNotFoundError, match="SSAST-Base-Patch-400.pth.*github.com/YuanGongND/ssast"):
-        run_finetune(*args)
+        run_finetune(*args[:3])
 
 
 def test_training_learns_and_the_best_model_is_evaluated_once(finished_run):
@@ -204,7 +205,7 @@ def test_evaluate_script_reproduces_the_run_and_compares(finished_run, corpus, t
         done = subprocess.run(
             [
                 sys.executable,
-                str(REPO / "scripts" / "evaluate.py"),
+                str(REPO / "scripts" / "evaluate_model.py"),
                 *models,
                 *common,
                 "--output_dir",
@@ -222,7 +223,7 @@ def test_evaluate_script_reproduces_the_run_and_compares(finished_run, corpus, t
     table = subprocess.run(
         [
             sys.executable,
-            str(REPO / "scripts" / "evaluate.py"),
+            str(REPO / "scripts" / "evaluate_model.py"),
             "--compare",
             str(output_dir),
             str(tmp_path / "single"),

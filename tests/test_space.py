@@ -15,7 +15,7 @@ from gtzan_hf.configuration_cnn import CNNConfig
 from gtzan_hf.demo import EXAMPLES, DemoError, GenreClassifier, cpu_count, load_recording, write_examples
 from gtzan_hf.inference import load_classifier
 from gtzan_hf.modeling_cnn import CNNForAudioClassification
-from gtzan_hf.reports import spectrogram_figure, timeline_figure
+from gtzan_hf.plots import spectrogram_figure, timeline_figure
 from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
 
 SPACE = Path(__file__).resolve().parents[1] / "space"

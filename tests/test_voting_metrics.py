@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gtzan_hf.trainer import song_level_metrics
+from gtzan_hf.metrics import song_level_metrics
 from gtzan_hf.voting import song_predictions, vote
 
 

@@ -1,18 +1,13 @@
 """Audio classification data through `datasets`: sources, song-level splits, a cached fbank, on-the-fly windows.
 
-The high-level entry point is [`build_datasets`]; [`load_splits`] gives the song-level splits with their audio.
+One module per concern: `sources` (where songs come from), `splits` (song-level splits), `cache` (the whole-song
+filter banks), `windows` (windows cut on the fly), `augmentation`, `collator` and `build` (the assembly). The
+high-level entry point is [`build_datasets`]; [`load_splits`] gives the song-level splits with their audio.
 """
 
-from .audio import decode_audio
-from .features import (
-    SSASTDataCollator,
-    SSASTDatasets,
-    build_datasets,
-    build_fbank_cache,
-    fbank_array,
-    segment_starts,
-    window_fbank,
-)
+from .build import SSASTDatasets, build_datasets
+from .cache import build_fbank_cache, fbank_array
+from .collator import SSASTDataCollator
 from .sources import Corpus, load_corpus
 from .splits import SplitInfo, load_splits, split_indices
 
@@ -23,11 +18,8 @@ __all__ = [
     "SplitInfo",
     "build_datasets",
     "build_fbank_cache",
-    "decode_audio",
     "fbank_array",
     "load_corpus",
     "load_splits",
-    "segment_starts",
     "split_indices",
-    "window_fbank",
 ]

@@ -19,7 +19,7 @@ import datasets
 from datasets import Audio, ClassLabel, Dataset, Features, Value
 from datasets.fingerprint import Hasher
 
-from .audio import audio_problem
+from ..audio import audio_problem
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import argparse
 import random
 import resource
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -125,3 +126,7 @@ def main(argv: list[str]) -> None:
         f"peak RSS: main process {_peak_rss_gb(resource.RUSAGE_SELF):.2f} GiB, "
         f"largest child process {_peak_rss_gb(resource.RUSAGE_CHILDREN):.2f} GiB"
     )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

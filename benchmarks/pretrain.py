@@ -14,6 +14,7 @@ Prints steps/s for each and the ratios of the pretraining step to the fine-tunin
 """
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 
@@ -106,3 +107,7 @@ def main(argv: list[str]) -> None:
     pretraining = results[runs[0][0]]
     for name, *_ in runs[1:]:
         print(f"  time of a pretraining step / {name}: {results[name] / pretraining:.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -10,14 +10,15 @@ on a CPU. Weights are random: the released checkpoint has the same shapes and co
 """
 
 import argparse
+import sys
 import time
 
 import torch
 
-from ..configuration_ssast import SSASTConfig
-from ..finetune import PRESETS, mixed_precision_defaults
-from ..modeling_ssast import SSASTForAudioClassification
-from ..trainer import AudioClassificationTrainer, AudioTrainingArguments
+from gtzan_hf.cli import CONFIGS_DIR, mixed_precision_defaults, read_config_file
+from gtzan_hf.configuration_ssast import SSASTConfig
+from gtzan_hf.modeling_ssast import SSASTForAudioClassification
+from gtzan_hf.trainer import AudioClassificationTrainer, AudioTrainingArguments
 
 # GTZAN random split: 80 % of the 999 readable songs, one random crop per song and epoch.
 GTZAN_TRAIN_SONGS = 799
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     on_gpu = torch.cuda.is_available()
     batch_size = args.batch_size or (16 if on_gpu else 2)
     steps = args.steps or (20 if on_gpu else 2)
-    recipe = PRESETS["ssast-gtzan"]
+    recipe = read_config_file(CONFIGS_DIR / "finetune" / "ssast-gtzan.yaml")
     config = SSASTConfig.from_size(
         "base",
         num_hidden_layers=args.num_layers,
@@ -94,3 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if on_gpu:
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

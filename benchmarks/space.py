@@ -27,6 +27,7 @@ import argparse
 import copy
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from functools import partial
@@ -36,13 +37,13 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from ..configuration_ssast import SSASTConfig
-from ..data.audio import to_mono
-from ..demo import SERVING_BATCH_SIZE, cpu_count, serve_on_cpu
-from ..feature_extraction_ssast import SSASTFeatureExtractor
-from ..inference import classify_song, load_classifier, quantize_linear_layers
-from ..modeling_ssast import SSASTForAudioClassification
-from ..synthetic import GTZAN_GENRES, synthesize_song
+from gtzan_hf.audio import to_mono
+from gtzan_hf.configuration_ssast import SSASTConfig
+from gtzan_hf.demo import SERVING_BATCH_SIZE, cpu_count, serve_on_cpu
+from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
+from gtzan_hf.inference import classify_song, load_classifier, quantize_linear_layers
+from gtzan_hf.modeling_ssast import SSASTForAudioClassification
+from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
 
 SAMPLING_RATE = 22050
 
@@ -214,3 +215,7 @@ def main(argv: list[str]) -> None:
         _print_agreement(
             f"{Path(model_id).name} (30 s songs)", agreement(reference, forms, model_feature_extractor, songs)
         )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -27,8 +27,8 @@ from functools import partial
 import torch
 from transformers import ASTConfig, ASTForAudioClassification
 
-from ..configuration_ssast import SSAST_SIZES
-from ..convert import from_original_checkpoint
+from gtzan_hf.configuration_ssast import SSAST_SIZES
+from gtzan_hf.convert import from_original_checkpoint
 
 
 def _ast_config(args: argparse.Namespace, stride: int) -> ASTConfig:
@@ -112,7 +112,7 @@ def _cpu_peak(args: argparse.Namespace, stride: int, name: str, step: str) -> fl
 
 def _measure_cpu_peak(argv: list[str], stride: int, name: str, step: str) -> float:
     child = ["--child", f"{stride}:{name}:{step}"]
-    command = [sys.executable, "-c", f"from {__name__} import _child; _child()", *argv, *child]
+    command = [sys.executable, __file__, *argv, *child]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -197,3 +197,7 @@ def main(argv: list[str]) -> None:
             )
     memory = "peak allocated during the step" if on_cuda else "peak RSS rise over the built model (subprocess)"
     print(f"# times: medians in seconds; memory: {memory}")
+
+
+if __name__ == "__main__":
+    _child() if "--child" in sys.argv else main(sys.argv[1:])

@@ -1,1 +1,0 @@
-"""Benchmark suites run by `scripts/benchmark.py`; each module exposes `main(argv)`."""

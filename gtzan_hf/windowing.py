@@ -1,0 +1,62 @@
+"""Where the windows of a song lie: fixed windows for evaluation and serving, random crops for training.
+
+Pure arithmetic on filter-bank frames (Kaldi frames are shifted by 10 ms: 100 per second), shared by the data
+pipeline, pretraining and whole-song inference; it imports no data or training stack.
+"""
+
+import torch
+
+FRAMES_PER_SECOND = 100
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """Number of filter-bank frames in `seconds` (10 s = 1000 frames)."""
+    return round(seconds * FRAMES_PER_SECOND)
+
+
+def segment_starts(
+    num_frames: int, segment_frames: int, hop_frames: int | None = None, num_segments: int | None = None
+) -> list[int]:
+    """
+    First frames of the fixed windows a song of `num_frames` frames is cut into.
+
+    Windows start every `hop_frames` (default `segment_frames`). With `num_segments`, the first `num_segments`
+    windows that start inside the song (GTZAN: 0-10, 10-20, 20-30 s). Without, as many as cover the song: full
+    windows, then one last partial window when what is left after the last full one holds at least half a hop.
+    Always at least one window.
+    """
+    hop_frames = hop_frames or segment_frames
+    if num_segments is None:
+        full = max(0, (num_frames - segment_frames) // hop_frames + 1)
+        left_over = num_frames - ((full - 1) * hop_frames + segment_frames)
+        num_segments = max(1, full + (full > 0 and 2 * left_over >= hop_frames))
+    return [index * hop_frames for index in range(num_segments) if index == 0 or index * hop_frames < num_frames]
+
+
+def random_start(num_frames: int, window_frames: int, generator: torch.Generator | None = None) -> int:
+    """First frame of a random window of `window_frames` frames, uniform over the positions where it fits (0 when
+    the song is shorter: the whole song, padded)."""
+    return int(torch.randint(0, max(num_frames - window_frames, 0) + 1, (), generator=generator))
+
+
+def window_fbank(
+    fbank: torch.Tensor,
+    segment_frames: int = 1000,
+    hop_frames: int | None = None,
+    num_segments: int | None = None,
+    pad_to: int | None = None,
+    padding_value: float = 0.0,
+) -> torch.Tensor:
+    """
+    Cut a whole-song fbank `(num_frames, num_mel_bins)` into its fixed windows ([`segment_starts`]), each padded
+    with `padding_value` (before normalisation) to `pad_to` frames (default `segment_frames`).
+
+    Returns:
+        `torch.Tensor` of shape `(num_windows, pad_to, num_mel_bins)`.
+    """
+    pad_to = pad_to or segment_frames
+    windows = []
+    for start in segment_starts(fbank.shape[0], segment_frames, hop_frames, num_segments):
+        window = fbank[start : start + min(segment_frames, pad_to)]
+        windows.append(torch.nn.functional.pad(window, (0, 0, 0, pad_to - window.shape[0]), value=padding_value))
+    return torch.stack(windows)

@@ -1,0 +1,15 @@
+"""Evaluate saved or Hub models on a dataset, with the reports of a fine-tuning run.
+
+    python scripts/evaluate_model.py runs/ssast-gtzan --dataset /data/gtzan --output_dir runs/ssast-gtzan/eval
+    python scripts/evaluate_model.py --ensemble runs/cnn-gtzan runs/ssast-gtzan --dataset /data/gtzan \
+        --output_dir runs/ensemble
+    python scripts/evaluate_model.py --compare runs/cnn-gtzan runs/ssast-gtzan runs/ensemble  # as Table 1
+
+Arguments: `gtzan_hf.evaluation.EvaluateArguments` and `gtzan_hf.cli.DataArguments` (the same split, seed and
+window settings as the training run); `--help` lists them.
+"""
+
+from gtzan_hf.evaluation import cli
+
+if __name__ == "__main__":
+    cli()
