@@ -21,6 +21,7 @@ import datasets
 import huggingface_hub
 from datasets import Audio, ClassLabel, Dataset, Features, Value
 from datasets.fingerprint import Hasher
+from filelock import FileLock
 
 from .audio import audio_problem
 
@@ -160,15 +161,13 @@ def _unpack(archive: str, target: Path) -> None:
     `target` exists only whole. Other entries beside `target` (an unpack cut short, or of an older commit) are
     removed first, under a lock that keeps concurrent runs from removing each other's.
     """
-    from filelock import FileLock
-
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{target.parent}.lock"):
         if target.is_dir():
             return
         for stale in target.parent.iterdir():
             logger.info("Removing %s (an interrupted or superseded unpack)", stale)
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            shutil.rmtree(stale)
         logger.info("Unpacking %s into %s", archive, target)
         partial = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-")
         with tarfile.open(archive) as tar:
@@ -320,7 +319,6 @@ def _load_hub_source(
         first_line = str(error).partition("\n")[0]  # huggingface_hub's messages run over several lines
         raise ValueError(
             f"{source!r} is not a local folder or list, and could not be loaded from the Hugging Face Hub "
-            f"({type(error).__name__}: {first_line}). Without internet, "
-            "download GTZAN elsewhere and pass its folder (genres/<genre>/<genre>.000NN.wav), or generate a corpus "
-            "with `python -m gtzan_hf.synthetic OUT_DIR`."
+            f"({type(error).__name__}: {first_line}). Without internet, download GTZAN elsewhere and pass its folder "
+            "(genres/<genre>/<genre>.000NN.wav), or generate a corpus with `python -m gtzan_hf.synthetic OUT_DIR`."
         ) from error
