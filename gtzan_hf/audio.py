@@ -18,7 +18,9 @@ def _source(audio: dict | str):
     """A path or a file object for an `Audio(decode=False)` value (`{"path", "bytes"}`) or a plain path."""
     if isinstance(audio, str):
         return audio
-    if audio.get("bytes"):
+    if audio.get("bytes") is not None:  # b"" is an empty file, not a cue to open `path` (a name, in Hub datasets)
+        if not audio["bytes"]:
+            raise ValueError("empty file: no audio bytes")
         return io.BytesIO(audio["bytes"])
     if audio.get("path"):
         return audio["path"]

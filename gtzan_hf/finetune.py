@@ -13,6 +13,7 @@ import transformers
 from transformers import AutoConfig, AutoModelForAudioClassification, set_seed
 
 from .cli import (
+    CommandLine,
     DataArguments,
     check_local_path,
     entry_point,
@@ -219,11 +220,12 @@ def run_finetune(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: AudioTrainingArguments,
-    overwrite_output_dir: bool = False,
+    command_line: CommandLine | None = None,
 ) -> dict | None:
     """Fine-tune, keep the best model on validation song accuracy, evaluate it once on test, write the reports and
     optionally push to the Hub. Returns `{"validation": {...}, "test": {...}}` as in metrics.json, or `None` when
-    `output_dir` holds a finished run (`overwrite_output_dir` trains it again)."""
+    `output_dir` holds a finished run (`--overwrite_output_dir` trains it again)."""
+    overwrite_output_dir = command_line is not None and command_line.overwrite_output_dir
     if finished_run(training_args.output_dir, "metrics.json", training_args, overwrite_output_dir):
         return None
     set_seed(training_args.seed)
@@ -281,7 +283,7 @@ def parse_finetune_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> None:
     model_args, data_args, training_args, command_line = parse_finetune_args(argv)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    run_finetune(model_args, data_args, training_args, command_line.overwrite_output_dir)
+    run_finetune(model_args, data_args, training_args, command_line)
 
 
 cli = entry_point(main)

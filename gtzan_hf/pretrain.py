@@ -25,6 +25,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from .audio import decode_audio
 from .cli import (
     AudioSourceArguments,
+    CommandLine,
     check_local_path,
     entry_point,
     finished_run,
@@ -35,6 +36,7 @@ from .cli import (
 from .configuration_ssast import SSASTConfig
 from .convert import is_pretraining_folder, pretraining_model_from_original_checkpoint, to_original_checkpoint
 from .data import build_fbank_cache, fbank_array, load_corpus
+from .data.sources import hub_archive_folder
 from .data.windows import FbankWindowTransform
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .finetune import ORIGINAL_CHECKPOINT_SUFFIXES
@@ -163,9 +165,9 @@ def cached_crops(
     return table.with_transform(FbankWindowTransform(fbanks, feature_extractor, feature_extractor.max_length))
 
 
-def _random_crops(batch: dict, feature_extractor: SSASTFeatureExtractor) -> dict:
+def _random_crops(batch: dict, feature_extractor: SSASTFeatureExtractor, audio_column: str) -> dict:
     crops = []
-    for audio in batch["audio"]:
+    for audio in batch[audio_column]:
         try:
             fbank = feature_extractor.fbank(decode_audio(audio, feature_extractor.sampling_rate))
         except Exception as error:  # one bad file must not end a long run: skip it, and say which
@@ -181,22 +183,25 @@ def streamed_crops(
     data_args: PretrainingDataArguments, feature_extractor: SSASTFeatureExtractor, seed: int
 ) -> IterableDataset:
     """One random crop of every song per pass, decoded and featurised as the songs are read, nothing cached. Local
-    folders and lists are listed (not read) up front and sharded over the DataLoader workers; a Hub dataset streams."""
-    source = data_args.dataset
-    if Path(source).exists():
-        songs = load_corpus(source, label_column=None, path_column=data_args.path_column, check=False).songs
+    folders and lists, and Hub datasets holding GTZAN's archive (unpacked once), are listed (not read) up front and
+    sharded over the DataLoader workers; other Hub datasets stream."""
+    source, audio_column = data_args.dataset, "audio"
+    local = source if Path(source).exists() else hub_archive_folder(source, None, data_args.cache_dir)
+    if local is not None:
+        songs = load_corpus(local, label_column=None, path_column=data_args.path_column, check=False).songs
         songs = songs.to_iterable_dataset(num_shards=min(len(songs), 1024))
     else:
+        audio_column = data_args.audio_column
         songs = datasets.load_dataset(source, split=data_args.dataset_split, streaming=True)
-        songs = songs.select_columns([data_args.audio_column]).rename_column(data_args.audio_column, "audio")
-    songs = songs.select_columns(["audio"]).cast_column("audio", Audio(decode=False))
-    songs = songs.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
+        # undecoded before anything else, and never renamed (a streamed rename re-encodes): both need torchcodec
+        songs = songs.cast_column(audio_column, Audio(decode=False))
+    songs = songs.select_columns([audio_column]).shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
     return songs.map(
         _random_crops,
         batched=True,
         batch_size=8,
-        remove_columns=["audio"],
-        fn_kwargs={"feature_extractor": feature_extractor},
+        remove_columns=[audio_column],
+        fn_kwargs={"feature_extractor": feature_extractor, "audio_column": audio_column},
     )
 
 
@@ -239,12 +244,13 @@ def run_pretrain(
     model_args: PretrainingModelArguments,
     data_args: PretrainingDataArguments,
     training_args: PretrainingArguments,
+    command_line: CommandLine | None = None,
     callbacks: list[TrainerCallback] | None = None,
-    overwrite_output_dir: bool = False,
 ) -> PretrainingTrainer | None:
     """Pretrain (resuming from the newest complete checkpoint in `output_dir`, if any), then save the model, its
     feature extractor and the original-format export to `output_dir`. Returns the trainer (its `state.log_history`
-    holds the curves), or `None` when `output_dir` holds a finished run (`overwrite_output_dir` trains it again)."""
+    holds the curves), or `None` when `output_dir` holds a finished run (`--overwrite_output_dir` trains it again)."""
+    overwrite_output_dir = command_line is not None and command_line.overwrite_output_dir
     if finished_run(training_args.output_dir, ORIGINAL_CHECKPOINT_NAME, training_args, overwrite_output_dir):
         return None
     if data_args.streaming and training_args.max_steps <= 0:
@@ -296,7 +302,7 @@ def run_pretrain(
 def main(argv: list[str] | None = None) -> None:
     model_args, data_args, training_args, command_line = parse_pretrain_args(argv)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    run_pretrain(model_args, data_args, training_args, overwrite_output_dir=command_line.overwrite_output_dir)
+    run_pretrain(model_args, data_args, training_args, command_line)
 
 
 cli = entry_point(main)

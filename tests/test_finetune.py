@@ -56,7 +56,7 @@ def finished_run(corpus, tmp_path_factory):
     args = parse_finetune_args(
         [*TINY_RUN, "--dataset", str(corpus), "--output_dir", str(output_dir), "--cache_dir", str(corpus.parent)]
     )
-    metrics = run_finetune(*args[:3])
+    metrics = run_finetune(*args)
     return output_dir, metrics
 
 
@@ -98,7 +98,7 @@ def test_missing_original_checkpoint_says_where_to_get_one(tmp_path, corpus):
         ]
     )
     with pytest.raises(FileNotFoundError, match="SSAST-Base-Patch-400.pth.*github.com/YuanGongND/ssast"):
-        run_finetune(*args[:3])
+        run_finetune(*args)
 
 
 def test_training_learns_and_the_best_model_is_evaluated_once(finished_run):

@@ -10,14 +10,18 @@ Files that cannot be used are skipped with a warning naming each, and listed in 
 
 import logging
 import os
+import shutil
 import tarfile
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import huggingface_hub
 from datasets import Audio, ClassLabel, Dataset, Features, Value
 from datasets.fingerprint import Hasher
+from filelock import FileLock
 
 from ..audio import audio_problem
 
@@ -29,9 +33,9 @@ AUDIO_EXTENSIONS = frozenset(
 LIST_EXTENSIONS = frozenset({".csv", ".json", ".jsonl"})
 PATH_COLUMNS = ("path", "file", "filename", "audio")
 
-# The Hub's `marsyas/gtzan` is a loading script (refused by datasets >= 4); its archive is fetched directly.
-MARSYAS_GTZAN = "marsyas/gtzan"
-MARSYAS_ARCHIVE = "data/genres.tar.gz"
+# The Hub's `marsyas/gtzan` (and its copies) hold GTZAN's original archive and a loading script, which datasets >= 4
+# refuses: a Hub dataset holding this file is read from the archive, unpacked, instead.
+GTZAN_ARCHIVE = "data/genres.tar.gz"
 # The one class of a corpus read without labels (`label_column=None`, for self-supervised pretraining).
 UNLABELED = "unlabeled"
 
@@ -136,17 +140,39 @@ def _from_list(list_file: Path, path_column: str | None, label_column: str | Non
     return _from_records(paths, labels, str(list_file))
 
 
-def _download_marsyas_gtzan(cache_dir: Path, revision: str | None) -> Path:
-    """Fetch and unpack the original archive from the Hub's `marsyas/gtzan` repository (1.2 GB, once)."""
-    from huggingface_hub import hf_hub_download
+def _hub_archive(repo_id: str, revision: str | None) -> str | None:
+    """The local path of a Hub dataset's GTZAN archive (downloaded once, 1.2 GB for `marsyas/gtzan`; offline, from
+    the Hub cache), or `None` for a dataset without one (or, offline, without one cached)."""
+    try:
+        return huggingface_hub.hf_hub_download(
+            repo_id,
+            GTZAN_ARCHIVE,
+            repo_type="dataset",
+            revision=revision,
+            local_files_only=datasets.config.HF_HUB_OFFLINE,  # datasets' offline switch, which `_from_hub` obeys
+        )
+    except huggingface_hub.errors.EntryNotFoundError:
+        return None
 
-    archive = hf_hub_download(MARSYAS_GTZAN, MARSYAS_ARCHIVE, repo_type="dataset", revision=revision)
-    target = cache_dir / "marsyas-gtzan"
-    if not (target / "genres").is_dir():
-        target.mkdir(parents=True, exist_ok=True)
+
+def _unpack(archive: str, target: Path) -> None:
+    """
+    Unpack `archive` into `target` atomically: into a temporary sibling folder first, renamed when complete, so that
+    `target` exists only whole. Other entries beside `target` (an unpack cut short, or of an older commit) are
+    removed first, under a lock that keeps concurrent runs from removing each other's.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target.parent}.lock"):
+        if target.is_dir():
+            return
+        for stale in target.parent.iterdir():
+            logger.info("Removing %s (an interrupted or superseded unpack)", stale)
+            shutil.rmtree(stale)
+        logger.info("Unpacking %s into %s", archive, target)
+        partial = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-")
         with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
-    return target / "genres"
+            tar.extractall(partial, filter="data")
+        os.rename(partial, target)
 
 
 def _from_hub(
@@ -199,16 +225,16 @@ def load_corpus(
 
     Args:
         source: a local folder (GTZAN in any published layout, or `<class>/<file>` sub-folders), a `.csv`,
-            `.json` or `.jsonl` list of (path, label), or a Hub dataset id (`marsyas/gtzan` is fetched as its
-            original archive; other ids through `datasets.load_dataset`).
+            `.json` or `.jsonl` list of (path, label), or a Hub dataset id: one holding GTZAN's `genres.tar.gz`
+            (`marsyas/gtzan`) is read from that archive, any other through `datasets.load_dataset`.
         audio_column, label_column: columns of a Hub dataset, or the label column of a list. `label_column=None`
             reads audio without labels (self-supervised pretraining): a folder's files need no class folder, a list
             or Hub dataset no label column, and every song gets the one label `UNLABELED`.
         path_column: the path column of a list (default: the first of `path`, `file`, `filename`, `audio`).
         revision: Hub revision (branch, tag or commit).
         num_proc: processes that read the files (default: all cores).
-        cache_dir: where file checks are cached and `marsyas/gtzan` is unpacked (default: `gtzan_hf` in the
-            datasets cache).
+        cache_dir: where file checks are cached and Hub archives are unpacked (default: `gtzan_hf` in the datasets
+            cache).
         check: read every file now (below); `False` lists the songs only, for callers that check each file as they
             stream it.
 
@@ -262,17 +288,37 @@ def load_corpus(
     return Corpus(songs, Hasher.hash((fingerprint, usable)), str(source), skipped)
 
 
+def hub_archive_folder(repo_id: str, revision: str | None, cache_dir: str | os.PathLike | None) -> Path | None:
+    """The unpacked GTZAN archive of a Hub dataset holding one (`GTZAN_ARCHIVE`), or `None` for other datasets.
+    Each commit's archive is unpacked once, into `cache_dir` (default: `default_cache_dir()`); a new commit is
+    unpacked anew, replacing the older unpack."""
+    archive = _hub_archive(repo_id, revision)
+    if archive is None:
+        return None
+    commit = Path(archive).parents[1].name  # the Hub cache's layout: snapshots/<commit sha>/data/genres.tar.gz
+    target = Path(cache_dir or default_cache_dir()) / "hub-archives" / repo_id.replace("/", "--") / commit
+    _unpack(archive, target)
+    return target
+
+
 def _load_hub_source(
     source, audio_column, label_column, revision, num_proc, cache_dir, skipped: list[dict]
 ) -> tuple[Dataset, str]:
     try:
-        if source == MARSYAS_GTZAN:
-            folder = _download_marsyas_gtzan(Path(cache_dir or default_cache_dir()), revision)
-            return _from_folder(folder, skipped)
+        folder = hub_archive_folder(source, revision, cache_dir)
+        if folder is not None:
+            return _from_folder(folder, skipped, labelled=label_column is not None)
         return _from_hub(source, audio_column, label_column, revision, num_proc)
     except (OSError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as error:
+        if datasets.config.HF_HUB_OFFLINE:
+            raise ValueError(
+                f"{source!r} is not a local folder or list, and could not be loaded from the Hugging Face Hub: "
+                f"HF_HUB_OFFLINE=1 and it is not in the cache ({huggingface_hub.constants.HF_HUB_CACHE}). Load it "
+                "once online, or pass a local folder (genres/<genre>/<genre>.000NN.wav)."
+            ) from error
+        first_line = str(error).partition("\n")[0]  # huggingface_hub's messages run over several lines
         raise ValueError(
             f"{source!r} is not a local folder or list, and could not be loaded from the Hugging Face Hub "
-            f"({type(error).__name__}: {error}). Without internet, download GTZAN elsewhere and pass its folder "
+            f"({type(error).__name__}: {first_line}). Without internet, download GTZAN elsewhere and pass its folder "
             "(genres/<genre>/<genre>.000NN.wav), or generate a corpus with `python -m gtzan_hf.synthetic OUT_DIR`."
         ) from error
