@@ -29,6 +29,8 @@ CONFIGS_DIR = Path(__file__).parent / "configs"
 # line. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, yaml.YAMLError)
 WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")
+# Files the commands read: a name ending so is a path, never a Hub id.
+FILE_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".safetensors", ".csv", ".json", ".jsonl", ".yaml", ".yml"})
 
 
 @dataclass
@@ -123,12 +125,13 @@ def load_datasets(data_args: DataArguments, feature_extractor):
 
 def looks_local(name: str) -> bool:
     """Whether `name` can only be a local path, not a Hub id (`owner/name`): absolute or explicitly relative, more
-    than one `/`, a file suffix, or a first component that is a local folder (`runs/my-run` with `runs/` here)."""
+    than one `/`, the suffix of a file we read, or a first component that is a local folder (`runs/my-run` with
+    `runs/` here)."""
     path = Path(name).expanduser()
     return (
         name.startswith((".", "~", os.sep))
         or name.count("/") > 1
-        or bool(path.suffix and path.suffix[1:].isalpha())
+        or path.suffix.lower() in FILE_SUFFIXES
         or (len(path.parts) > 1 and Path(path.parts[0]).is_dir())
     )
 
