@@ -25,11 +25,11 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
     Constructs an SSAST feature extractor.
 
     Mono 16 kHz waveforms (float samples in [-1, 1], or int16 / int32 PCM, scaled as soundfile reads it) become
-    Kaldi-compatible log-mel filter banks (`torchaudio.compliance.kaldi.fbank` with
-    `htk_compat=True`, a Hanning window, 25 ms frames every 10 ms, no energy, no dither), padded with zeros or
-    truncated to `max_length` frames, then normalised as `(x - mean) / (2 * std)`: the convention of the released
-    SSAST and AST checkpoints. The parameter names are those of transformers' `ASTFeatureExtractor`, and for the same
-    settings both give the same `input_values`.
+    Kaldi-compatible log-mel filter banks (`torchaudio.compliance.kaldi.fbank` with `htk_compat=True`, a Hanning
+    window, 25 ms frames every 10 ms, no energy, no dither), padded with zeros or truncated to `max_length` frames,
+    then normalised as `(x - mean) / (2 * std)`: the convention of the released SSAST and AST checkpoints. The
+    parameter names are those of transformers' `ASTFeatureExtractor`, and for the same settings both give the same
+    `input_values`.
 
     Args:
         feature_size (`int`, *optional*, defaults to 1):
@@ -91,13 +91,13 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
             or of another integer type.
         """
         waveform = torch.as_tensor(waveform)
-        if waveform.dtype in PCM_SCALES:
+        if not waveform.is_floating_point():
+            if waveform.dtype not in PCM_SCALES:
+                raise ValueError(
+                    f"Got {waveform.dtype} samples; expected float samples in [-1, 1], or int16 / int32 PCM (scaled "
+                    "by 2**15 / 2**31). Convert the audio to float first, e.g. divided by its full-scale value."
+                )
             waveform = waveform.to(torch.float32) / PCM_SCALES[waveform.dtype]
-        elif not waveform.is_floating_point():
-            raise ValueError(
-                f"Got {waveform.dtype} samples; expected float samples in [-1, 1], or int16 / int32 PCM (scaled by "
-                "2**15 / 2**31). Convert the audio to float first, e.g. divided by its full-scale value."
-            )
         waveform = waveform.to(torch.float32)
         if waveform.ndim != 1:
             raise ValueError(
