@@ -21,6 +21,8 @@ class CNNConfig(PreTrainedConfig):
             Width of the dense layer after pooling.
         dropout (`float`, *optional*, defaults to 0.5):
             Dropout before the output layer.
+        label_smoothing (`float`, *optional*, defaults to 0.0):
+            Label smoothing of the cross-entropy (the Trainer sets it from `label_smoothing_factor`).
     """
 
     model_type = "gtzan_cnn"
@@ -30,6 +32,7 @@ class CNNConfig(PreTrainedConfig):
     channels: list[int] | tuple[int, ...] = (32, 64, 128, 256)
     hidden_size: int = 128
     dropout: float | int = 0.5
+    label_smoothing: float | int = 0.0
 
     def validate_architecture(self):
         if len(self.channels) == 0:

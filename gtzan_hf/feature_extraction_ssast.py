@@ -6,22 +6,30 @@ import numpy as np
 import torch
 import torchaudio.compliance.kaldi as ta_kaldi
 from transformers import BatchFeature, SequenceFeatureExtractor
-from transformers.utils import TensorType
+from transformers.utils import TensorType, logging
+
+logger = logging.get_logger(__name__)
 
 # AudioSet statistics of the released SSAST/AST checkpoints.
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
+# Integer PCM is scaled to [-1, 1) as soundfile reads it: divided by 2 ** (bits - 1).
+PCM_SCALES = {torch.int16: 2.0**15, torch.int32: 2.0**31}
+# Float audio peaks past full scale (1.0) happen, e.g. in float files after a gain; beyond +60 dBFS the samples are no
+# audio in [-1, 1] (integer PCM stored as floats, corrupt files), and far beyond it their features overflow.
+MAX_AMPLITUDE = 1000.0
 
 
 class SSASTFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Constructs an SSAST feature extractor.
 
-    Mono 16 kHz waveforms become Kaldi-compatible log-mel filter banks (`torchaudio.compliance.kaldi.fbank` with
-    `htk_compat=True`, a Hanning window, 25 ms frames every 10 ms, no energy, no dither), padded with zeros or
-    truncated to `max_length` frames, then normalised as `(x - mean) / (2 * std)`: the convention of the released
-    SSAST and AST checkpoints. The parameter names are those of transformers' `ASTFeatureExtractor`, and for the same
-    settings both give the same `input_values`.
+    Mono 16 kHz waveforms (float samples in [-1, 1], or int16 / int32 PCM, scaled as soundfile reads it) become
+    Kaldi-compatible log-mel filter banks (`torchaudio.compliance.kaldi.fbank` with `htk_compat=True`, a Hanning
+    window, 25 ms frames every 10 ms, no energy, no dither), padded with zeros or truncated to `max_length` frames,
+    then normalised as `(x - mean) / (2 * std)`: the convention of the released SSAST and AST checkpoints. The
+    parameter names are those of transformers' `ASTFeatureExtractor`, and for the same settings both give the same
+    `input_values`.
 
     Args:
         feature_size (`int`, *optional*, defaults to 1):
@@ -70,13 +78,27 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
 
         Args:
             waveform (`torch.Tensor` or `np.ndarray` of shape `(num_samples,)`):
-                Mono audio at `self.sampling_rate`, float values in [-1, 1]. A tensor stays on its device.
+                Mono audio at `self.sampling_rate`: float samples in [-1, 1] (peaks up to `MAX_AMPLITUDE` are
+                accepted), or int16 / int32 PCM, divided by 2**15 / 2**31 as soundfile does. A tensor stays on its
+                device.
 
         Returns:
             `torch.Tensor` of shape `(num_frames, num_mel_bins)`, float32, with
             `num_frames = 1 + (num_samples - 400) // 160` at 16 kHz.
+
+        Raises:
+            `ValueError` for audio that is not one finite, mono waveform of at least one frame within `MAX_AMPLITUDE`,
+            or of another integer type.
         """
-        waveform = torch.as_tensor(waveform, dtype=torch.float32)
+        waveform = torch.as_tensor(waveform)
+        if not waveform.is_floating_point():
+            if waveform.dtype not in PCM_SCALES:
+                raise ValueError(
+                    f"Got {waveform.dtype} samples; expected float samples in [-1, 1], or int16 / int32 PCM (scaled "
+                    "by 2**15 / 2**31). Convert the audio to float first, e.g. divided by its full-scale value."
+                )
+            waveform = waveform.to(torch.float32) / PCM_SCALES[waveform.dtype]
+        waveform = waveform.to(torch.float32)
         if waveform.ndim != 1:
             raise ValueError(
                 f"Expected a mono waveform of shape (num_samples,), got shape {tuple(waveform.shape)}. "
@@ -90,6 +112,13 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
             )
         if not torch.isfinite(waveform).all():
             raise ValueError("The waveform contains NaN or infinite values: the audio file is probably corrupt.")
+        peak = waveform.abs().max().item()
+        if peak > MAX_AMPLITUDE:
+            raise ValueError(
+                f"The waveform peaks at {peak:.3g}, far beyond full scale (1.0; at most {MAX_AMPLITUDE:g} is "
+                "accepted): expected float samples in [-1, 1]. Divide integer PCM stored as floats by its full scale "
+                "(32768 for 16 bits); otherwise the audio file is probably corrupt."
+            )
         return ta_kaldi.fbank(
             waveform.unsqueeze(0),
             sample_frequency=self.sampling_rate,
@@ -151,10 +180,13 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
 
         Args:
             raw_speech (`np.ndarray`, `torch.Tensor`, `list[float]`, `list[np.ndarray]` or `list[torch.Tensor]`):
-                One mono waveform of shape `(num_samples,)`, a batch of shape `(batch, num_samples)`, or a list of
-                waveforms of any lengths.
+                One mono waveform of shape `(num_samples,)`, or a batch: a list of such waveforms, of any lengths.
+                Samples are floats in [-1, 1] or int16 / int32 PCM (see [`~SSASTFeatureExtractor.fbank`]). Arrays
+                of two or more dimensions are refused, never guessed: `(2, num_samples)` may be stereo as well as
+                two songs. Downmix multi-channel audio first; pass a batch as a list (`list(batch)`).
             sampling_rate (`int`, *optional*):
-                Sampling rate of `raw_speech`; must equal `self.sampling_rate`. Pass it to catch silent mistakes.
+                Sampling rate of `raw_speech`; must equal `self.sampling_rate`. Pass it to catch silent mistakes (a
+                warning is logged when it is missing).
             return_tensors (`str` or [`~utils.TensorType`], *optional*):
                 `"pt"` for a torch tensor (kept on `device`), `"np"` for numpy, `None` for a list of numpy arrays.
             device (`str` or `torch.device`, *optional*):
@@ -163,17 +195,25 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         Returns:
             [`BatchFeature`] with `input_values` of shape `(batch, max_length, num_mel_bins)`.
         """
-        if sampling_rate is not None and sampling_rate != self.sampling_rate:
+        if sampling_rate is None:
+            logger.warning(
+                f"It is strongly recommended to pass the `sampling_rate` argument to `{self.__class__.__name__}()`. "
+                "Failing to do so can result in silent errors that might be hard to debug."
+            )
+        elif sampling_rate != self.sampling_rate:
             raise ValueError(
                 f"The audio is sampled at {sampling_rate} Hz but this feature extractor expects {self.sampling_rate} "
                 f"Hz. Resample it first, e.g. `torchaudio.functional.resample(waveform, {sampling_rate}, "
                 f"{self.sampling_rate})`."
             )
-        if isinstance(raw_speech, (np.ndarray, torch.Tensor)) and raw_speech.ndim > 2:
+        if isinstance(raw_speech, (np.ndarray, torch.Tensor)) and raw_speech.ndim > 1:
             raise ValueError(
-                f"Expected (num_samples,) or (batch, num_samples) mono audio, got shape {tuple(raw_speech.shape)}."
+                f"Got an array of shape {tuple(raw_speech.shape)}; expected one mono waveform of shape "
+                "(num_samples,). Multi-channel audio and a batch look alike, so neither is guessed: downmix to mono "
+                "first (e.g. `waveform.mean(0)` for (channels, samples)), and pass a batch as a list of waveforms "
+                "(`list(batch)`)."
             )
-        is_batched = (isinstance(raw_speech, (np.ndarray, torch.Tensor)) and raw_speech.ndim == 2) or (
+        is_batched = (
             isinstance(raw_speech, (list, tuple))
             and len(raw_speech) > 0
             and isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple))

@@ -5,14 +5,18 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_cnn import CNNConfig
+from .modeling_ssast import classification_loss
 
 
 class CNNPreTrainedModel(PreTrainedModel):
     config_class = CNNConfig
     base_model_prefix = "cnn"
     main_input_name = "input_values"
+    # The loss is a batch mean that takes no `num_items_in_batch`: the Trainer scales it for gradient accumulation.
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module):
         # He initialisation: the network is trained from scratch with ReLUs, not fine-tuned.
@@ -51,31 +55,38 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         )
         self.post_init()
 
+    def layer_ids(self) -> dict[str, int]:
+        """Depth of each parameter, for layer-wise learning rates: `j` for convolution block `j` (each ends with its
+        pooling), `len(config.channels)`, the deepest, for the `classifier` head."""
+        depths, block = {}, 0
+        for index, module in enumerate(self.features):
+            depths |= {f"features.{index}.{name}": block for name, _ in module.named_parameters()}
+            block += isinstance(module, nn.MaxPool2d)
+        return depths | {f"classifier.{name}": block for name, _ in self.classifier.named_parameters()}
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters trained without weight decay: biases and batch-norm weights (the 1-D ones)."""
+        return {name for name, parameter in self.named_parameters() if parameter.ndim <= 1}
+
+    @can_return_tuple
     def forward(
-        self,
-        input_values: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
+        self, input_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+    ) -> SequenceClassifierOutput:
         r"""
         input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
             Normalised filter banks from the feature extractor.
         labels (`torch.LongTensor` of shape `(batch_size,)`, or `torch.FloatTensor` `(batch_size, num_labels)`):
-            Class indices, or class probabilities (mixup); the loss is their cross-entropy with the logits.
+            Class indices, or class probabilities (mixup): see [`~modeling_ssast.classification_loss`].
         """
         if input_values.ndim != 3 or input_values.shape[-1] != self.config.num_mel_bins:
             raise ValueError(
                 f"Expected input_values of shape (batch, frames, {self.config.num_mel_bins}), got "
                 f"{tuple(input_values.shape)}."
             )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         # (batch, frames, bins) -> (batch, 1, bins, frames): frequency as image height, as SSAST does.
         hidden = self.features(input_values.transpose(1, 2).unsqueeze(1))
         logits = self.classifier(hidden.mean(dim=(2, 3)))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        if not return_dict:
-            return (logits,) if loss is None else (loss, logits)
+        loss = None if labels is None else classification_loss(logits, labels, self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

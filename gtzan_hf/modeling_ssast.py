@@ -1,21 +1,54 @@
 # Copyright 2026 The gtzan-hf authors. Licensed under the BSD-3-Clause licence.
 """PyTorch SSAST (Self-Supervised Audio Spectrogram Transformer, Gong et al., AAAI 2022) model."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling, SequenceClassifierOutput
-from transformers.utils import ModelOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_ssast import SSASTConfig
 
 # Side lengths of the square blocks grown by cluster masking, drawn once per sample as in the original (3 to 5).
 CLUSTER_SIZES = (3, 4, 5)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: PreTrainedConfig) -> torch.Tensor:
+    """
+    The loss of an audio classifier, shared by SSAST and the CNN: cross-entropy with `config.label_smoothing` against
+    class indices or class probabilities (e.g. mixed-up one-hot labels), or, with
+    `config.problem_type="multi_label_classification"`, binary cross-entropy against multi-hot targets (unsmoothed).
+
+    Args:
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`).
+        labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
+            `(batch_size, num_labels)`).
+
+    Returns:
+        `torch.FloatTensor` of shape `()`: the mean over the batch.
+    """
+    if config.problem_type == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    if labels.is_floating_point():
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"Float labels are class probabilities of shape (batch_size, num_labels) = {tuple(logits.shape)}, "
+                f"got {tuple(labels.shape)}; pass class indices as integers."
+            )
+        labels = labels.to(logits.dtype)
+    else:
+        labels = labels.view(-1)
+    return nn.functional.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
 
 
 @dataclass
@@ -102,35 +135,74 @@ class SSASTEmbeddings(nn.Module):
         return self.dropout(embeddings)
 
 
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Unpack[TransformersKwargs],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Attention in plain PyTorch operations, the only implementation that returns the weights.
+
+    Args:
+        query, key, value (`torch.Tensor` of shape `(batch_size, num_heads, sequence_length, head_dim)`).
+
+    Returns:
+        The context, of shape `(batch_size, sequence_length, num_heads, head_dim)`, and the attention weights, of shape
+        `(batch_size, num_heads, sequence_length, sequence_length)`.
+    """
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
 class SSASTSelfAttention(nn.Module):
-    """Multi-head self-attention with a fused query/key/value projection, as in the original (timm) blocks."""
+    """
+    Multi-head self-attention with a fused query/key/value projection, as in the original (timm) blocks. The attention
+    itself is `config._attn_implementation` (`"eager"`, `"sdpa"`, `"flex_attention"`, `"flash_attention_*"`).
+    """
 
     def __init__(self, config: SSASTConfig):
         super().__init__()
+        self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.scaling = self.head_dim**-0.5
         self.dropout_prob = config.attention_probs_dropout_prob
+        self.is_causal = False  # read by the sdpa and flash implementations
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False
+        self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`hidden_states` of shape `(batch_size, sequence_length, hidden_size)` -> the same shape, and the attention
+        weights (with `output_attentions`) of shape `(batch_size, num_heads, sequence_length, sequence_length)`."""
         batch_size, seq_length, hidden_size = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch_size, seq_length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
-        dropout = self.dropout_prob if self.training else 0.0
-        if output_attentions:
-            # The fused kernels do not return the weights: compute them explicitly when they are asked for.
-            attn_weights = torch.softmax(query @ key.transpose(-2, -1) * self.scaling, dim=-1, dtype=torch.float32)
-            attn_weights = attn_weights.to(query.dtype)
-            context = nn.functional.dropout(attn_weights, p=dropout, training=self.training) @ value
-        else:
-            attn_weights = None
-            context = nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=dropout)
-        context = context.transpose(1, 2).reshape(batch_size, seq_length, hidden_size)
-        return self.out_proj(context), attn_weights
+        # Only the eager implementation computes the weights: use it for the calls that ask for them.
+        implementation = "eager" if kwargs.get("output_attentions") else self.config._attn_implementation
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        context, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            dropout=self.dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        return self.out_proj(context.reshape(batch_size, seq_length, hidden_size)), attn_weights
 
 
 class SSASTMLP(nn.Module):
@@ -155,13 +227,10 @@ class SSASTLayer(GradientCheckpointingLayer):
         self.mlp = SSASTMLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attention_output, attn_weights = self.attention(self.layernorm_before(hidden_states), output_attentions)
+    def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
+        attention_output, _ = self.attention(self.layernorm_before(hidden_states), **kwargs)
         hidden_states = hidden_states + self.dropout(attention_output)
-        hidden_states = hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
-        return hidden_states, attn_weights
+        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
 
 
 class SSASTEncoder(nn.Module):
@@ -169,20 +238,10 @@ class SSASTEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([SSASTLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
-    ) -> BaseModelOutput:
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
+    def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
         for layer in self.layer:
-            hidden_states, attn_weights = layer(hidden_states, output_attentions=output_attentions)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (attn_weights,)
-        return BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
-        )
+            hidden_states = layer(hidden_states, **kwargs)
+        return hidden_states
 
 
 class SSASTPreTrainedModel(PreTrainedModel):
@@ -192,6 +251,13 @@ class SSASTPreTrainedModel(PreTrainedModel):
     input_modalities = ("audio",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["SSASTEmbeddings", "SSASTLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": SSASTLayer, "attentions": SSASTSelfAttention}
+    # The losses are batch means that take no `num_items_in_batch`: the Trainer scales them for gradient accumulation.
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -209,6 +275,31 @@ class SSASTPreTrainedModel(PreTrainedModel):
                 init.trunc_normal_(module.distillation_token, std=std)
             if module.mask_token is not None:
                 init.xavier_normal_(module.mask_token)
+
+    def layer_ids(self) -> dict[str, int]:
+        """
+        Depth of each parameter, for layer-wise learning rates: 0 for the embeddings, `i + 1` for block `i`,
+        `num_hidden_layers` for the final layer norm (it normalises the last block's output, and trains with it), and
+        `num_hidden_layers + 1`, the deepest, for the head(s).
+        """
+        encoder, num_layers = self.base_model, self.config.num_hidden_layers
+        stages = [encoder.embeddings, *encoder.encoder.layer]
+        depths = {id(parameter): depth for depth, stage in enumerate(stages) for parameter in stage.parameters()}
+        depths |= {id(parameter): num_layers for parameter in encoder.layernorm.parameters()}
+        return {name: depths.get(id(parameter), num_layers + 1) for name, parameter in self.named_parameters()}
+
+    def no_weight_decay(self) -> set[str]:
+        """
+        Parameters trained without weight decay: biases and norm weights (1-D), and the embeddings' own parameters
+        (positions, class, distillation and mask tokens), which carry no scale to shrink.
+        """
+        embeddings = self.base_model.embeddings
+        learned_embeddings = {id(parameter) for parameter in embeddings.parameters(recurse=False)}
+        return {
+            name
+            for name, parameter in self.named_parameters()
+            if parameter.ndim <= 1 or id(parameter) in learned_embeddings
+        }
 
     def _check_input_values(self, input_values: torch.Tensor) -> None:
         expected = (self.config.max_length, self.config.num_mel_bins)
@@ -237,14 +328,13 @@ class SSASTModel(SSASTPreTrainedModel):
     def get_input_embeddings(self) -> SSASTPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         input_values: torch.Tensor,
         bool_masked_pos: torch.BoolTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutputWithPooling | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch_size, max_length, num_mel_bins)`):
@@ -252,9 +342,10 @@ class SSASTModel(SSASTPreTrainedModel):
             bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`, *optional*):
                 Patches to replace by the mask embedding (only for a model built with `use_mask_token=True`).
             output_attentions (`bool`, *optional*):
-                Whether to return each layer's attention weights (computed without the fused kernel).
+                Whether to return each layer's attention weights (computed by the eager implementation, whatever
+                `config._attn_implementation` is).
             output_hidden_states (`bool`, *optional*):
-                Whether to return the embeddings and each layer's output.
+                Whether to return the embeddings and each layer's output (before the final layer norm).
             return_dict (`bool`, *optional*):
                 Whether to return a [`~transformers.modeling_outputs.BaseModelOutputWithPooling`] or a tuple.
 
@@ -264,31 +355,18 @@ class SSASTModel(SSASTPreTrainedModel):
             `pooler_output` of shape `(batch_size, hidden_size)`: the mean of the patch tokens (`pooling="mean"`) or of
             the class tokens (`pooling="cls"`).
         """
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         self._check_input_values(input_values)
         if bool_masked_pos is not None and self.embeddings.mask_token is None:
             raise ValueError("bool_masked_pos needs a model built with use_mask_token=True (SSASTForPreTraining).")
 
-        embedding_output = self.embeddings(input_values, bool_masked_pos)
-        encoder_outputs = self.encoder(embedding_output, output_attentions, output_hidden_states)
-        sequence_output = self.layernorm(encoder_outputs.last_hidden_state)
+        hidden_states = self.encoder(self.embeddings(input_values, bool_masked_pos), **kwargs)
+        sequence_output = self.layernorm(hidden_states)
         num_cls_tokens = self.config.num_cls_tokens
         if self.config.pooling == "mean":
             pooled_output = sequence_output[:, num_cls_tokens:].mean(dim=1)
         else:
             pooled_output = sequence_output[:, :num_cls_tokens].mean(dim=1)
-
-        output = BaseModelOutputWithPooling(
-            last_hidden_state=sequence_output,
-            pooler_output=pooled_output,
-            hidden_states=encoder_outputs.hidden_states,
-            attentions=encoder_outputs.attentions,
-        )
-        return output if return_dict else output.to_tuple()
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 
 class SSASTClassificationHead(nn.Module):
@@ -314,23 +392,22 @@ class SSASTForAudioClassification(SSASTPreTrainedModel):
         self.classifier = SSASTClassificationHead(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
         labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SequenceClassifierOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch_size, max_length, num_mel_bins)`):
                 Normalised log-mel filter banks, as [`SSASTFeatureExtractor`] returns them.
             labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
                 `(batch_size, num_labels)`, *optional*):
-                Class indices (cross-entropy), or class probabilities, e.g. mixed-up one-hot labels (cross-entropy
-                against the distribution). With `config.problem_type="multi_label_classification"`, multi-hot targets
-                (binary cross-entropy).
+                Class indices, or class probabilities, e.g. mixed-up one-hot labels: cross-entropy with
+                `config.label_smoothing`. With `config.problem_type="multi_label_classification"`, multi-hot targets
+                (binary cross-entropy). See [`classification_loss`].
             output_attentions (`bool`, *optional*):
                 Whether to return each layer's attention weights.
             output_hidden_states (`bool`, *optional*):
@@ -342,31 +419,12 @@ class SSASTForAudioClassification(SSASTPreTrainedModel):
             [`~transformers.modeling_outputs.SequenceClassifierOutput`] with `logits` of shape
             `(batch_size, num_labels)` and `loss` of shape `()` when `labels` are given.
         """
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        outputs = self.ssast(
-            input_values,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self.ssast(input_values, **kwargs)
         logits = self.classifier(outputs.pooler_output)
-        loss = None if labels is None else self._classification_loss(logits, labels)
-        output = SequenceClassifierOutput(
+        loss = None if labels is None else classification_loss(logits, labels, self.config)
+        return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict else output.to_tuple()
-
-    def _classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.config.problem_type == "multi_label_classification":
-            return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        if labels.is_floating_point():
-            if labels.shape != logits.shape:
-                raise ValueError(
-                    f"Float labels are class probabilities of shape (batch_size, num_labels) = {tuple(logits.shape)}, "
-                    f"got {tuple(labels.shape)}; pass class indices as integers."
-                )
-            return nn.functional.cross_entropy(logits, labels.to(logits.dtype))
-        return nn.functional.cross_entropy(logits, labels.view(-1))
 
 
 class SSASTPredictionHead(nn.Module):
@@ -438,14 +496,13 @@ class SSASTForPreTraining(SSASTPreTrainedModel):
             masks.append(mask.flatten())
         return torch.stack(masks)
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
         bool_masked_pos: torch.BoolTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SSASTForPreTrainingOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SSASTForPreTrainingOutput:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch_size, max_length, num_mel_bins)`):
@@ -460,7 +517,6 @@ class SSASTForPreTraining(SSASTPreTrainedModel):
             return_dict (`bool`, *optional*):
                 Whether to return a [`SSASTForPreTrainingOutput`] or a tuple.
         """
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         batch_size = input_values.shape[0]
         if bool_masked_pos is None:
             bool_masked_pos = self.generate_mask(batch_size).to(input_values.device)
@@ -472,13 +528,7 @@ class SSASTForPreTraining(SSASTPreTrainedModel):
                 f"{tuple(bool_masked_pos.shape)} with {num_masked.tolist()} masked."
             )
 
-        outputs = self.ssast(
-            input_values,
-            bool_masked_pos=bool_masked_pos,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self.ssast(input_values, bool_masked_pos=bool_masked_pos, **kwargs)
         # Indices of the masked patches, (batch, num_masked), in increasing order within each row.
         masked_index = bool_masked_pos.nonzero()[:, 1].view(batch_size, -1)
         patch_tokens = outputs.last_hidden_state[:, self.config.num_cls_tokens :]
@@ -501,7 +551,7 @@ class SSASTForPreTraining(SSASTPreTrainedModel):
         mpg_loss = nn.functional.mse_loss(self.mpg_head(masked_tokens), targets)
         loss = mpc_loss + self.config.mpg_loss_weight * mpg_loss
 
-        output = SSASTForPreTrainingOutput(
+        return SSASTForPreTrainingOutput(
             loss=loss,
             mpc_loss=mpc_loss,
             mpg_loss=mpg_loss,
@@ -510,11 +560,16 @@ class SSASTForPreTraining(SSASTPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 SSASTModel.register_for_auto_class("AutoModel")
 SSASTForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
 SSASTForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 
-__all__ = ["SSASTForAudioClassification", "SSASTForPreTraining", "SSASTModel", "SSASTPreTrainedModel"]
+__all__ = [
+    "SSASTForAudioClassification",
+    "SSASTForPreTraining",
+    "SSASTModel",
+    "SSASTPreTrainedModel",
+    "classification_loss",
+]

@@ -1,7 +1,6 @@
 """A `transformers.Trainer` for audio classification of songs: layer-wise learning rates, label smoothing on hard
 and soft (mixup) labels, and song-level voting metrics."""
 
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,12 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import EvalPrediction, Trainer, TrainingArguments
-from transformers.trainer_pt_utils import get_parameter_names
 
 from .metrics import song_level_metrics
-
-# Parameters never decayed besides biases and norms: learned positions and class tokens carry no scale to shrink.
-NO_DECAY_PATTERNS = ("position_embeddings", "cls_token", "distillation_token", "mask_embedding")
 
 
 @dataclass
@@ -50,10 +45,11 @@ class AudioClassificationTrainer(Trainer):
     """
     `Trainer` for [`SSASTForAudioClassification`] and [`CNNForAudioClassification`] on segmented songs.
 
-    - Optimiser parameter groups: the `classifier` at `args.head_learning_rate`, the backbone at `args.learning_rate`,
-      scaled per transformer block by `args.layer_decay`; no weight decay on biases, norms, positional embeddings and
-      class tokens.
-    - Loss: cross-entropy with `args.label_smoothing_factor`, for class indices and for soft labels (mixup).
+    - Optimiser parameter groups, from the model's own declaration (`model.layer_ids()`, `model.no_weight_decay()`):
+      the head (the deepest layer id) at `args.head_learning_rate`, the backbone at `args.learning_rate` scaled by
+      `args.layer_decay` per layer below the head; no weight decay on the parameters the model exempts.
+    - Loss: the model's own (label-smoothed cross-entropy for class indices and soft labels), with
+      `args.label_smoothing_factor` as the model's `config.label_smoothing`.
     - Evaluation: batches carry `song_index`; `compute_metrics` defaults to song-level voting metrics
       (`song_accuracy`, the soft-voting headline, `clip_accuracy`, `song_accuracy_hard`, `song_accuracy_hybrid`,
       `macro_f1`, `per_genre_accuracy_<name>`).
@@ -67,6 +63,8 @@ class AudioClassificationTrainer(Trainer):
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = self._song_metrics
         super().__init__(*args, **kwargs)
+        # The model computes the loss; the smoothing is a training choice, so the arguments set it.
+        self.model.config.label_smoothing = self.args.label_smoothing_factor
         # Evaluation batches must not be mixed up: a training collator with mixup gets a plain twin here.
         self.eval_data_collator = eval_data_collator or self.data_collator
         self._train_correct = torch.zeros((), dtype=torch.long)
@@ -103,34 +101,28 @@ class AudioClassificationTrainer(Trainer):
         return metrics
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
-        names = get_parameter_names(model, [nn.LayerNorm, nn.BatchNorm2d], [r"bias", r"layernorm", r"norm"])
-        return [name for name in names if not any(pattern in name for pattern in NO_DECAY_PATTERNS)]
-
-    def learning_rate_scale(self, parameter_name: str, num_layers: int) -> float:
-        """Factor of `args.learning_rate` for one backbone parameter under layer-wise decay."""
-        decay = self.args.layer_decay
-        if decay == 1.0:
-            return 1.0
-        block = re.search(r"\.layer\.(\d+)\.", parameter_name)
-        if block is not None:
-            return decay ** (num_layers - 1 - int(block.group(1)))
-        if ".embeddings." in parameter_name:
-            return decay**num_layers
-        return 1.0
+        no_weight_decay = model.no_weight_decay()
+        return [name for name, _ in model.named_parameters() if name not in no_weight_decay]
 
     def parameter_groups(self, model: nn.Module) -> list[dict]:
-        """Optimiser groups keyed by (learning rate, weight decay); the head is every `classifier.*` parameter."""
+        """
+        Optimiser groups keyed by (learning rate, weight decay). The model declares a depth per parameter
+        (`layer_ids()`, the head deepest at `H`): depth `d < H` trains at `learning_rate * layer_decay ** (H - 1 - d)`,
+        so that for SSAST block `i` of `L` gets `layer_decay ** (L - 1 - i)` and the embeddings `layer_decay ** L`.
+        """
+        layer_ids = model.layer_ids()
+        head_depth = max(layer_ids.values())
         decay_names = set(self.get_decay_parameter_names(model))
-        num_layers = getattr(model.config, "num_hidden_layers", 0)
         head_learning_rate = self.args.head_learning_rate or self.args.learning_rate
         groups: dict[tuple[float, float], list[nn.Parameter]] = {}
         for name, parameter in model.named_parameters():
             if not parameter.requires_grad:
                 continue
-            if name.startswith("classifier."):
+            depth = layer_ids[name]
+            if depth == head_depth:
                 learning_rate = head_learning_rate
             else:
-                learning_rate = self.args.learning_rate * self.learning_rate_scale(name, num_layers)
+                learning_rate = self.args.learning_rate * self.args.layer_decay ** (head_depth - 1 - depth)
             weight_decay = self.args.weight_decay if name in decay_names else 0.0
             groups.setdefault((learning_rate, weight_decay), []).append(parameter)
         return [
@@ -148,15 +140,13 @@ class AudioClassificationTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         inputs.pop("song_index", None)
-        labels = inputs.pop("labels")
         outputs = model(**inputs)
-        logits = outputs["logits"]
-        loss = nn.functional.cross_entropy(logits, labels, label_smoothing=self.args.label_smoothing_factor)
         if model.training:
+            labels, logits = inputs["labels"], outputs["logits"]
             targets = labels.argmax(dim=-1) if labels.is_floating_point() else labels
             self._train_correct = self._train_correct.to(logits.device) + (logits.argmax(-1) == targets).sum()
             self._train_seen = self._train_seen.to(logits.device) + targets.numel()
-        return (loss, outputs) if return_outputs else loss
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         # Training logs are written on every process at the same step: summing the counts here is collective-safe.

@@ -73,17 +73,59 @@ def test_outputs_and_pooling(inputs, num_cls_tokens):
     torch.testing.assert_close(cls_out.pooler_output, hidden[:, :num_cls_tokens].mean(1))
 
 
-def test_explicit_attention_matches_fused_kernel(inputs):
+def attention_twins(*implementations: str) -> list[SSASTForAudioClassification]:
+    """The same tiny classifier (same weights) under each attention implementation."""
     torch.manual_seed(0)
-    model = SSASTForAudioClassification(tiny_config()).eval()
+    models = [SSASTForAudioClassification(tiny_config(attn_implementation=name)).eval() for name in implementations]
+    for model in models[1:]:
+        model.load_state_dict(models[0].state_dict())
+    return models
+
+
+@pytest.mark.parametrize("implementation", ["eager", "flex_attention"])
+def test_attention_implementations_agree_with_sdpa(inputs, implementation):
+    if implementation == "flex_attention" and not torch.cuda.is_available():
+        pytest.skip("transformers compiles flex attention with inductor: about 30 s on this CPU (checked by hand)")
+    sdpa, other = attention_twins("sdpa", implementation)
+    assert (sdpa.config._attn_implementation, other.config._attn_implementation) == ("sdpa", implementation)
     with torch.no_grad():
-        fused = model(inputs)
-        explicit = model(inputs, output_attentions=True)
-    torch.testing.assert_close(fused.logits, explicit.logits, atol=1e-5, rtol=1e-5)
-    assert len(explicit.attentions) == 2
+        torch.testing.assert_close(other(inputs).logits, sdpa(inputs).logits, atol=1e-5, rtol=0)
+
+
+def test_eager_attention_runs_without_sdpa(inputs, monkeypatch):
+    sdpa, eager = attention_twins("sdpa", "eager")
+    with torch.no_grad():
+        expected = sdpa(inputs).logits
+
+        def unavailable(*args, **kwargs):
+            raise RuntimeError("scaled_dot_product_attention is unavailable")
+
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", unavailable)
+        with pytest.raises(RuntimeError, match="unavailable"):
+            sdpa(inputs)
+        torch.testing.assert_close(eager(inputs).logits, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_output_attentions_and_hidden_states(inputs, implementation):
+    (model,) = attention_twins(implementation)
+    with torch.no_grad():
+        plain = model(inputs)
+        explicit = model(inputs, output_attentions=True, output_hidden_states=True)
+        as_tuple = model(inputs, output_attentions=True, return_dict=False)
+    torch.testing.assert_close(explicit.logits, plain.logits, atol=1e-5, rtol=0)
+    assert plain.attentions is None and plain.hidden_states is None
     sequence_length = 2 + model.config.num_patches
-    assert explicit.attentions[0].shape == (3, 3, sequence_length, sequence_length)
-    torch.testing.assert_close(explicit.attentions[0].sum(-1), torch.ones(3, 3, sequence_length))
+    assert len(explicit.attentions) == 2
+    for weights in explicit.attentions:
+        assert weights.shape == (3, 3, sequence_length, sequence_length)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(3, 3, sequence_length))
+    # The embeddings, then each block's output (before the final layer norm).
+    assert len(explicit.hidden_states) == 3
+    assert all(state.shape == (3, sequence_length, 192) for state in explicit.hidden_states)
+    assert len(as_tuple) == 2
+    torch.testing.assert_close(as_tuple[0], explicit.logits)
+    torch.testing.assert_close(as_tuple[1][1], explicit.attentions[1])
 
 
 def test_wrong_input_shapes_are_refused(inputs):
@@ -96,22 +138,35 @@ def test_wrong_input_shapes_are_refused(inputs):
         model.ssast(inputs, bool_masked_pos=torch.zeros(3, model.config.num_patches, dtype=torch.bool))
 
 
-def test_classification_losses(inputs):
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_classification_losses(inputs, smoothing):
     torch.manual_seed(0)
-    model = SSASTForAudioClassification(tiny_config()).eval()
+    model = SSASTForAudioClassification(tiny_config(label_smoothing=smoothing)).eval()
     labels = torch.tensor([0, 3, 1])
+    other = torch.tensor([2, 2, 0])
+    mixed = 0.7 * nn.functional.one_hot(labels, 4).float() + 0.3 * nn.functional.one_hot(other, 4).float()
     with torch.no_grad():
         output = model(inputs, labels=labels)
-        expected = -torch.log_softmax(output.logits, -1)[torch.arange(3), labels].mean()
-        torch.testing.assert_close(output.loss, expected)
-        # Mixed-up labels: the loss is the same mixture of the two cross-entropies.
-        other = torch.tensor([2, 2, 0])
-        mixed = 0.7 * nn.functional.one_hot(labels, 4).float() + 0.3 * nn.functional.one_hot(other, 4).float()
-        mixed_loss = model(inputs, labels=mixed).loss
-        other_loss = model(inputs, labels=other).loss
-        torch.testing.assert_close(mixed_loss, 0.7 * output.loss + 0.3 * other_loss)
+        log_probabilities = torch.log_softmax(output.logits, -1)
+
+        def smoothed_cross_entropy(targets):  # the smoothed distribution (1 - e) * p + e / C, against the model's
+            return -(((1 - smoothing) * targets + smoothing / 4) * log_probabilities).sum(-1).mean()
+
+        torch.testing.assert_close(output.loss, smoothed_cross_entropy(nn.functional.one_hot(labels, 4).float()))
+        torch.testing.assert_close(
+            output.loss, nn.functional.cross_entropy(output.logits, labels, label_smoothing=smoothing)
+        )
+        torch.testing.assert_close(model(inputs, labels=mixed).loss, smoothed_cross_entropy(mixed))
         loss, logits = model(inputs, labels=labels, return_dict=False)
         torch.testing.assert_close(logits, output.logits)
+
+        model.config.problem_type = "multi_label_classification"
+        multi_hot = torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 0], [0, 1, 1, 0]])
+        expected = -(
+            multi_hot * nn.functional.logsigmoid(logits) + (1 - multi_hot) * nn.functional.logsigmoid(-logits)
+        )
+        torch.testing.assert_close(model(inputs, labels=multi_hot).loss, expected.mean())
+    model.config.problem_type = None
     with pytest.raises(ValueError, match="class probabilities"):
         model(inputs, labels=torch.tensor([0.0, 3.0, 1.0]))
 
@@ -260,3 +315,39 @@ def test_feature_extractor_output_fits_the_model():
     features = extractor(np.zeros(8000, dtype=np.float32), sampling_rate=16000, return_tensors="pt")
     logits = SSASTForAudioClassification(tiny_config()).eval()(**features).logits
     assert logits.shape == (1, 4)
+
+
+def test_optimisation_structure_declaration():
+    config = pretraining_config()
+    classifier = SSASTForAudioClassification(tiny_config())
+    depths = classifier.layer_ids()
+    assert set(depths) == {name for name, _ in classifier.named_parameters()}
+    assert (
+        depths["ssast.embeddings.position_embeddings"]
+        == depths["ssast.embeddings.patch_embeddings.projection.weight"]
+        == 0
+    )
+    assert depths["ssast.encoder.layer.0.attention.qkv.weight"] == 1
+    assert depths["ssast.encoder.layer.1.mlp.fc2.bias"] == depths["ssast.layernorm.weight"] == 2
+    assert depths["classifier.dense.weight"] == depths["classifier.layernorm.bias"] == 3
+
+    pretraining = SSASTForPreTraining(config)
+    exempt = pretraining.no_weight_decay()
+    assert {
+        "ssast.embeddings.mask_token",
+        "ssast.embeddings.cls_token",
+        "ssast.embeddings.distillation_token",
+        "ssast.embeddings.position_embeddings",
+        "ssast.encoder.layer.0.layernorm_before.weight",
+        "ssast.encoder.layer.1.attention.qkv.bias",
+        "mpc_head.dense.bias",
+    } <= exempt
+    decayed = {name for name, _ in pretraining.named_parameters()} - exempt
+    assert decayed == {name for name, parameter in pretraining.named_parameters() if parameter.ndim >= 2} - {
+        "ssast.embeddings.mask_token",
+        "ssast.embeddings.cls_token",
+        "ssast.embeddings.distillation_token",
+        "ssast.embeddings.position_embeddings",
+    }
+    assert pretraining.layer_ids()["mpg_head.decoder.weight"] == 3
+    assert SSASTModel(config).layer_ids()["layernorm.bias"] == 2

@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -150,43 +149,79 @@ def test_soft_labels_train_with_label_smoothing(tmp_path):
     loss_hard = trainer.compute_loss(model, {"input_values": values, "labels": hard, "song_index": hard})
     loss_soft = trainer.compute_loss(model, {"input_values": values, "labels": soft, "song_index": hard})
     torch.testing.assert_close(loss_hard, loss_soft)
+    assert model.config.label_smoothing == 0.2  # the model computes the loss, with the arguments' smoothing
     logits = model(values).logits
     smoothed = soft * 0.8 + 0.2 / NUM_LABELS
     expected = -(smoothed * logits.log_softmax(-1)).sum(-1).mean()
     torch.testing.assert_close(loss_hard, expected)
 
 
-def test_cnn_parameter_groups_and_weight_decay(tmp_path):
+def learning_rates_and_weight_decays(optimizer, model) -> tuple[dict, dict]:
+    """The learning rate and the weight decay of each named parameter in the optimiser's groups."""
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    rates, decays = {}, {}
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            rates[names[id(parameter)]] = group["lr"]
+            decays[names[id(parameter)]] = group["weight_decay"]
+    assert len(rates) == len(names)
+    return rates, decays
+
+
+@pytest.mark.parametrize("layer_decay", [1.0, 0.5])
+def test_cnn_parameter_groups_and_weight_decay(tmp_path, layer_decay):
     trainer = AudioClassificationTrainer(
         model=tiny_cnn(),
-        args=optimizer_arguments(tmp_path, learning_rate=1e-3, head_learning_rate=1e-2, weight_decay=0.05),
+        args=optimizer_arguments(
+            tmp_path, learning_rate=1e-3, head_learning_rate=1e-2, weight_decay=0.05, layer_decay=layer_decay
+        ),
         train_dataset=[],
     )
-    optimizer = trainer.create_optimizer()
-    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    rates, decays = learning_rates_and_weight_decays(trainer.create_optimizer(), trainer.model)
     norms = {
         f"{module_name}.weight"
         for module_name, module in trainer.model.named_modules()
         if isinstance(module, torch.nn.BatchNorm2d)
     }
-    for group in optimizer.param_groups:
-        for parameter in group["params"]:
-            name = names[id(parameter)]
-            assert group["lr"] == (1e-2 if name.startswith("classifier.") else 1e-3)
-            is_norm_or_bias = name.endswith("bias") or name in norms
-            assert group["weight_decay"] == (0.0 if is_norm_or_bias else 0.05), name
-    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(trainer.model.parameters()))
+    for name in rates:
+        if name.startswith("classifier."):
+            expected = 1e-2
+        else:  # features.<k>: conv, norm, ReLU, pool per block, so block k // 4 of 2
+            expected = 1e-3 * layer_decay ** (2 - 1 - int(name.split(".")[1]) // 4)
+        assert rates[name] == pytest.approx(expected), name
+        is_norm_or_bias = name.endswith("bias") or name in norms
+        assert decays[name] == (0.0 if is_norm_or_bias else 0.05), name
+
+
+def test_parameter_groups_follow_the_models_declaration(tmp_path):
+    class AllHeadCNN(CNNForAudioClassification):
+        """Declares every parameter part of the head and none exempt from weight decay."""
+
+        def layer_ids(self):
+            return {name: 0 for name, _ in self.named_parameters()}
+
+        def no_weight_decay(self):
+            return set()
+
+    torch.manual_seed(0)
+    trainer = AudioClassificationTrainer(
+        model=AllHeadCNN(tiny_cnn().config),
+        args=optimizer_arguments(tmp_path, learning_rate=1e-3, head_learning_rate=1e-2, weight_decay=0.05),
+        train_dataset=[],
+    )
+    rates, decays = learning_rates_and_weight_decays(trainer.create_optimizer(), trainer.model)
+    assert set(rates.values()) == {1e-2} and set(decays.values()) == {0.05}
 
 
 @pytest.mark.parametrize("layer_decay", [1.0, 0.5])
 def test_ssast_layer_wise_learning_rates(tmp_path, layer_decay):
-    ssast = pytest.importorskip("gtzan_hf.modeling_ssast")
     from gtzan_hf.configuration_ssast import SSASTConfig
+    from gtzan_hf.modeling_ssast import SSASTForAudioClassification
 
     config = SSASTConfig.from_size(
-        "tiny", num_hidden_layers=3, max_length=64, freq_stride=16, time_stride=16, num_labels=NUM_LABELS
+        "tiny", num_hidden_layers=2, max_length=64, freq_stride=16, time_stride=16, num_labels=NUM_LABELS
     )
-    model = ssast.SSASTForAudioClassification(config)
+    model = SSASTForAudioClassification(config)
     trainer = AudioClassificationTrainer(
         model=model,
         args=optimizer_arguments(
@@ -194,26 +229,20 @@ def test_ssast_layer_wise_learning_rates(tmp_path, layer_decay):
         ),
         train_dataset=[],
     )
-    optimizer = trainer.create_optimizer()
-    rate = {}
-    decay = {}
-    for group in optimizer.param_groups:
-        for parameter in group["params"]:
-            rate[id(parameter)] = group["lr"]
-            decay[id(parameter)] = group["weight_decay"]
-    for name, parameter in model.named_parameters():
+    rates, decays = learning_rates_and_weight_decays(trainer.create_optimizer(), model)
+    # The documented rule: block i of L at learning_rate * layer_decay ** (L - 1 - i), the embeddings at
+    # layer_decay ** L, the final norm at learning_rate, the head at head_learning_rate.
+    for name in rates:
         if name.startswith("classifier."):
             expected = 1e-4
-        elif ".encoder.layer." in name:
-            block = int(name.split(".encoder.layer.")[1].split(".")[0])
-            expected = 5e-6 * layer_decay ** (3 - 1 - block)
-        elif ".embeddings." in name:
-            expected = 5e-6 * layer_decay**3
+        elif name.startswith("ssast.encoder.layer."):
+            expected = 5e-6 * layer_decay ** (2 - 1 - int(name.split(".")[3]))
+        elif name.startswith("ssast.embeddings."):
+            expected = 5e-6 * layer_decay**2
         else:
+            assert name.startswith("ssast.layernorm."), name
             expected = 5e-6
-        assert rate[id(parameter)] == pytest.approx(expected), name
-        no_decay = (
-            parameter.ndim == 1 or "position_embeddings" in name or "cls_token" in name or "distillation_token" in name
-        )
-        assert decay[id(parameter)] == (0.0 if no_decay else 0.01), name
-    assert np.isclose(max(rate.values()), 1e-4)
+        assert rates[name] == pytest.approx(expected), name
+        token = name.split(".")[-1] in ("position_embeddings", "cls_token", "distillation_token")
+        no_decay = name.endswith("bias") or "layernorm" in name or token
+        assert decays[name] == (0.0 if no_decay else 0.01), name
