@@ -226,7 +226,7 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         for waveform in waveforms:
             waveform = torch.as_tensor(np.asarray(waveform) if isinstance(waveform, (list, tuple)) else waveform)
             fbank = self.pad_or_truncate(self.fbank(waveform.to(device) if device is not None else waveform))
-            features.append(self.normalize(fbank) if self.do_normalize else fbank)
+            features.append(self.normalize(fbank))
         input_values = torch.stack(features)
 
         if return_tensors in ("pt", TensorType.PYTORCH):
