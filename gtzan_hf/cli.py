@@ -248,16 +248,21 @@ def is_complete_checkpoint(folder: Path) -> bool:
         else:
             torch.load(weights, map_location="cpu", weights_only=True)
         return True
-    except (OSError, ValueError, RuntimeError):
+    except Exception:  # whatever the reader raises (SafetensorError, EOFError, JSONDecodeError...): not usable
         return False
 
 
-def resume_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None = None) -> str | None:
+def resume_checkpoint(
+    output_dir: str | os.PathLike, resume_from_checkpoint: str | None = None, overwrite: bool = False
+) -> str | None:
     """
-    The checkpoint a run continues from: `resume_from_checkpoint` when given, else the newest complete
-    `checkpoint-N` of `output_dir` (an incomplete one, left by a save that was killed, is skipped with a warning),
-    else `None`. Logs which.
+    The checkpoint a run continues from: `resume_from_checkpoint` when given, else (unless `overwrite`) the newest
+    complete `checkpoint-N` of `output_dir` (an incomplete one, left by a save that was killed, is skipped with a
+    warning), else `None`. Logs which.
     """
+    if overwrite and not resume_from_checkpoint:
+        logger.info("Starting a fresh run in %s (--overwrite_output_dir): its checkpoints are overwritten", output_dir)
+        return None
     if resume_from_checkpoint:
         if not is_complete_checkpoint(Path(resume_from_checkpoint)):
             raise ValueError(

@@ -237,7 +237,9 @@ def run_finetune(
         feature_extractor.mean, feature_extractor.std = SSASTFeatureExtractor.compute_stats(data.fbank_arrays("train"))
         logger.info("Training-set statistics: mean %.4f, std %.4f", feature_extractor.mean, feature_extractor.std)
     if data.skipped:
-        logger.warning("%d unreadable, empty or silent files were skipped: see splits.json", len(data.skipped))
+        logger.warning(
+            "%d unusable files (unreadable, empty, silent, corrupt) were skipped: see splits.json", len(data.skipped)
+        )
 
     model = build_model(model_args, data.label_names)
     trainer = AudioClassificationTrainer(
@@ -249,11 +251,7 @@ def run_finetune(
         eval_data_collator=SSASTDataCollator(data.num_labels),
         processing_class=feature_extractor,
     )
-    resume = (
-        None
-        if overwrite_output_dir
-        else resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
-    )
+    resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_state()

@@ -22,7 +22,7 @@ import transformers
 from datasets import Audio, Dataset, IterableDataset
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from .audio import decode_audio
+from .audio import read_audio, samples_problem, to_mono
 from .cli import (
     AudioSourceArguments,
     check_local_path,
@@ -167,10 +167,14 @@ def _random_crops(batch: dict, feature_extractor: SSASTFeatureExtractor) -> dict
     crops = []
     for audio in batch["audio"]:
         try:
-            fbank = feature_extractor.fbank(decode_audio(audio, feature_extractor.sampling_rate))
+            samples, sampling_rate = read_audio(audio)
+            problem = samples_problem(samples, sampling_rate)
         except Exception as error:  # one bad file must not end a long run: skip it, and say which
-            logger.warning("Skipping %s: %s: %s", audio["path"], type(error).__name__, error)
+            problem = f"unreadable: {type(error).__name__}: {error}"
+        if problem:
+            logger.warning("Skipping %s: %s", audio["path"], problem)
             continue
+        fbank = feature_extractor.fbank(to_mono(samples, sampling_rate, feature_extractor.sampling_rate))
         start = random_start(fbank.shape[0], feature_extractor.max_length)
         crop = feature_extractor.pad_or_truncate(fbank[start : start + feature_extractor.max_length])
         crops.append(feature_extractor.normalize(crop))
@@ -278,11 +282,7 @@ def run_pretrain(
         processing_class=feature_extractor,
         callbacks=callbacks,
     )
-    resume = (
-        None
-        if overwrite_output_dir
-        else resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
-    )
+    resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_state()
