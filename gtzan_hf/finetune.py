@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModelForAudioClassification, set_seed
 
 from .cli import (
     DataArguments,
-    check_local_path,
+    check_model_path,
     entry_point,
     finished_run,
     load_datasets,
@@ -29,8 +29,8 @@ from .convert import (
     classifier_from_pretraining_model,
     from_original_checkpoint,
     is_pretraining_folder,
-    load_original_checkpoint,
     model_type_of,
+    original_checkpoint_kind,
 )
 from .data import SSASTDataCollator, SSASTDatasets
 from .data.augmentation import spec_augment
@@ -109,9 +109,9 @@ def check_model_source(model_args: ModelArguments) -> None:
                 f"SSAST-Base-Patch-400.pth) from {RELEASED_CHECKPOINTS_URL} and pass its path with "
                 "--model_name_or_path."
             )
-        load_original_checkpoint(source)  # a damaged or foreign file is refused now, not after the data
+        original_checkpoint_kind(source)  # a damaged or foreign file is refused now, not after the data
         return
-    check_local_path(source, "--model_name_or_path")
+    check_model_path(source, "--model_name_or_path")
     model_type = model_type_of(source)
     if model_type not in (*MODEL_CLASSES, "audio-spectrogram-transformer") and not model_args.trust_remote_code:
         raise ValueError(

@@ -25,7 +25,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from .audio import read_audio, samples_problem, to_mono
 from .cli import (
     AudioSourceArguments,
-    check_local_path,
+    check_model_path,
     entry_point,
     finished_run,
     parse_args,
@@ -107,8 +107,6 @@ def build_pretraining_model(
         if (value := getattr(model_args, name)) is not None
     }
     source = model_args.model_name_or_path
-    if source is not None:
-        check_local_path(source, "--model_name_or_path")
     if source is None:
         config = SSASTConfig.from_size(
             model_args.model_size,
@@ -124,6 +122,7 @@ def build_pretraining_model(
     elif source.endswith(ORIGINAL_CHECKPOINT_SUFFIXES):
         model = pretraining_model_from_original_checkpoint(source, **objective)
     else:
+        check_model_path(source, "--model_name_or_path")
         if not is_pretraining_folder(source):
             raise ValueError(
                 f"{source} holds no SSASTForPreTraining (a fine-tuned model has no pretraining heads): continue "
