@@ -191,7 +191,7 @@ class OneLineErrors(argparse.ArgumentParser):
         raise ValueError(f"{message}. `--help` lists the arguments.")
 
 
-class ArgumentParser(OneLineErrors, HfArgumentParser):
+class _HfArgumentParser(OneLineErrors, HfArgumentParser):
     """`HfArgumentParser` with [`OneLineErrors`]."""
 
 
@@ -237,7 +237,7 @@ def parse_args(
     if unknown:
         raise ValueError(f"Unknown arguments in the config file: {sorted(unknown)}. `--help` lists the arguments.")
 
-    parser = ArgumentParser(dataclass_types, parents=[extra])
+    parser = _HfArgumentParser(dataclass_types, parents=[extra])
     parser.set_defaults(**defaults)
     # The extra flags come back as a trailing namespace: they were parsed above.
     *arguments, unknown = parser.parse_args_into_dataclasses(args=remaining, return_remaining_strings=True)
