@@ -12,6 +12,10 @@ import torchaudio
 MIN_DURATION_SECONDS = 0.03
 # Peak amplitude at or below which a file counts as silent (-80 dBFS): digital silence, or a failed rip.
 SILENCE_PEAK = 1e-4
+# Peak amplitude above which a file counts as corrupt (+60 dBFS). Float files may go somewhat past full scale (1.0);
+# a thousand times past it is no mix but garbage (wrong byte order, an unscaled integer dump), and some 1e12 times
+# below the level where the filter bank's power spectrum overflows float32 and the features stop being finite.
+MAX_PEAK = 1e3
 
 
 def _source(audio: dict | str):
@@ -69,7 +73,7 @@ def decode_audio(audio: dict | str, sampling_rate: int = 16000) -> np.ndarray:
 
 
 def audio_problem(audio: dict | str) -> str:
-    """Why a file cannot be used (unreadable, empty, too short, silent, non-finite), or `""` when it can."""
+    """Why a file cannot be used (see [`samples_problem`], or unreadable), or `""` when it can."""
     try:
         samples, sampling_rate = read_audio(audio)
     except Exception as error:  # any decoding failure makes the file unusable: say which
@@ -78,14 +82,17 @@ def audio_problem(audio: dict | str) -> str:
 
 
 def samples_problem(samples: np.ndarray, sampling_rate: int) -> str:
-    """Why decoded `(num_samples, num_channels)` samples cannot be used (empty, too short, silent, non-finite), or
-    `""` when they can."""
+    """Why decoded `(num_samples, num_channels)` samples cannot be used (empty, too short, non-finite, far beyond
+    full scale, silent), or `""` when they can: usable samples give finite features."""
     if samples.size == 0:
         return "empty: no audio samples"
     if samples.shape[0] < MIN_DURATION_SECONDS * sampling_rate:
         return f"too short: {samples.shape[0] / sampling_rate * 1000:.1f} ms"
     if not np.isfinite(samples).all():
         return "corrupt: NaN or infinite samples"
-    if np.abs(samples).max() <= SILENCE_PEAK:
+    peak = np.abs(samples).max()
+    if peak > MAX_PEAK:
+        return f"corrupt: peak amplitude {peak:.3g}, more than {MAX_PEAK:g} times full scale (+60 dBFS)"
+    if peak <= SILENCE_PEAK:
         return "silent: peak amplitude at or below -80 dBFS"
     return ""

@@ -142,6 +142,18 @@ def check_local_path(name: str, what: str) -> None:
         raise FileNotFoundError(f"{what} {name}: no such file or folder. Check the path (a Hub id is 'owner/name').")
 
 
+def check_model_path(name: str, what: str) -> None:
+    """Refuse, before any model is loaded or data prepared, a path that cannot hold a saved model: a local-looking
+    path that does not exist, a file, or a folder without config.json. Hub ids pass."""
+    check_local_path(name, what)
+    path = Path(name).expanduser()
+    expected = "expected a saved model folder (config.json and weights, such as a run's output_dir) or a Hub id"
+    if path.is_file():
+        raise ValueError(f"{what} {name} is a file; {expected}. Check the path.")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{what} {name} is a folder without config.json; {expected}. Check the path.")
+
+
 def mixed_precision_defaults() -> dict:
     """bf16 where the GPU runs it natively (Ampere and later), fp16 on older GPUs, full precision on the CPU."""
     if not torch.cuda.is_available():
@@ -157,13 +169,33 @@ def preset_names(kind: str) -> list[str]:
 def read_config_file(path: str | os.PathLike) -> dict:
     """A JSON or YAML mapping of argument names to values."""
     path = Path(path)
+    expected = "expected a mapping of argument names to values, like the presets in gtzan_hf/configs/"
     if not path.is_file():
-        raise FileNotFoundError(f"Config file {path} not found.")
-    text = path.read_text()
-    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        raise FileNotFoundError(f"Config file {path} not found: check the path ({expected}).")
+    try:
+        text = path.read_text()
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
+        mark = getattr(error, "problem_mark", None)  # YAML: say what is wrong where
+        found = f"{error.problem}, line {mark.line + 1}" if mark else str(error).splitlines()[0]
+        raise ValueError(
+            f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({found}): {expected}."
+        ) from error
     if not isinstance(values, dict):
-        raise ValueError(f"{path} holds a {type(values).__name__}; expected a mapping of argument names to values.")
+        raise ValueError(f"Config file {path} holds a {type(values).__name__}; {expected}.")
     return values
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse whose errors (an unknown or mistyped flag, a bad value) are raised as `ValueError`, which [`run`]
+    reports in one line, instead of printing the usage of every argument."""
+
+    def error(self, message: str):
+        raise ValueError(f"{message}. `--help` lists the arguments.")
+
+
+class _HfArgumentParser(OneLineErrors, HfArgumentParser):
+    """`HfArgumentParser` with [`OneLineErrors`]."""
 
 
 @dataclass
@@ -184,7 +216,7 @@ def parse_args(
     that do not set `use_cpu` get [`mixed_precision_defaults`] unless they set `bf16` or `fp16`.
     """
     presets = preset_names(preset_kind) if preset_kind else []
-    extra = argparse.ArgumentParser(add_help=False)
+    extra = OneLineErrors(add_help=False)
     if presets:
         extra.add_argument("--preset", choices=presets, help="Named recipe (gtzan_hf/configs/); flags override it.")
     extra.add_argument("--config", help="JSON or YAML file of arguments; the command line overrides it.")
@@ -206,13 +238,15 @@ def parse_args(
     names = {f.name for dataclass_type in dataclass_types for f in dataclasses.fields(dataclass_type)}
     unknown = set(defaults) - names
     if unknown:
-        raise ValueError(f"Unknown arguments in the preset or config file: {sorted(unknown)}.")
+        raise ValueError(f"Unknown arguments in the config file: {sorted(unknown)}. `--help` lists the arguments.")
 
-    parser = HfArgumentParser(dataclass_types, parents=[extra])
+    parser = _HfArgumentParser(dataclass_types, parents=[extra])
     parser.set_defaults(**defaults)
     # The extra flags come back as a trailing namespace: they were parsed above.
-    arguments = parser.parse_args_into_dataclasses(args=remaining)[: len(dataclass_types)]
-    return (*arguments, CommandLine(preset, known.traceback, known.overwrite_output_dir))
+    *arguments, unknown = parser.parse_args_into_dataclasses(args=remaining, return_remaining_strings=True)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return (*arguments[: len(dataclass_types)], CommandLine(preset, known.traceback, known.overwrite_output_dir))
 
 
 def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
@@ -251,16 +285,21 @@ def is_complete_checkpoint(folder: Path) -> bool:
         else:
             torch.load(weights, map_location="cpu", weights_only=True)
         return True
-    except (OSError, ValueError, RuntimeError):
+    except Exception:  # whatever the reader raises (SafetensorError, EOFError, JSONDecodeError...): not usable
         return False
 
 
-def resume_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None = None) -> str | None:
+def resume_checkpoint(
+    output_dir: str | os.PathLike, resume_from_checkpoint: str | None = None, overwrite: bool = False
+) -> str | None:
     """
-    The checkpoint a run continues from: `resume_from_checkpoint` when given, else the newest complete
-    `checkpoint-N` of `output_dir` (an incomplete one, left by a save that was killed, is skipped with a warning),
-    else `None`. Logs which.
+    The checkpoint a run continues from: `resume_from_checkpoint` when given, else (unless `overwrite`) the newest
+    complete `checkpoint-N` of `output_dir` (an incomplete one, left by a save that was killed, is skipped with a
+    warning), else `None`. Logs which.
     """
+    if overwrite and not resume_from_checkpoint:
+        logger.info("Starting a fresh run in %s (--overwrite_output_dir): its checkpoints are overwritten", output_dir)
+        return None
     if resume_from_checkpoint:
         if not is_complete_checkpoint(Path(resume_from_checkpoint)):
             raise ValueError(

@@ -12,8 +12,8 @@ Accepted inputs of [`from_original_checkpoint`]:
    whose query/key/value projections are fused.
 """
 
-import argparse
 import logging
+import pickle
 import re
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import ASTFeatureExtractor, ASTForAudioClassification, PreTrainedConfig
 
-from .cli import entry_point
+from .cli import OneLineErrors, entry_point
 from .configuration_ssast import SSASTConfig
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
@@ -80,22 +80,42 @@ def _strip_data_parallel(state_dict: dict) -> dict:
 def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Loads an original `.pth` state dict safely (`weights_only=True`), with clear errors for other files."""
     path = Path(path)
+    expected = "Expected a .pth state dict of tensors saved by the original SSAST/AST code"
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint file at {path}.")
+        raise FileNotFoundError(f"No checkpoint file at {path}: check the path. {expected}.")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        raise ValueError(f"{path} is empty (0 bytes): download or copy the checkpoint again. {expected}.")
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except pickle.UnpicklingError as error:
+        # torch's message advises weights_only=False, i.e. running the file's code: keep only its reason
+        reason = re.search(r"WeightsUnpickler error: (.+?)(?: was not an allowed global|\.?$)", str(error), re.M)
         raise ValueError(
-            f"Could not read {path} as a PyTorch checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}). "
-            "Expected a .pth "
-            "state dict saved by the original SSAST/AST code; the file may be damaged or truncated."
-        ) from error
+            f"{path} was refused: it holds Python objects that could run code when loaded "
+            f"({reason.group(1) if reason else 'not only tensors'}), and only tensors are read. {expected}: if you "
+            "trust this file, save its tensors alone (torch.save(model.state_dict(), PATH)) and pass that file."
+        ) from None
+    except Exception as error:  # any other failure: not a (whole) PyTorch file
+        found = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
+        raise ValueError(
+            f"Could not read {path} as a PyTorch checkpoint (it begins with {head!r}; {type(error).__name__}: "
+            f"{found}). {expected}; the file may be damaged or truncated: download it again, or check that it is the "
+            "right file."
+        ) from None
     if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
         raise ValueError(
-            f"{path} holds a {type(state_dict).__name__}, not a state dict of tensors: expected "
-            "`model.state_dict()` as the original SSAST/AST code saves it."
+            f"{path} holds a {type(state_dict).__name__}, not a state dict of tensors. {expected} "
+            "(`model.state_dict()`): pass such a file."
         )
     return state_dict
+
+
+def original_checkpoint_kind(path: str | Path) -> str:
+    """`"pretraining"` or `"finetuned"`: the kind of an original `.pth`, read safely. Other files are refused with a
+    message saying what they hold."""
+    return _checkpoint_kind(_read_original(path))
 
 
 def _checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
@@ -107,7 +127,8 @@ def _checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
     raise ValueError(
         f"Unknown checkpoint format: found keys {found}{' ...' if len(state_dict) > 8 else ''}. Expected an original "
         "SSAST pretraining checkpoint (module.v.*, module.p_input_fdim, module.cpredlayer.*) or a fine-tuned "
-        "SSAST/AST checkpoint (v.*, mlp_head.*), or a transformers ASTForAudioClassification folder or Hub id."
+        "SSAST/AST checkpoint (v.*, mlp_head.*), or a transformers ASTForAudioClassification folder or Hub id: "
+        "check that this is the checkpoint you meant."
     )
 
 
@@ -300,17 +321,25 @@ def _from_transformers_ast(
     return _build_classifier(config, converted, new_head=() if keep_head else ("classifier.dense.",))
 
 
-def model_type_of(source: str | Path) -> str | None:
-    """The `model_type` of a saved folder or Hub id, read from its config.json without running any code."""
+def _config_dict(source: str | Path) -> dict:
+    """The config.json of a saved folder or Hub id, read without running any code."""
     config = PreTrainedConfig.get_config_dict(str(source))[0]
     if not isinstance(config, dict):
-        raise ValueError(f"The config.json of {source} holds a {type(config).__name__}; expected a mapping.")
-    return config.get("model_type")
+        raise ValueError(
+            f"The config.json of {source} holds a {type(config).__name__}; expected a mapping of model settings, as "
+            "save_pretrained writes it. Save the model again, or pass another folder."
+        )
+    return config
+
+
+def model_type_of(source: str | Path) -> str | None:
+    """The `model_type` of a saved folder or Hub id, read from its config.json without running any code."""
+    return _config_dict(source).get("model_type")
 
 
 def is_pretraining_folder(source: str | Path) -> bool:
     """Whether `source` holds an `SSASTForPreTraining` (the output of scripts/pretrain.py)."""
-    return "SSASTForPreTraining" in (PreTrainedConfig.get_config_dict(str(source))[0].get("architectures") or ())
+    return "SSASTForPreTraining" in (_config_dict(source).get("architectures") or ())
 
 
 def _load_ast(source: str) -> ASTForAudioClassification:
@@ -503,7 +532,7 @@ def convert_checkpoint(
 
 def main(argv: list[str] | None = None) -> None:
     """`scripts/convert_ssast_checkpoint.py`: convert a checkpoint and save it as an SSAST folder."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         description="Convert an original SSAST/AST checkpoint or a transformers AST model into an SSAST folder."
     )
     parser.add_argument("checkpoint", help=".pth file, transformers AST folder or Hub id")

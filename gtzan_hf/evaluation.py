@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cli import DataArguments, entry_point, load_datasets, parse_args, resolve_dataset
+from .cli import DataArguments, check_model_path, entry_point, load_datasets, parse_args, resolve_dataset
+from .convert import model_type_of
 from .data.collator import evaluation_dataloader
 from .inference import load_classifier
 from .reports import SplitPredictions, comparison_table, predict, write_evaluation_reports
@@ -81,6 +82,9 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> dict | st
     models = args.ensemble or ([args.model] if args.model else [])
     if not models:
         raise ValueError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
+    for model_id in models:  # before any data is prepared
+        check_model_path(model_id, "MODEL")
+        model_type_of(model_id)
     device = resolve_device(args.device)
     data_args.dataset = resolve_dataset(data_args)
     evaluated = [

@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModelForAudioClassification, set_seed
 from .cli import (
     CommandLine,
     DataArguments,
-    check_local_path,
+    check_model_path,
     entry_point,
     finished_run,
     load_datasets,
@@ -30,8 +30,8 @@ from .convert import (
     classifier_from_pretraining_model,
     from_original_checkpoint,
     is_pretraining_folder,
-    load_original_checkpoint,
     model_type_of,
+    original_checkpoint_kind,
 )
 from .data import SSASTDataCollator, SSASTDatasets
 from .data.augmentation import spec_augment
@@ -110,9 +110,9 @@ def check_model_source(model_args: ModelArguments) -> None:
                 f"SSAST-Base-Patch-400.pth) from {RELEASED_CHECKPOINTS_URL} and pass its path with "
                 "--model_name_or_path."
             )
-        load_original_checkpoint(source)  # a damaged or foreign file is refused now, not after the data
+        original_checkpoint_kind(source)  # a damaged or foreign file is refused now, not after the data
         return
-    check_local_path(source, "--model_name_or_path")
+    check_model_path(source, "--model_name_or_path")
     model_type = model_type_of(source)
     if model_type not in (*MODEL_CLASSES, "audio-spectrogram-transformer") and not model_args.trust_remote_code:
         raise ValueError(
@@ -239,7 +239,9 @@ def run_finetune(
         feature_extractor.mean, feature_extractor.std = SSASTFeatureExtractor.compute_stats(data.fbank_arrays("train"))
         logger.info("Training-set statistics: mean %.4f, std %.4f", feature_extractor.mean, feature_extractor.std)
     if data.skipped:
-        logger.warning("%d unreadable, empty or silent files were skipped: see splits.json", len(data.skipped))
+        logger.warning(
+            "%d unusable files (unreadable, empty, silent, corrupt) were skipped: see splits.json", len(data.skipped)
+        )
 
     model = build_model(model_args, data.label_names)
     trainer = AudioClassificationTrainer(
@@ -251,11 +253,7 @@ def run_finetune(
         eval_data_collator=SSASTDataCollator(data.num_labels),
         processing_class=feature_extractor,
     )
-    resume = (
-        None
-        if overwrite_output_dir
-        else resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
-    )
+    resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_state()

@@ -22,11 +22,11 @@ import transformers
 from datasets import Audio, Dataset, IterableDataset
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from .audio import decode_audio
+from .audio import read_audio, samples_problem, to_mono
 from .cli import (
     AudioSourceArguments,
     CommandLine,
-    check_local_path,
+    check_model_path,
     entry_point,
     finished_run,
     parse_args,
@@ -109,8 +109,6 @@ def build_pretraining_model(
         if (value := getattr(model_args, name)) is not None
     }
     source = model_args.model_name_or_path
-    if source is not None:
-        check_local_path(source, "--model_name_or_path")
     if source is None:
         config = SSASTConfig.from_size(
             model_args.model_size,
@@ -126,6 +124,7 @@ def build_pretraining_model(
     elif source.endswith(ORIGINAL_CHECKPOINT_SUFFIXES):
         model = pretraining_model_from_original_checkpoint(source, **objective)
     else:
+        check_model_path(source, "--model_name_or_path")
         if not is_pretraining_folder(source):
             raise ValueError(
                 f"{source} holds no SSASTForPreTraining (a fine-tuned model has no pretraining heads): continue "
@@ -169,10 +168,14 @@ def _random_crops(batch: dict, feature_extractor: SSASTFeatureExtractor, audio_c
     crops = []
     for audio in batch[audio_column]:
         try:
-            fbank = feature_extractor.fbank(decode_audio(audio, feature_extractor.sampling_rate))
+            samples, sampling_rate = read_audio(audio)
+            problem = samples_problem(samples, sampling_rate)
         except Exception as error:  # one bad file must not end a long run: skip it, and say which
-            logger.warning("Skipping %s: %s: %s", audio["path"], type(error).__name__, error)
+            problem = f"unreadable: {type(error).__name__}: {error}"
+        if problem:
+            logger.warning("Skipping %s: %s", audio["path"], problem)
             continue
+        fbank = feature_extractor.fbank(to_mono(samples, sampling_rate, feature_extractor.sampling_rate))
         start = random_start(fbank.shape[0], feature_extractor.max_length)
         crop = feature_extractor.pad_or_truncate(fbank[start : start + feature_extractor.max_length])
         crops.append(feature_extractor.normalize(crop))
@@ -284,11 +287,7 @@ def run_pretrain(
         processing_class=feature_extractor,
         callbacks=callbacks,
     )
-    resume = (
-        None
-        if overwrite_output_dir
-        else resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
-    )
+    resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_state()

@@ -107,6 +107,11 @@ def split_indices(
     elif split == "kfold":
         if not 0 <= fold < num_folds:
             raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+        if num_folds < 3 or num_folds > len(order):
+            raise ValueError(
+                f"split='kfold' with {num_folds} folds needs from 3 folds (test, validation, train) to as many "
+                f"folds as songs ({len(order)}): choose --num_folds in that range."
+            )
         folds = [order[test] for _, test in StratifiedKFold(num_folds, shuffle=True, random_state=seed).split(
             order, labels_array[order]
         )]  # fmt: skip

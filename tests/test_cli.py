@@ -1,0 +1,237 @@
+"""User errors on the command line: one `error:` line saying what was found, what was expected and what to do, exit
+status 1, no traceback (`--traceback` shows it), the model checked before any data is prepared, no Hub contact for
+a local-looking path, and nothing written for a refused command. The scripts run as subprocesses (all at once, the
+imports dominate); the many other cases go through the same `gtzan_hf.cli.run` in this process."""
+
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from gtzan_hf import convert, evaluation, finetune, pretrain
+from gtzan_hf.cli import run
+from gtzan_hf.synthetic import generate_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class NotPickledByTorch:
+    """A class whose instance in a checkpoint makes the safe loader refuse it."""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Damaged, foreign and garbage inputs, and a small corpus to prepare data from."""
+    root = tmp_path_factory.mktemp("inputs")
+    (root / "empty.pth").write_bytes(b"")
+    torch.save({"weights": NotPickledByTorch()}, root / "pickled-object.pth")
+    sf.write(root / "song-renamed.pth", np.zeros(1600, np.float32), 16000, format="WAV")
+    torch.save({"encoder.weight": torch.zeros(2)}, root / "foreign.pth")
+    torch.save({"v.pos_embed": torch.zeros(1, 3, 8)}, root / "cut-short.pth")
+    (root / "list-config").mkdir()
+    (root / "list-config" / "config.json").write_text("[1, 2]")
+    (root / "garbage.yaml").write_text("learning_rate: [1,\n  : : :\n")
+    (root / "list.yaml").write_text("- learning_rate\n- 1\n")
+    generate_corpus(root / "corpus", songs_per_genre=2, seed=0, duration=1.0, genres=("blues", "jazz"), num_proc=1)
+    (root / "runs").mkdir()
+    return root
+
+
+def _one_line_error(main, argv) -> str:
+    with pytest.raises(SystemExit) as raised:
+        run(main, argv)
+    message = raised.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def _finetune(files, workdir, *argv):
+    common = ["--preset", "quickstart", "--dataset", str(files / "corpus"), "--output_dir", str(workdir / "out")]
+    return [*common, "--cache_dir", str(workdir / "cache"), *argv]
+
+
+def _pretrain(files, workdir, *argv):
+    common = ["--preset", "tiny", "--dataset", str(files / "corpus"), "--output_dir", str(workdir / "out")]
+    return [*common, "--cache_dir", str(workdir / "cache"), *argv]
+
+
+# (file given as the starting model, what the message must say: what was found, expected, what to do)
+BAD_MODELS = [
+    ("empty.pth", ["is empty (0 bytes)", "download or copy the checkpoint again", "Expected a .pth state dict"]),
+    (
+        "pickled-object.pth",
+        ["was refused", "Unsupported global: GLOBAL", "NotPickledByTorch", "save its tensors alone"],
+    ),
+    ("song-renamed.pth", ["Could not read", "begins with b'RIFF", "check that it is the right file"]),
+    ("foreign.pth", ["found keys encoder.weight", "Expected an original SSAST", "check that this is the checkpoint"]),
+    ("list-config", ["config.json of", "holds a list", "expected a mapping", "Save the model again"]),
+    ("missing.pth", ["not found", "Download a released one"]),
+    ("./no-such-folder", ["no such file or folder", "Check the path"]),
+    ("corpus", ["folder without config.json", "expected a saved model folder", "Check the path"]),
+]
+
+
+@pytest.mark.parametrize("name, says", BAD_MODELS, ids=[name for name, _ in BAD_MODELS])
+def test_a_bad_starting_model_is_refused_in_one_line_before_the_data(files, tmp_path, name, says):
+    model = name if name.startswith("./") else str(files / name)
+    message = _one_line_error(finetune.main, _finetune(files, tmp_path, "--model_name_or_path", model))
+    assert all(part in message for part in says), message
+    assert "weights_only=False" not in message
+    assert not any(tmp_path.iterdir())  # refused before the data: no cache, no output
+
+
+@pytest.mark.parametrize("name", ["empty.pth", "pickled-object.pth", "cut-short.pth", "list-config", "corpus"])
+def test_pretraining_refuses_a_bad_starting_model_before_the_data(files, tmp_path, name):
+    message = _one_line_error(pretrain.main, _pretrain(files, tmp_path, "--model_name_or_path", str(files / name)))
+    assert "xpected" in message, message
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_converter_and_the_evaluator_refuse_bad_inputs_in_one_line(files, tmp_path):
+    for name, says in BAD_MODELS[:5]:
+        message = _one_line_error(convert.main, [str(files / name), str(tmp_path / "converted")])
+        assert all(part in message for part in says), message
+    assert not (tmp_path / "converted").exists()
+    for model, says in [
+        (files / "list-config", "holds a list"),
+        (files / "empty.pth", "is a file; expected a saved model folder"),
+        (files / "corpus", "folder without config.json"),
+    ]:
+        argv = [str(model), "--dataset", str(files / "corpus"), "--output_dir", str(tmp_path / "evaluation")]
+        assert says in _one_line_error(evaluation.main, [*argv, "--cache_dir", str(tmp_path / "cache")])
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--config", "garbage.yaml"], ["garbage.yaml is not valid YAML", "line 2", "expected a mapping"]),
+        (["--config", "list.yaml"], ["list.yaml holds a list", "expected a mapping", "gtzan_hf/configs/"]),
+        (["--config", "absent.yaml"], ["absent.yaml not found", "check the path"]),
+        (["--learnin_rate", "1e-3"], ["unrecognized arguments: --learnin_rate 1e-3", "`--help` lists"]),
+        (["--num_train_epochs", "many"], ["invalid float value: 'many'", "`--help` lists"]),
+        (["--preset", "quickstrt"], ["invalid choice: 'quickstrt'", "'quickstart'"]),
+        (["--split", "kfold", "--num_folds", "5"], ["5 folds", "as many folds as songs (4)", "choose --num_folds"]),
+        (["--split", "random"], ["Cannot split 4 songs of 2 classes", "add songs, or use split='kfold'"]),
+    ],
+)
+def test_bad_flags_configs_and_splits_are_one_line(files, tmp_path, argv, says):
+    argv = [str(files / a) if a.endswith(".yaml") else a for a in argv]
+    message = _one_line_error(finetune.main, _finetune(files, tmp_path, *argv))
+    assert all(part in message for part in says), message
+
+
+def test_the_quickstart_never_generates_into_a_mistyped_dataset_path(files, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--preset", "quickstart", "--dataset", "data/generated-gtzn", "--output_dir", "run"]
+    (tmp_path / "data").mkdir()  # `data/...` is then a local path, not a Hub id
+    message = _one_line_error(finetune.main, argv)
+    assert "--dataset data/generated-gtzn: no such file or folder" in message
+    assert [p.name for p in tmp_path.iterdir()] == ["data"] and not any((tmp_path / "data").iterdir())
+
+
+class CountingHub(BaseHTTPRequestHandler):
+    """A Hub that has nothing, and counts who asked."""
+
+    requests: list[str] = []
+
+    def _answer(self):
+        CountingHub.requests.append(self.path)
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def scripts(files):
+    """Each script run once on a user error, all at once, against a Hub on 127.0.0.1 that counts its requests:
+    `{name: (CompletedProcess-like result, Hub requests that named the input)}`."""
+    hub = ThreadingHTTPServer(("127.0.0.1", 0), CountingHub)
+    thread = threading.Thread(target=hub.serve_forever, daemon=True)
+    thread.start()
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "PYTHONPATH")}
+    env |= {
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_port}",
+        "PYTHONPATH": str(REPO),
+        "HF_HOME": str(files / "hf"),
+    }
+    commands = {
+        "finetune": ["finetune.py", "--preset", "quickstart", "--dataset", "data/generated-gtzn", "--output_dir", "o"],
+        "pretrain": ["pretrain.py", "--preset", "tiny", "--model_name_or_path", "runs/ssast-tiny"],
+        "evaluate": ["evaluate_model.py", str(files / "list-config"), "--dataset", str(files / "corpus")],
+        "convert": ["convert_ssast_checkpoint.py", str(files / "empty.pth"), "converted"],
+        "hub id": ["evaluate_model.py", "someone/no-such-model", "--dataset", str(files / "corpus")],
+    }  # fmt: skip
+    workdirs = {name: files / "cwd" / name.replace(" ", "-") for name in commands}
+    processes = {}
+    for name, (script, *argv) in commands.items():
+        (workdirs[name] / "data").mkdir(parents=True)
+        (workdirs[name] / "runs").mkdir()
+        processes[name] = subprocess.Popen(
+            [sys.executable, str(REPO / "scripts" / script), *argv],
+            cwd=workdirs[name],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    results = {}
+    try:
+        for name, process in processes.items():
+            _, stderr = process.communicate(timeout=300)
+            results[name] = (process.returncode, stderr, workdirs[name])
+    finally:
+        for process in processes.values():
+            process.kill()
+        hub.shutdown()
+    return results, CountingHub.requests
+
+
+@pytest.mark.parametrize(
+    "name, says",
+    [
+        ("finetune", "--dataset data/generated-gtzn: no such file or folder. Check the path"),
+        ("pretrain", "--model_name_or_path runs/ssast-tiny: no such file or folder. Check the path"),
+        ("evaluate", "holds a list; expected a mapping of model settings"),
+        ("convert", "is empty (0 bytes): download or copy the checkpoint again"),
+    ],
+)
+def test_each_script_reports_a_user_error_in_one_line_and_asks_no_hub(scripts, name, says):
+    results, hub_requests = scripts
+    returncode, stderr, workdir = results[name]
+    assert returncode == 1, stderr[-3000:]
+    assert "Traceback" not in stderr and "huggingface.co" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0] and stderr.rstrip().endswith(errors[0]), stderr[-3000:]
+    assert not [path for path in hub_requests if "generated-gtzn" in path or "ssast-tiny" in path]
+    assert sorted(p.name for p in workdir.iterdir()) == ["data", "runs"]  # nothing written
+    assert not any((workdir / "data").iterdir()) and not any((workdir / "runs").iterdir())
+
+
+def test_a_hub_id_is_asked_for_and_its_absence_is_one_line(scripts):
+    results, hub_requests = scripts
+    returncode, stderr, _ = results["hub id"]
+    assert any("no-such-model" in path for path in hub_requests)  # the counting Hub is the one asked
+    assert returncode == 1 and "Traceback" not in stderr and stderr.rstrip().splitlines()[-1].startswith("error:")
+
+
+def test_traceback_flag_shows_the_error_itself(files, tmp_path):
+    with pytest.raises(ValueError, match="is empty"):
+        run(convert.main, [str(files / "empty.pth"), str(tmp_path / "converted"), "--traceback"])
+    with pytest.raises(ValueError, match="holds a list"):
+        run(
+            finetune.main,
+            _finetune(files, tmp_path, "--model_name_or_path", str(files / "list-config"), "--traceback"),
+        )

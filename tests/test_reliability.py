@@ -1,0 +1,379 @@
+"""Faults made on the spot: a damaged or half-built fbank cache, audio far beyond full scale, checkpoints left
+half-written by a killed save, a finished run started again. Tiny corpora (2.5 s songs) and tiny models, CPU."""
+
+import json
+import logging
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile as sf
+import torch
+from filelock import FileLock
+from transformers import TrainerCallback
+
+from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.audio import MAX_PEAK, samples_problem
+from gtzan_hf.cli import is_complete_checkpoint, resume_checkpoint
+from gtzan_hf.data import build_fbank_cache, load_corpus
+from gtzan_hf.demo import DemoError, load_recording
+from gtzan_hf.finetune import parse_finetune_args, run_finetune
+from gtzan_hf.pretrain import (
+    ORIGINAL_CHECKPOINT_NAME,
+    PretrainingDataArguments,
+    cached_crops,
+    parse_pretrain_args,
+    run_pretrain,
+)
+from gtzan_hf.synthetic import generate_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+GENRES = ("blues", "jazz", "rock")
+SONGS_PER_GENRE = 4  # 12 songs: two record batches of the cache file (8 rows each)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    generate_corpus(root, songs_per_genre=SONGS_PER_GENRE, seed=1, duration=2.5, genres=GENRES, num_proc=1)
+    return root
+
+
+@pytest.fixture
+def extractor():
+    return SSASTFeatureExtractor(num_mel_bins=32, max_length=128)
+
+
+def _cache(corpus, extractor, cache_dir, label_column="label"):
+    songs = load_corpus(corpus, label_column=label_column, num_proc=1, cache_dir=cache_dir)
+    return songs, build_fbank_cache(songs, extractor, num_proc=1, cache_dir=cache_dir)
+
+
+def _cut_mid_record(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size * 3 // 4)
+
+
+def _cut_after_first_record(path: Path) -> None:
+    """Cut where a record batch ends: the file stays a valid Arrow stream, with fewer rows (what a copy or a disk
+    that stopped between two writes leaves)."""
+    with pa.OSFile(str(path)) as source:
+        pa.ipc.open_stream(source).read_next_batch()
+        end = source.tell()
+    with open(path, "r+b") as handle:
+        handle.truncate(end)
+
+
+def _garbage_header(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.write(np.random.default_rng(0).bytes(512))
+
+
+def _frames_disagree_with_bytes(path: Path) -> None:
+    """Rewrite the file as a valid stream whose `num_frames` say one frame more than each fbank holds."""
+    table = pa.ipc.open_stream(path.read_bytes()).read_all()  # a copy: the file is rewritten below
+    column = table.schema.get_field_index("num_frames")
+    frames = pa.compute.add(table.column(column), pa.scalar(1, pa.int32()))
+    table = table.set_column(column, table.schema.field(column), frames)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+@pytest.mark.parametrize(
+    "damage", [_cut_mid_record, _cut_after_first_record, _garbage_header, _frames_disagree_with_bytes]
+)
+def test_a_damaged_cache_is_rebuilt_whole_with_a_warning(corpus, extractor, tmp_path, caplog, damage):
+    songs, fbanks = _cache(corpus, extractor, tmp_path)
+    expected = [bytes(fbank) for fbank in fbanks["fbank"]]
+    (folder,) = tmp_path.glob("fbank-*")
+    (arrow,) = folder.glob("*.arrow")
+    del fbanks  # its memory map
+    damage(arrow)
+
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.data.cache"):
+        rebuilt = build_fbank_cache(songs, extractor, num_proc=1, cache_dir=tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(folder) in warnings[0] and "building it again" in warnings[0]
+    assert len(rebuilt) == len(songs.songs) == len(GENRES) * SONGS_PER_GENRE
+    assert list(rebuilt["song_id"]) == list(songs.songs["song_id"])
+    assert [bytes(fbank) for fbank in rebuilt["fbank"]] == expected
+
+    caplog.clear()  # the rebuilt cache is whole: read back as it is
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.data.cache"):
+        again = build_fbank_cache(songs, extractor, num_proc=1, cache_dir=tmp_path)
+    assert not caplog.records and [f["filename"] for f in again.cache_files] == [str(arrow)]
+
+
+def test_a_cache_built_by_several_processes_is_checked_whole(corpus, extractor, tmp_path, caplog):
+    songs = load_corpus(corpus, num_proc=1, cache_dir=tmp_path)
+    fbanks = build_fbank_cache(songs, extractor, num_proc=2, cache_dir=tmp_path)
+    shards = sorted(Path(f["filename"]) for f in fbanks.cache_files)
+    assert len(shards) == 2 and list(fbanks["song_id"]) == list(songs.songs["song_id"])
+    del fbanks
+    shards[1].unlink()  # the second process's share lost
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.data.cache"):
+        rebuilt = build_fbank_cache(songs, extractor, num_proc=2, cache_dir=tmp_path)
+    assert any("6 songs instead of 12" in r.getMessage() for r in caplog.records)
+    assert list(rebuilt["song_id"]) == list(songs.songs["song_id"])
+
+
+def test_pretraining_crops_come_from_every_song_after_a_damaged_cache(corpus, extractor, tmp_path, caplog):
+    data_args = PretrainingDataArguments(dataset=str(corpus), cache_dir=str(tmp_path), preprocessing_num_workers=1)
+    assert len(cached_crops(data_args, extractor, compute_stats=False)) == len(GENRES) * SONGS_PER_GENRE
+    (arrow,) = tmp_path.glob("fbank-*/*.arrow")
+    _cut_after_first_record(arrow)
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.data.cache"):
+        crops = cached_crops(data_args, extractor, compute_stats=False)
+    assert any("8 songs instead of 12" in r.getMessage() for r in caplog.records)
+    assert len(crops) == len(GENRES) * SONGS_PER_GENRE
+    assert torch.isfinite(torch.as_tensor(crops[11]["input_values"])).all()
+
+
+KILLED_BUILD = """
+import sys, time
+from pathlib import Path
+from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.cli import is_complete_checkpoint, resume_checkpoint
+from gtzan_hf.data import build_fbank_cache, load_corpus
+
+corpus_dir, cache_dir, started = sys.argv[1:]
+
+
+class Stalling(SSASTFeatureExtractor):
+    calls = 0
+
+    def fbank(self, waveform):
+        Stalling.calls += 1
+        if Stalling.calls == 10:  # the first 8 songs are written: the build is half done
+            Path(started).touch()
+            time.sleep(60)
+        return super().fbank(waveform)
+
+
+songs = load_corpus(corpus_dir, num_proc=1, cache_dir=cache_dir)
+build_fbank_cache(songs, Stalling(num_mel_bins=32, max_length=128), num_proc=1, cache_dir=cache_dir)
+"""
+
+
+def test_a_killed_build_leaves_nothing_once_the_next_one_ran(corpus, extractor, tmp_path):
+    started = tmp_path / "started"
+    cache_dir = tmp_path / "cache"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(corpus), str(cache_dir), str(started)])
+    try:
+        for _ in range(600):  # at most 60 s
+            if started.exists() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert started.exists(), "the build never reached its 10th song"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    (partial,) = cache_dir.glob("fbank-*.partial-*")  # what the kill left: the half-written datasets file
+    assert [p.name for p in partial.iterdir() if p.name.startswith("tmp")]
+    assert not [p for p in cache_dir.glob("fbank-*") if p != partial]
+
+    # a build under way in another process (its lock held) is left alone
+    busy = cache_dir / "fbank-0123456789abcdef.partial-busy"
+    busy.mkdir()
+    with FileLock(busy / ".lock"):
+        songs, fbanks = _cache(corpus, extractor, cache_dir)
+        assert busy.is_dir()
+    assert not partial.exists()
+    assert len(fbanks) == len(songs.songs)
+    assert sorted(p.name for p in cache_dir.iterdir() if p != busy) == sorted(
+        [Path(fbanks.cache_files[0]["filename"]).parent.name, *[p.name for p in cache_dir.glob("check-*")]]
+    )
+
+
+def test_an_interrupted_build_removes_its_partial_folder(corpus, tmp_path):
+    class Failing(SSASTFeatureExtractor):
+        calls = 0
+
+        def fbank(self, waveform):
+            Failing.calls += 1
+            if Failing.calls == 10:
+                raise KeyboardInterrupt
+            return super().fbank(waveform)
+
+    songs = load_corpus(corpus, num_proc=1, cache_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        build_fbank_cache(songs, Failing(num_mel_bins=32, max_length=128), num_proc=1, cache_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [p.name for p in tmp_path.glob("check-*")]
+
+
+def test_the_peak_bound_keeps_features_finite(extractor):
+    noise = np.random.default_rng(0).uniform(-1, 1, (16000, 1)).astype(np.float32)
+    at_bound = noise / np.abs(noise).max() * MAX_PEAK
+    assert samples_problem(at_bound, 16000) == ""
+    assert torch.isfinite(extractor.fbank(torch.from_numpy(at_bound[:, 0]))).all()
+    # finite samples far past the bound: the power spectrum overflows float32, the features are not finite
+    huge = noise * 1e20
+    assert not torch.isfinite(extractor.fbank(torch.from_numpy(huge[:, 0]))).all()
+    assert samples_problem(huge, 16000).startswith("corrupt: peak amplitude 1e+20")
+    assert samples_problem(noise * 2 * MAX_PEAK, 16000).startswith("corrupt")
+
+
+TINY_FINETUNE = [
+    "--preset", "quickstart",
+    "--split", "kfold", "--num_folds", "3",  # 4 songs per genre: one per split and class at least
+    "--num_train_epochs", "1",
+    "--crop_seconds", "2", "--eval_hop_seconds", "2", "--max_length", "208",
+    "--freq_mask", "0", "--time_mask", "0",
+    "--per_device_train_batch_size", "4",
+    "--logging_strategy", "steps", "--logging_steps", "1",
+    "--disable_tqdm", "true",
+]  # fmt: skip
+
+
+def test_a_file_far_beyond_full_scale_is_skipped_named_and_never_reaches_training(corpus, tmp_path, caplog):
+    songs = tmp_path / "songs"
+    shutil.copytree(corpus, songs)
+    huge = songs / "rock" / "rock.huge.wav"
+    noise = np.random.default_rng(0).uniform(-1, 1, 16000 * 2).astype(np.float32)
+    sf.write(huge, noise * 1e20, 16000, subtype="FLOAT")
+    assert np.abs(sf.read(huge, dtype="float32")[0]).max() > 1e19  # stored as written: finite, huge
+
+    output_dir = tmp_path / "run"
+    arguments = [
+        *TINY_FINETUNE,
+        "--dataset",
+        str(songs),
+        "--output_dir",
+        str(output_dir),
+        "--cache_dir",
+        str(tmp_path),
+    ]
+    with caplog.at_level(logging.WARNING):
+        metrics = run_finetune(*parse_finetune_args(arguments)[:3])
+    assert any("rock.huge" in r.getMessage() and "peak amplitude" in r.getMessage() for r in caplog.records)
+    splits = json.loads((output_dir / "splits.json").read_text())
+    (skipped,) = splits["skipped"]
+    assert skipped["song_id"] == "rock.huge" and skipped["reason"].startswith("corrupt: peak amplitude 1e+20")
+    assert sum(splits["num_songs"].values()) == len(GENRES) * SONGS_PER_GENRE
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert losses and all(math.isfinite(loss) and loss > 0 for loss in losses)
+    assert all(math.isfinite(metrics[split]["clip_accuracy"]) for split in ("validation", "test"))
+    mean, std = (json.loads((output_dir / "preprocessor_config.json").read_text())[k] for k in ("mean", "std"))
+    assert math.isfinite(mean) and math.isfinite(std) and std > 0  # the corpus statistics (dataset_stats)
+
+    with pytest.raises(DemoError, match="rock.huge.wav cannot be classified: corrupt: peak amplitude"):
+        load_recording(huge)  # the Space refuses it too
+
+    caplog.clear()  # the same command again: the run is finished, nothing is redone
+    before = {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()}
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.cli"):
+        assert run_finetune(*parse_finetune_args(arguments)[:3]) is None
+    assert any("holds a finished run" in r.getMessage() for r in caplog.records)
+    assert {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()} == before
+
+
+class StepRecorder(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+STEPS = 4
+
+
+def _pretrain(corpus, workdir, output_dir, *extra, callbacks=None):
+    arguments = parse_pretrain_args(
+        [
+            "--preset", "tiny",
+            "--dataset", str(corpus),
+            "--cache_dir", str(workdir / "cache"),
+            "--output_dir", str(output_dir),
+            "--max_length", "128", "--num_masked_patches", "16",
+            "--per_device_train_batch_size", "4",
+            "--max_steps", str(STEPS), "--save_steps", "2", "--save_total_limit", "3", "--logging_steps", "1",
+            "--warmup_steps", "0", "--disable_tqdm", "true",
+            *extra,
+        ]
+    )  # fmt: skip
+    return run_pretrain(*arguments[:3], callbacks=callbacks, overwrite_output_dir=arguments[3].overwrite_output_dir)
+
+
+@pytest.fixture(scope="module")
+def pretrained(corpus, tmp_path_factory):
+    """A finished tiny pretraining run of STEPS steps, checkpoints at steps 2 and 4."""
+    workdir = tmp_path_factory.mktemp("pretrain")
+    _pretrain(corpus, workdir, workdir / "run")
+    return workdir
+
+
+def _killed_run(pretrained, tmp_path, damage) -> Path:
+    """A copy of the finished run as a run killed while saving its last checkpoint: no final files, the last
+    checkpoint damaged."""
+    run = tmp_path / "run"
+    shutil.copytree(pretrained / "run", run, ignore=shutil.ignore_patterns("checkpoint-*"))
+    for name in (ORIGINAL_CHECKPOINT_NAME, "trainer_state.json", "model.safetensors"):
+        (run / name).unlink()
+    for step in (2, STEPS):
+        shutil.copytree(pretrained / "run" / f"checkpoint-{step}", run / f"checkpoint-{step}")
+    damage(run / f"checkpoint-{STEPS}")
+    return run
+
+
+def _truncate_weights(checkpoint: Path) -> None:
+    weights = checkpoint / "model.safetensors"
+    with open(weights, "r+b") as handle:
+        handle.truncate(weights.stat().st_size // 2)
+
+
+def _drop_trainer_state(checkpoint: Path) -> None:
+    (checkpoint / "trainer_state.json").unlink()
+
+
+@pytest.mark.parametrize("damage", [_truncate_weights, _drop_trainer_state])
+def test_an_incomplete_checkpoint_is_skipped_and_the_run_resumes_from_the_previous_one(
+    pretrained, corpus, tmp_path, caplog, damage
+):
+    run = _killed_run(pretrained, tmp_path, damage)
+    recorder = StepRecorder()
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.cli"):
+        trainer = _pretrain(corpus, pretrained, run, callbacks=[recorder])
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"Skipping {run / 'checkpoint-4'}: incomplete (a save that was interrupted); it will be overwritten." in (
+        messages
+    )
+    assert f"Resuming from {run / 'checkpoint-2'}" in messages
+    assert recorder.steps == [3, 4]  # the steps after the complete checkpoint, and only those
+    assert trainer.state.global_step == STEPS and (run / ORIGINAL_CHECKPOINT_NAME).is_file()
+    assert is_complete_checkpoint(run / "checkpoint-4")  # saved again, whole
+
+
+def test_a_finished_run_is_not_redone_unless_overwritten(pretrained, corpus, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(pretrained / "run", run)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.cli"):
+        assert _pretrain(corpus, pretrained, run) is None
+    assert any(f"{run} holds a finished run" in r.getMessage() for r in caplog.records)
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+    caplog.clear()
+    recorder = StepRecorder()
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.cli"):
+        _pretrain(corpus, pretrained, run, "--overwrite_output_dir", callbacks=[recorder])
+    assert recorder.steps == [1, 2, 3, 4]
+    assert any(r.getMessage().startswith(f"Starting a fresh run in {run}") for r in caplog.records)
+    assert (run / ORIGINAL_CHECKPOINT_NAME).stat().st_mtime_ns > before[run / ORIGINAL_CHECKPOINT_NAME]
+
+
+def test_resuming_says_where_it_starts(pretrained, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.cli"):
+        assert resume_checkpoint(tmp_path) is None
+    assert caplog.records[-1].getMessage() == f"Starting a fresh run in {tmp_path}"
+    checkpoint = _killed_run(pretrained, tmp_path, _truncate_weights) / "checkpoint-4"
+    with pytest.raises(ValueError, match="checkpoint-4 is not a complete checkpoint"):
+        resume_checkpoint(tmp_path, str(checkpoint))
