@@ -19,7 +19,10 @@ second end to end.
 """
 
 import argparse
+import os
+import platform
 import statistics
+import sys
 import tempfile
 import time
 from functools import partial
@@ -28,13 +31,12 @@ from pathlib import Path
 import torch
 from transformers import ASTConfig, ASTForAudioClassification
 
-from ..configuration_ssast import SSAST_SIZES
-from ..convert import from_original_checkpoint
-from ..embeddings import EmbedArguments, run_embed, window_embeddings
-from ..feature_extraction_ssast import SSASTFeatureExtractor
-from ..finetune import DataArguments
-from ..synthetic import GTZAN_GENRES, generate_corpus
-from .model import _cpu_name, _synchronize
+from gtzan_hf.cli import DataArguments
+from gtzan_hf.configuration_ssast import SSAST_SIZES
+from gtzan_hf.convert import from_original_checkpoint
+from gtzan_hf.embeddings import EmbedArguments, run_embed, window_embeddings
+from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
+from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
 
 
 def _models(size: str, layers: int, args: argparse.Namespace):
@@ -55,11 +57,14 @@ def _models(size: str, layers: int, args: argparse.Namespace):
 
 
 @torch.no_grad()
-def _windows_per_second(function, inputs: torch.Tensor, device: str) -> float:
-    _synchronize(device)
+def _windows_per_second(function, inputs: torch.Tensor) -> float:
+    on_cuda = inputs.device.type == "cuda"
+    if on_cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     function(inputs)
-    _synchronize(device)
+    if on_cuda:  # wait for the queued kernels
+        torch.cuda.synchronize()
     return len(inputs) / (time.perf_counter() - start)
 
 
@@ -85,7 +90,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
 
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else _cpu_name()
+    on_cuda = args.device.startswith("cuda")
+    device_name = torch.cuda.get_device_name() if on_cuda else f"{platform.processor()}, {os.cpu_count()} cores"
     print(
         f"# embed benchmark: stride {args.stride}, {args.max_length} frames x 128 bins, batch {args.batch_size}, "
         f"{args.repeats} repeats, device {args.device} ({device_name}, {torch.get_num_threads()} threads), "
@@ -116,7 +122,7 @@ def main(argv: list[str]) -> None:
         rates = {name: [] for name in functions}
         for repeat in range(args.repeats + 1):
             for name, function in functions.items():
-                rate = _windows_per_second(function, inputs, args.device)
+                rate = _windows_per_second(function, inputs)
                 if repeat:  # the first round warms up
                     rates[name].append(rate)
         median = {name: statistics.median(values) for name, values in rates.items()}
@@ -131,3 +137,7 @@ def main(argv: list[str]) -> None:
             f"| {size}, {layers} layers | {median['mean']:.2f} | {median['layer']:.2f} | {median['patches']:.2f} | "
             f"{median['ast']:.2f} | {median['mean'] / median['ast']:.3f} | {end_to_end:.2f} |"
         )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

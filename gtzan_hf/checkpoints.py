@@ -7,8 +7,8 @@ whose own layout `hf cache` tools expect), and returns its path.
 A download is written to a temporary file in that folder, its size checked against `Content-Length`, synced to disk
 and verified as a loadable original pretraining checkpoint before it is renamed into place: a partial or corrupt file
 is never used. Next to each checkpoint, `<name>.pth.provenance.json` records its provenance (official URL, where it
-was downloaded from, sha256: the original repository publishes no checksum), which [`load_original`] stores in the
-converted model's config as `source_checkpoint`.
+was downloaded from, sha256: the original repository publishes no checksum), which `gtzan_hf.convert` stores in the
+converted model's config as `source_checkpoint`. [`load_original_checkpoint`] reads any original `.pth` safely.
 
 `SSAST_CHECKPOINT_MIRROR=<url prefix>` fetches `<prefix>/<name>.pth` instead (clusters without Dropbox, tests).
 Offline (`HF_HUB_OFFLINE=1`) the cached file is used; with nothing cached, the error says which URL to fetch by hand
@@ -25,12 +25,10 @@ import urllib.request
 from http.client import HTTPException
 from pathlib import Path
 
+import torch
 from filelock import FileLock
 from huggingface_hub import constants, is_offline_mode
 from huggingface_hub.utils import tqdm
-
-from .convert import from_original_checkpoint, pretraining_model_from_original_checkpoint
-from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
 
 logger = logging.getLogger(__name__)
 
@@ -111,20 +109,25 @@ def checkpoint_provenance(path: str | os.PathLike) -> dict:
     return {"name": path.name, "sha256": _sha256(path)}
 
 
-def load_original(
-    name_or_path: str | os.PathLike, *, for_pretraining: bool = False, **kwargs
-) -> SSASTForAudioClassification | SSASTForPreTraining:
-    """
-    An original checkpoint (a released name or a `.pth` path) converted by
-    [`~gtzan_hf.convert.from_original_checkpoint`] (or, with `for_pretraining`,
-    [`~gtzan_hf.convert.pretraining_model_from_original_checkpoint`]) with `kwargs`; its provenance
-    ([`checkpoint_provenance`]) is kept as `model.config.source_checkpoint`, saved with the model.
-    """
-    path = resolve_checkpoint(name_or_path)
-    convert = pretraining_model_from_original_checkpoint if for_pretraining else from_original_checkpoint
-    model = convert(path, **kwargs)
-    model.config.source_checkpoint = checkpoint_provenance(path)
-    return model
+def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Loads an original `.pth` state dict safely (`weights_only=True`), with clear errors for other files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint file at {path}.")
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"Could not read {path} as a PyTorch checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}). "
+            "Expected a .pth "
+            "state dict saved by the original SSAST/AST code; the file may be damaged or truncated."
+        ) from error
+    if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise ValueError(
+            f"{path} holds a {type(state_dict).__name__}, not a state dict of tensors: expected "
+            "`model.state_dict()` as the original SSAST/AST code saves it."
+        )
+    return state_dict
 
 
 def _download(name: str, target: Path) -> None:
@@ -174,8 +177,8 @@ def _fetch(url: str, file, name: str, by_hand: str) -> str:
 
 def _verified(path: Path, name: str, url: str | None = None) -> dict:
     """Loads `path` as an original pretraining checkpoint (raises `ValueError` if it is not); returns its record."""
-    # Any mask size fits the check; the default (400) exceeds the patches of short test inputs.
-    pretraining_model_from_original_checkpoint(path, num_masked_patches=1)
+    if "module.p_input_fdim" not in load_original_checkpoint(path):
+        raise ValueError(f"{path.name} holds no module.p_input_fdim: not an original SSAST pretraining checkpoint.")
     record = {"name": name, "url": RELEASED_CHECKPOINTS[name]}
     return {**record, "downloaded_from": url} if url else record
 

@@ -29,10 +29,12 @@ import torch
 from datasets import ClassLabel, Dataset, Features, List, Value
 from huggingface_hub.utils import tqdm
 
-from .data import SSASTDataCollator
-from .data.features import FRAMES_PER_SECOND
-from .finetune import DataArguments, ModelArguments, build_feature_extractor, build_model, load_datasets
+from .cli import DataArguments, entry_point, load_datasets, parse_args, resolve_dataset
+from .data.collator import evaluation_dataloader
+from .evaluation import resolve_device
+from .finetune import ModelArguments, build_feature_extractor, build_model, check_model_source
 from .modeling_ssast import SSASTModel
+from .windowing import FRAMES_PER_SECOND
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +46,12 @@ SHARD_BYTES = 256 << 20
 
 @dataclass
 class EmbedArguments:
-    model: str = field(
-        metadata={"help": "SSAST folder or Hub id, original .pth or released name (SSAST-Base-Patch-400)."}
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "An SSAST folder or Hub id (fine-tuned, converted or a scripts/pretrain.py output), an original "
+            ".pth or a released name (SSAST-Base-Patch-400)."
+        },
     )
     output_dir: str = field(default="embeddings", metadata={"help": "Where the parquet files go."})
     pooling: str = field(
@@ -56,14 +62,23 @@ class EmbedArguments:
         metadata={"help": "Hidden state after block N (0: patch embeddings), final layer norm applied; default last."},
     )
     per_song: bool = field(default=False, metadata={"help": "Also write each song's mean embedding (songs/)."})
-    fstride: int = field(
-        default=10, metadata={"help": "Original checkpoints and pretraining folders: frequency stride."}
+    freq_stride: int | None = field(
+        default=None,
+        metadata={"aliases": ["--fstride"], "help": "Original checkpoints, pretraining folders: frequency stride."},
     )
-    tstride: int = field(default=10, metadata={"help": "Original checkpoints and pretraining folders: time stride."})
-    max_length: int = field(default=1024, metadata={"help": "Original checkpoints and pretraining folders: frames."})
+    time_stride: int | None = field(
+        default=None,
+        metadata={"aliases": ["--tstride"], "help": "Original checkpoints, pretraining folders: time stride."},
+    )
+    max_length: int = field(
+        default=1024,
+        metadata={"aliases": ["--input_tdim"], "help": "Original checkpoints, pretraining folders: input frames."},
+    )
     batch_size: int = field(default=16, metadata={"help": "Windows per forward pass."})
     device: str = field(default="cuda_if_available", metadata={"help": "cpu, cuda, ... (default: a GPU if any)."})
-    dataloader_num_workers: int = field(default=0, metadata={"help": "Processes cutting the windows."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run the code shipped inside a model folder whose type is not SSAST."}
+    )
 
 
 @torch.no_grad()
@@ -133,32 +148,41 @@ def _dataset_card(configs: list[str]) -> str:
 
 
 def load_encoder(args: EmbedArguments, label_names: list[str]) -> SSASTModel:
-    """The encoder of `args.model`, built as fine-tuning builds its starting model (original checkpoints and
-    pretraining folders converted with `args.fstride`, `args.tstride` and `args.max_length`)."""
-    model_args = ModelArguments(
-        model_name_or_path=args.model, fstride=args.fstride, tstride=args.tstride, max_length=args.max_length
-    )
+    """The encoder of `args.model`, built as fine-tuning builds its starting model: original checkpoints and
+    pretraining folders are converted with `args.freq_stride`, `args.time_stride` and `args.max_length`."""
+    model_args = _model_arguments(args)
     encoder = getattr(build_model(model_args, label_names), "ssast", None)
     if encoder is None:
         raise ValueError(f"{args.model} is not an SSAST model: embeddings come from SSAST encoders.")
-    if args.pooling not in POOLINGS:
-        raise ValueError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
     depth = encoder.config.num_hidden_layers
     if args.layer is not None and not 0 <= args.layer <= depth:
         raise ValueError(f"--layer {args.layer} does not exist: {args.model} has hidden states 0 to {depth}.")
     return encoder.eval()
 
 
+def _model_arguments(args: EmbedArguments) -> ModelArguments:
+    return ModelArguments(
+        model_name_or_path=args.model,
+        freq_stride=args.freq_stride,
+        time_stride=args.time_stride,
+        max_length=args.max_length,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
 def run_embed(args: EmbedArguments, data_args: DataArguments) -> dict[str, int]:
     """Writes the embeddings of every window of the train, validation and test splits (the fixed evaluation
     windows in every split, without augmentation); returns the number of windows of each split."""
-    feature_extractor = build_feature_extractor(
-        ModelArguments(model_name_or_path=args.model, max_length=args.max_length)
-    )
-    data_args = replace(data_args, crop_strategy="static", freq_mask=0, time_mask=0, waveform_augment=False)
-    data = load_datasets(data_args, feature_extractor)
+    if args.model is None:
+        raise ValueError("Name the model to embed with: MODEL (a folder, Hub id, .pth file or released name).")
+    if args.pooling not in POOLINGS:
+        raise ValueError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
+    check_model_source(_model_arguments(args))
+    data_args = replace(data_args, dataset=resolve_dataset(data_args), crop_strategy="static", waveform_augment=False)
+    data_args.freq_mask = data_args.time_mask = 0
+    data = load_datasets(data_args, build_feature_extractor(_model_arguments(args)))
     encoder = load_encoder(args, data.label_names)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "cuda_if_available" else args.device
+    device = resolve_device(args.device)
     encoder.to(device)
 
     config = encoder.config
@@ -182,16 +206,11 @@ def run_embed(args: EmbedArguments, data_args: DataArguments) -> dict[str, int]:
         index = dataset.with_format(None)[:]  # the song and first frame of every window, in order
         song_ids = [data.song_ids[split][song] for song in index["song_index"]]
         starts = [start / FRAMES_PER_SECOND for start in index["start"]]
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            args.batch_size,
-            collate_fn=SSASTDataCollator(data.num_labels),
-            num_workers=args.dataloader_num_workers,
-        )
         windows = _ParquetShards(output_dir / "windows", split, features, rows_per_shard)
         songs = {}  # song_id -> (sum of its windows' embeddings, their number, label)
         done = 0
-        for batch in tqdm(loader, desc=f"Embedding {split}", unit="batch"):
+        batches = evaluation_dataloader(dataset, args.batch_size, data.num_labels)
+        for batch in tqdm(batches, desc=f"Embedding {split}", unit="batch"):
             input_values = batch["input_values"].to(device)
             embeddings = window_embeddings(encoder, input_values, args.pooling, args.layer).float().cpu().numpy()
             labels = batch["labels"].tolist()
@@ -231,3 +250,17 @@ def run_embed(args: EmbedArguments, data_args: DataArguments) -> dict[str, int]:
     data.info.save(output_dir / "splits.json")
     logger.info("Wrote the embeddings of %s windows to %s", counts, output_dir)
     return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(argv or [])
+    if argv and not argv[0].startswith("-"):  # `embed.py MODEL ...`
+        argv = ["--model", *argv]
+    args, data_args, _ = parse_args((EmbedArguments, DataArguments), argv)
+    run_embed(args, data_args)
+
+
+cli = entry_point(main)
+
+if __name__ == "__main__":
+    cli()

@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .cli import entry_point, parse_args
 from .reports import SplitPredictions, split_metrics, write_confusion_matrices
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass
 class ProbeArguments:
-    embeddings_dir: str = field(metadata={"help": "Output folder of scripts/embed.py."})
+    embeddings_dir: str | None = field(default=None, metadata={"help": "Output folder of scripts/embed.py."})
     output_dir: str = field(default="probe", metadata={"help": "Where probe_metrics.json and the figures go."})
     c_values: list[float] = field(
         default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0],
@@ -95,6 +96,8 @@ def fit_probe(arrays: dict, label_names: list[str], c_values: list[float], max_i
 def run_probe(args: ProbeArguments) -> dict:
     """Fits the probe, writes `probe_metrics.json` (`{"validation": {...}, "test": {...}}`, as a run's
     metrics.json), clip- and song-level confusion matrices and `probe_config.json`; returns the metrics."""
+    if args.embeddings_dir is None:
+        raise ValueError("Name the embeddings to probe: EMBEDDINGS_DIR, an output folder of scripts/embed.py.")
     embeddings = load_window_embeddings(args.embeddings_dir, args.cache_dir)
     label_names = embeddings["train"].features["label"].names
     arrays = {split: _split_arrays(embeddings[split]) for split in SPLITS}
@@ -120,3 +123,17 @@ def run_probe(args: ProbeArguments) -> dict:
             metrics[split]["song_accuracy"],
         )
     return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(argv or [])
+    if argv and not argv[0].startswith("-"):  # `probe.py EMBEDDINGS_DIR ...`
+        argv = ["--embeddings_dir", *argv]
+    args, _ = parse_args((ProbeArguments,), argv)
+    run_probe(args)
+
+
+cli = entry_point(main)
+
+if __name__ == "__main__":
+    cli()

@@ -14,11 +14,11 @@ from gtzan_hf.checkpoints import (
     MIRROR_ENV,
     RELEASED_CHECKPOINTS,
     checkpoint_provenance,
-    load_original,
     released_name,
     resolve_checkpoint,
 )
-from gtzan_hf.convert import to_original_checkpoint
+from gtzan_hf.convert import main as convert_main
+from gtzan_hf.convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
 from gtzan_hf.modeling_ssast import SSASTForPreTraining
 
 NAME = "SSAST-Tiny-Patch-400"
@@ -115,13 +115,11 @@ def test_download_once_then_offline_from_the_cache(mirror, original_checkpoint, 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert resolve_checkpoint(NAME) == path
     assert mirror.requests == [f"/{NAME}.pth"]
-    pretraining = load_original(NAME, for_pretraining=True, num_masked_patches=8)
+    # Converting by name: the same weights, and the provenance saved with the model.
+    pretraining = pretraining_model_from_original_checkpoint(NAME, num_masked_patches=8)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(pretraining.state_dict()[key], value, rtol=0, atol=0)
-
-    # The provenance travels with the converted model.
-    classifier = load_original(NAME, tstride=16, fstride=16, input_tdim=128, num_labels=3)
-    classifier.save_pretrained(tmp_path / "converted")
+    convert_main([NAME, str(tmp_path / "converted"), "--fstride", "16", "--tstride", "16", "--input_tdim", "128"])
     reloaded = SSASTForAudioClassification.from_pretrained(tmp_path / "converted")
     assert reloaded.config.source_checkpoint == checkpoint_provenance(path)
 
