@@ -17,9 +17,12 @@ from gtzan_hf.checkpoints import (
     released_name,
     resolve_checkpoint,
 )
+from gtzan_hf.cli import run
 from gtzan_hf.convert import main as convert_main
 from gtzan_hf.convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
+from gtzan_hf.finetune import ModelArguments, build_model, check_model_source
 from gtzan_hf.modeling_ssast import SSASTForPreTraining
+from gtzan_hf.pretrain import PretrainingModelArguments, build_pretraining_model
 
 NAME = "SSAST-Tiny-Patch-400"
 
@@ -188,3 +191,28 @@ def test_offline_with_nothing_cached_says_what_to_fetch_and_where(mirror, monkey
     assert f"http://127.0.0.1:{port}/ssast/SSAST-Base-Patch-400.pth" in message
     assert str(mirror.cache / "SSAST-Base-Patch-400.pth") in message
     assert cached_files(mirror.cache) == []
+
+
+def test_fine_tuning_and_pretraining_start_from_a_released_name(mirror, original_checkpoint):
+    model, checkpoint = original_checkpoint
+    mirror.files[f"{NAME}.pth"] = checkpoint
+    model_args = ModelArguments(model_name_or_path=NAME, freq_stride=16, time_stride=16, max_length=128)
+    check_model_source(model_args)  # downloads before any data is prepared
+    assert mirror.requests == [f"/{NAME}.pth"]
+    classifier = build_model(model_args, ["a", "b", "c"])
+    assert classifier.config.source_checkpoint["sha256"] == hashlib.sha256(checkpoint).hexdigest()
+    torch.testing.assert_close(classifier.ssast.encoder.state_dict(), model.ssast.encoder.state_dict())
+    pretraining, _ = build_pretraining_model(
+        PretrainingModelArguments(model_name_or_path=f"{NAME.lower()}.pth", num_masked_patches=8)
+    )
+    assert pretraining.config.source_checkpoint["url"] == RELEASED_CHECKPOINTS[NAME]
+    assert len(mirror.requests) == 1
+
+
+def test_the_command_line_says_offline_in_one_line(mirror, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SystemExit) as exit_:
+        run(convert_main, [NAME, str(tmp_path / "converted")])
+    message = str(exit_.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert f"{mirror.url}/{NAME}.pth" in message and str(mirror.cache / f"{NAME}.pth") in message
