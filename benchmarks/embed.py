@@ -20,7 +20,6 @@ second end to end.
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,8 @@ from gtzan_hf.embeddings import EmbedArguments, run_embed, window_embeddings
 from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
 from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
 
+GENRES = GTZAN_GENRES[:3]
+
 
 def _models(size: str, layers: int, args: argparse.Namespace):
     torch.manual_seed(0)
@@ -48,6 +49,7 @@ def _models(size: str, layers: int, args: argparse.Namespace):
         time_stride=args.stride,
         max_length=args.max_length,
         num_mel_bins=128,
+        num_labels=len(GENRES),  # the corpus' classes: the saved model loads with its own head
         layer_norm_eps=1e-6,
         attn_implementation="sdpa",
     )
@@ -91,7 +93,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     on_cuda = args.device.startswith("cuda")
-    device_name = torch.cuda.get_device_name() if on_cuda else f"{platform.processor()}, {os.cpu_count()} cores"
+    device_name = torch.cuda.get_device_name() if on_cuda else f"{os.cpu_count()} CPU cores"
     print(
         f"# embed benchmark: stride {args.stride}, {args.max_length} frames x 128 bins, batch {args.batch_size}, "
         f"{args.repeats} repeats, device {args.device} ({device_name}, {torch.get_num_threads()} threads), "
@@ -100,7 +102,7 @@ def main(argv: list[str]) -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="embed-benchmark-"))
     corpus = workdir / "corpus"
     if not corpus.exists():
-        generate_corpus(corpus, songs_per_genre=args.songs_per_genre, seed=0, duration=10.0, genres=GTZAN_GENRES[:3])
+        generate_corpus(corpus, songs_per_genre=args.songs_per_genre, seed=0, duration=10.0, genres=GENRES)
     print("| model | mean (windows/s) | layer L/2 | patches | AST pooler | mean / AST | scripts/embed.py end to end |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.models:
