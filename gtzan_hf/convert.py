@@ -13,7 +13,6 @@ Accepted inputs of [`from_original_checkpoint`]:
 """
 
 import logging
-import pickle
 import re
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 from transformers import ASTFeatureExtractor, ASTForAudioClassification, PreTrainedConfig
 
+from .checkpoints import checkpoint_provenance, load_original_checkpoint, resolve_checkpoint
 from .cli import OneLineErrors, entry_point
 from .configuration_ssast import SSASTConfig
 from .feature_extraction_ssast import SSASTFeatureExtractor
@@ -75,41 +75,6 @@ def _rename(key: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
 
 def _strip_data_parallel(state_dict: dict) -> dict:
     return {key.removeprefix("module."): value for key, value in state_dict.items()}
-
-
-def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Loads an original `.pth` state dict safely (`weights_only=True`), with clear errors for other files."""
-    path = Path(path)
-    expected = "Expected a .pth state dict of tensors saved by the original SSAST/AST code"
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint file at {path}: check the path. {expected}.")
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if not head:
-        raise ValueError(f"{path} is empty (0 bytes): download or copy the checkpoint again. {expected}.")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        # torch's message advises weights_only=False, i.e. running the file's code: keep only its reason
-        reason = re.search(r"WeightsUnpickler error: (.+?)(?: was not an allowed global|\.?$)", str(error), re.M)
-        raise ValueError(
-            f"{path} was refused: it holds Python objects that could run code when loaded "
-            f"({reason.group(1) if reason else 'not only tensors'}), and only tensors are read. {expected}: if you "
-            "trust this file, save its tensors alone (torch.save(model.state_dict(), PATH)) and pass that file."
-        ) from None
-    except Exception as error:  # any other failure: not a (whole) PyTorch file
-        found = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
-        raise ValueError(
-            f"Could not read {path} as a PyTorch checkpoint (it begins with {head!r}; {type(error).__name__}: "
-            f"{found}). {expected}; the file may be damaged or truncated: download it again, or check that it is the "
-            "right file."
-        ) from None
-    if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
-        raise ValueError(
-            f"{path} holds a {type(state_dict).__name__}, not a state dict of tensors. {expected} "
-            "(`model.state_dict()`): pass such a file."
-        )
-    return state_dict
 
 
 def original_checkpoint_kind(path: str | Path) -> str:
@@ -356,6 +321,22 @@ def _load_ast(source: str) -> ASTForAudioClassification:
     return ASTForAudioClassification.from_pretrained(source)
 
 
+def _original_file(checkpoint, config_kwargs: dict):
+    """
+    `checkpoint` with a released name (`SSAST-Base-Patch-400`) replaced by its cached file, downloaded on first use.
+    For an original checkpoint file, its provenance (file name and sha256, the official link for a released one)
+    goes into `config_kwargs` as `source_checkpoint`, which the model's config saves.
+    """
+    if not isinstance(checkpoint, (str, Path)):
+        return checkpoint
+    path = resolve_checkpoint(checkpoint)
+    if not path.is_file():
+        return checkpoint  # a folder, a Hub id, or nothing: told apart by the caller
+    if "source_checkpoint" not in config_kwargs:
+        config_kwargs["source_checkpoint"] = checkpoint_provenance(path)
+    return path
+
+
 def _read_original(checkpoint: str | Path | dict) -> dict[str, torch.Tensor]:
     state_dict = checkpoint if isinstance(checkpoint, dict) else load_original_checkpoint(checkpoint)
     return _strip_data_parallel(state_dict)
@@ -394,7 +375,9 @@ def from_original_checkpoint(
     Args:
         checkpoint (`str`, `Path`, `dict` or `ASTForAudioClassification`):
             A `.pth` file or state dict saved by the original code (pretraining or fine-tuned, `module.` prefix or
-            not), a transformers `ASTForAudioClassification` folder or Hub id, or such a model.
+            not), a released name (`SSAST-Base-Patch-400`, see `gtzan_hf.checkpoints`), a transformers
+            `ASTForAudioClassification` folder or Hub id, or such a model. A file's provenance is kept in the
+            config as `source_checkpoint`.
         freq_stride (`int`, *optional*), time_stride (`int`, *optional*):
             Patch strides (the original code's `fstride`, `tstride`). For a pretraining checkpoint they default to
             the original recipes (10 and 10 for 16x16 patches, 128 and 1 for 128x2 frames); a fine-tuned checkpoint
@@ -417,6 +400,7 @@ def from_original_checkpoint(
     Returns:
         [`SSASTForAudioClassification`] in evaluation mode.
     """
+    checkpoint = _original_file(checkpoint, config_kwargs)
     if _is_transformers_source(checkpoint):
         if freq_stride or time_stride or max_length or num_mel_bins != 128:
             raise ValueError(
@@ -442,8 +426,10 @@ def pretraining_model_from_original_checkpoint(checkpoint: str | Path | dict, **
     """
     Loads an original pretraining checkpoint, heads and mask embedding included, into an [`SSASTForPreTraining`] with
     its pretraining input size (`p_input_fdim` x `p_input_tdim`) and non-overlapping patches, e.g. to continue
-    pretraining on music. `config_kwargs` set further [`SSASTConfig`] fields, e.g. `num_masked_patches`.
+    pretraining on music. `checkpoint` is a file, a state dict or a released name, as for
+    [`from_original_checkpoint`]; `config_kwargs` set further [`SSASTConfig`] fields, e.g. `num_masked_patches`.
     """
+    checkpoint = _original_file(checkpoint, config_kwargs)
     state_dict = _read_original(checkpoint)
     if _checkpoint_kind(state_dict) != "pretraining":
         raise ValueError(
@@ -474,6 +460,8 @@ def classifier_from_pretraining_model(model: SSASTForPreTraining, **kwargs) -> S
     """
     kwargs.setdefault("layer_norm_eps", model.config.layer_norm_eps)
     kwargs.setdefault("hidden_act", model.config.hidden_act)
+    if getattr(model.config, "source_checkpoint", None):  # where the pretrained weights came from
+        kwargs.setdefault("source_checkpoint", model.config.source_checkpoint)
     return from_original_checkpoint(to_original_checkpoint(model), num_mel_bins=model.config.num_mel_bins, **kwargs)
 
 
@@ -507,6 +495,7 @@ def convert_checkpoint(
     (`trust_remote_code=True`). With `for_pretraining`, an original pretraining checkpoint becomes an
     [`SSASTForPreTraining`] instead.
     """
+    checkpoint = _original_file(checkpoint, kwargs)
     if for_pretraining:
         model = pretraining_model_from_original_checkpoint(checkpoint, **kwargs)
     else:
@@ -535,7 +524,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = OneLineErrors(
         description="Convert an original SSAST/AST checkpoint or a transformers AST model into an SSAST folder."
     )
-    parser.add_argument("checkpoint", help=".pth file, transformers AST folder or Hub id")
+    parser.add_argument(
+        "checkpoint", help="released name (SSAST-Base-Patch-400), .pth file, transformers AST folder or Hub id"
+    )
     parser.add_argument("output_dir", help="folder to write the SSAST model and feature extractor to")
     parser.add_argument(
         "--freq_stride", "--fstride", type=int, help="frequency stride (default: 10 for patches, 128 for frames)"

@@ -12,6 +12,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForAudioClassification, set_seed
 
+from .checkpoints import RELEASED_CHECKPOINTS, released_name, resolve_checkpoint
 from .cli import (
     CommandLine,
     DataArguments,
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 MODEL_CLASSES = {"ssast": SSASTForAudioClassification, "gtzan_cnn": CNNForAudioClassification}
 ORIGINAL_CHECKPOINT_SUFFIXES = (".pth", ".pt")
-RELEASED_CHECKPOINTS_URL = "https://github.com/YuanGongND/ssast#pretrained-models"
 
 
 @dataclass
@@ -56,8 +56,9 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Starting model: an original SSAST .pth (pretraining or fine-tuned, converted on the fly), a "
-            "saved or Hub SSAST/CNN folder, a transformers AST folder or Hub id; none trains from scratch."
+            "help": "Starting model: a released SSAST checkpoint by name (SSAST-Base-Patch-400, downloaded once) or "
+            "an original .pth (pretraining or fine-tuned), converted on the fly; a saved or Hub SSAST/CNN folder; a "
+            "transformers AST folder or Hub id; none trains from scratch."
         },
     )
     model_type: str = field(default="ssast", metadata={"help": "From scratch: 'ssast' or 'cnn'."})
@@ -103,14 +104,14 @@ def check_model_source(model_args: ModelArguments) -> None:
     source = model_args.model_name_or_path
     if source is None:
         return
-    if source.endswith(ORIGINAL_CHECKPOINT_SUFFIXES):
-        if not Path(source).is_file():
+    if is_original_checkpoint(source):
+        path = resolve_checkpoint(source)  # a released name is downloaded now, not after the data
+        if not path.is_file():
             raise FileNotFoundError(
-                f"Original SSAST checkpoint {source} not found. Download a released one (e.g. "
-                f"SSAST-Base-Patch-400.pth) from {RELEASED_CHECKPOINTS_URL} and pass its path with "
-                "--model_name_or_path."
+                f"Original SSAST checkpoint {source} not found: pass the path of a .pth file or a released name "
+                f"({', '.join(RELEASED_CHECKPOINTS)})."
             )
-        original_checkpoint_kind(source)  # a damaged or foreign file is refused now, not after the data
+        original_checkpoint_kind(path)  # a damaged or foreign file is refused now, not after the data
         return
     check_model_path(source, "--model_name_or_path")
     model_type = model_type_of(source)
@@ -119,6 +120,11 @@ def check_model_source(model_args: ModelArguments) -> None:
             f"{source} holds a {model_type!r} model, not SSAST, the CNN or a transformers AST; loading it would run "
             "the code shipped in its folder. Pass --trust_remote_code if you trust it."
         )
+
+
+def is_original_checkpoint(source: str) -> bool:
+    """Whether `source` names a checkpoint of the original code: a `.pth`/`.pt` file or a released name."""
+    return source.endswith(ORIGINAL_CHECKPOINT_SUFFIXES) or released_name(source) is not None
 
 
 def build_model(model_args: ModelArguments, label_names: list[str]):
@@ -147,7 +153,7 @@ def build_model(model_args: ModelArguments, label_names: list[str]):
         )
         return SSASTForAudioClassification(config)
     # Strides left unset keep the defaults of the checkpoint's own kind (patch or frame), chosen by the converter.
-    if source.endswith(ORIGINAL_CHECKPOINT_SUFFIXES):
+    if is_original_checkpoint(source):
         model = from_original_checkpoint(
             source, **geometry, max_length=model_args.max_length, pooling=model_args.pooling, **labels
         )

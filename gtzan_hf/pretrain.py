@@ -39,7 +39,7 @@ from .data import build_fbank_cache, fbank_array, load_corpus
 from .data.sources import hub_archive_folder
 from .data.windows import FbankWindowTransform
 from .feature_extraction_ssast import SSASTFeatureExtractor
-from .finetune import ORIGINAL_CHECKPOINT_SUFFIXES
+from .finetune import is_original_checkpoint
 from .modeling_ssast import SSASTForPreTraining
 from .windowing import random_start
 
@@ -53,8 +53,9 @@ class PretrainingModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Model to continue pretraining: an original SSAST pretraining .pth (SSAST-Base-Patch-400.pth) "
-            "or a folder/Hub id saved by scripts/pretrain.py; none pretrains from scratch."
+            "help": "Model to continue pretraining: a released SSAST checkpoint by name (SSAST-Base-Patch-400, "
+            "downloaded once), an original pretraining .pth, or a folder/Hub id saved by scripts/pretrain.py; none "
+            "pretrains from scratch."
         },
     )
     model_size: str = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
@@ -101,8 +102,9 @@ def parse_pretrain_args(argv: list[str] | None = None):
 def build_pretraining_model(
     model_args: PretrainingModelArguments,
 ) -> tuple[SSASTForPreTraining, SSASTFeatureExtractor]:
-    """The model to pretrain and its feature extractor: from scratch, from an original pretraining `.pth` (AudioSet
-    statistics, as it was trained with) or from a saved `SSASTForPreTraining` folder (its own feature extractor)."""
+    """The model to pretrain and its feature extractor: from scratch, from an original pretraining `.pth` or a released
+    name (AudioSet statistics, as it was trained with) or from a saved `SSASTForPreTraining` folder (its own feature
+    extractor)."""
     objective = {
         name: value
         for name in ("num_masked_patches", "mpg_loss_weight")
@@ -121,7 +123,7 @@ def build_pretraining_model(
             **objective,
         )
         model = SSASTForPreTraining(config)
-    elif source.endswith(ORIGINAL_CHECKPOINT_SUFFIXES):
+    elif is_original_checkpoint(source):
         model = pretraining_model_from_original_checkpoint(source, **objective)
     else:
         check_model_path(source, "--model_name_or_path")

@@ -1,0 +1,227 @@
+"""
+The released SSAST checkpoints by name: `resolve_checkpoint("SSAST-Base-Patch-400")` downloads the file once from its
+official link (the "Pretrained-Models" table of https://github.com/YuanGongND/ssast) into the Hugging Face cache
+folder, `$HF_HOME/ssast-checkpoints/` (`~/.cache/huggingface/ssast-checkpoints/` by default; not in the Hub cache,
+whose own layout `hf cache` tools expect), and returns its path.
+
+A download is written to a temporary file in that folder, its size checked against `Content-Length`, synced to disk
+and verified as a loadable original pretraining checkpoint before it is renamed into place: a partial or corrupt file
+is never used. Next to each checkpoint, `<name>.pth.provenance.json` records its provenance (official URL, where it
+was downloaded from, sha256: the original repository publishes no checksum), which `gtzan_hf.convert` stores in the
+converted model's config as `source_checkpoint`. [`load_original_checkpoint`] reads any original `.pth` safely.
+
+`SSAST_CHECKPOINT_MIRROR=<url prefix>` fetches `<prefix>/<name>.pth` instead (clusters without Dropbox, tests).
+Offline (`HF_HUB_OFFLINE=1`) the cached file is used; with nothing cached, the error says which URL to fetch by hand
+and where to put the file.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from http.client import HTTPException
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from huggingface_hub import constants, is_offline_mode
+from huggingface_hub.utils import tqdm
+
+logger = logging.getLogger(__name__)
+
+# The original repository's direct links (Dropbox, `?dl=1`: no sign-in, wget works).
+RELEASED_CHECKPOINTS = {
+    "SSAST-Base-Patch-400": "https://www.dropbox.com/s/ewrzpco95n9jdz6/SSAST-Base-Patch-400.pth?dl=1",
+    "SSAST-Base-Frame-400": "https://www.dropbox.com/s/nx6nl4d4bl71sm8/SSAST-Base-Frame-400.pth?dl=1",
+    "SSAST-Base-Patch-250": "https://www.dropbox.com/s/mxrm9qog6aj8hif/SSAST-Base-Patch-250.pth?dl=1",
+    "SSAST-Base-Frame-250": "https://www.dropbox.com/s/4e6l7ulhwrfoana/SSAST-Base-Frame-250.pth?dl=1",
+    "SSAST-Small-Patch-400": "https://www.dropbox.com/s/i24w446rl9pkf05/SSAST-Small-Patch-400.pth?dl=1",
+    "SSAST-Tiny-Patch-400": "https://www.dropbox.com/s/fkbtf78y94113wz/SSAST-Tiny-Patch-400.pth?dl=1",
+    "SSAST-Tiny-Frame-400": "https://www.dropbox.com/s/rx7g60ruzawffzv/SSAST-Tiny-Frame-400.pth?dl=1",
+}
+MIRROR_ENV = "SSAST_CHECKPOINT_MIRROR"
+CHUNK_SIZE = 1 << 20
+
+
+def released_name(name_or_path: str | os.PathLike) -> str | None:
+    """The canonical released name (`SSAST-Base-Patch-400`) for `name_or_path` in any case, `.pth` or not; `None`
+    for anything else, paths with a folder included."""
+    text = os.fspath(name_or_path)
+    if Path(text).name != text:
+        return None
+    stem = text[: -len(".pth")] if text.lower().endswith(".pth") else text
+    return next((name for name in RELEASED_CHECKPOINTS if name.lower() == stem.lower()), None)
+
+
+def cache_dir() -> Path:
+    """Where released checkpoints are kept: `$HF_HOME/ssast-checkpoints`."""
+    return Path(constants.HF_HOME) / "ssast-checkpoints"
+
+
+def download_url(name: str) -> str:
+    """The official link of a released checkpoint, or `$SSAST_CHECKPOINT_MIRROR/<name>.pth` where that is set."""
+    mirror = os.environ.get(MIRROR_ENV)
+    return f"{mirror.rstrip('/')}/{name}.pth" if mirror else RELEASED_CHECKPOINTS[name]
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """
+    The local file of an original SSAST checkpoint. An existing path, or anything that is not a released name, is
+    returned as is; a released name (see `RELEASED_CHECKPOINTS`, any case, `.pth` or not) gives its cached file,
+    downloaded and verified on first use. A cached file without a provenance record (put there by hand) is verified
+    once; one that fails is downloaded again.
+
+    Raises:
+        `ConnectionError`: offline or unreachable with nothing cached (the message says what to fetch, and where to).
+        `OSError`: an incomplete download; `ValueError`: a downloaded file that is not an SSAST checkpoint.
+    """
+    path = Path(name_or_path).expanduser()
+    name = released_name(name_or_path)
+    if path.exists() or name is None:
+        return path
+    target = cache_dir() / f"{name}.pth"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One download when several processes (torchrun) start together.
+    with FileLock(f"{target}.lock"):
+        if target.is_file():
+            if _read_record(target) is not None:
+                return target
+            try:
+                _write_record(target, {**_verified(target, name), "sha256": _sha256(target)})
+                return target
+            except ValueError as error:
+                logger.warning("%s is not a usable checkpoint (%s): downloading it again.", target, error)
+                target.unlink()
+        _download(name, target)
+    return target
+
+
+def checkpoint_provenance(path: str | os.PathLike) -> dict:
+    """`{"name", "sha256"}` of an original checkpoint file, plus `"url"` (the official link) and `"downloaded_from"`
+    for a released one, as recorded when it was downloaded."""
+    path = Path(path)
+    record = _read_record(path)
+    if record is not None:
+        return record
+    return {"name": path.name, "sha256": _sha256(path)}
+
+
+def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Loads an original `.pth` state dict safely (`weights_only=True`), with clear errors for other files."""
+    path = Path(path)
+    expected = "Expected a .pth state dict of tensors saved by the original SSAST/AST code"
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint file at {path}: check the path. {expected}.")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        raise ValueError(f"{path} is empty (0 bytes): download or copy the checkpoint again. {expected}.")
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message advises weights_only=False, i.e. running the file's code: keep only its reason
+        reason = re.search(r"WeightsUnpickler error: (.+?)(?: was not an allowed global|\.?$)", str(error), re.M)
+        raise ValueError(
+            f"{path} was refused: it holds Python objects that could run code when loaded "
+            f"({reason.group(1) if reason else 'not only tensors'}), and only tensors are read. {expected}: if you "
+            "trust this file, save its tensors alone (torch.save(model.state_dict(), PATH)) and pass that file."
+        ) from None
+    except Exception as error:  # any other failure: not a (whole) PyTorch file
+        found = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
+        raise ValueError(
+            f"Could not read {path} as a PyTorch checkpoint (it begins with {head!r}; {type(error).__name__}: "
+            f"{found}). {expected}; the file may be damaged or truncated: download it again, or check that it is the "
+            "right file."
+        ) from None
+    if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise ValueError(
+            f"{path} holds a {type(state_dict).__name__}, not a state dict of tensors. {expected} "
+            "(`model.state_dict()`): pass such a file."
+        )
+    return state_dict
+
+
+def _download(name: str, target: Path) -> None:
+    url = download_url(name)
+    by_hand = f"download {url} by hand and save it as {target}"
+    if is_offline_mode():
+        raise ConnectionError(f"{name} is not cached and the Hub is offline (HF_HUB_OFFLINE=1): {by_hand}.")
+    descriptor, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            sha256 = _fetch(url, file, name, by_hand)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            record = _verified(Path(partial), name, url)
+        except ValueError as error:
+            raise ValueError(f"The file from {url} is not an SSAST checkpoint, discarded: {error}") from None
+        os.replace(partial, target)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    _write_record(target, {**record, "sha256": sha256})
+    logger.info("Downloaded %s from %s to %s (sha256 %s).", name, url, target, sha256)
+
+
+def _fetch(url: str, file, name: str, by_hand: str) -> str:
+    """Streams `url` into `file` with a progress bar; returns the sha256 of the bytes received."""
+    digest, received = hashlib.sha256(), 0
+    request = urllib.request.Request(url, headers={"User-Agent": "gtzan-hf"})
+    try:
+        with urllib.request.urlopen(request, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+            expected = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{name}.pth") as progress:
+                while chunk := response.read(CHUNK_SIZE):
+                    file.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    progress.update(len(chunk))
+    except (urllib.error.URLError, HTTPException, TimeoutError, ConnectionError) as error:
+        raise ConnectionError(f"Could not download {name} ({error}): {by_hand}, or set {MIRROR_ENV}.") from error
+    if expected is not None and received != expected:
+        raise OSError(
+            f"Incomplete download of {name}: {received} of {expected} bytes from {url}; run again to download it "
+            f"again, or {by_hand}."
+        )
+    return digest.hexdigest()
+
+
+def _verified(path: Path, name: str, url: str | None = None) -> dict:
+    """Loads `path` as an original pretraining checkpoint (raises `ValueError` if it is not); returns its record."""
+    if "module.p_input_fdim" not in load_original_checkpoint(path):
+        raise ValueError(f"{path.name} holds no module.p_input_fdim: not an original SSAST pretraining checkpoint.")
+    record = {"name": name, "url": RELEASED_CHECKPOINTS[name]}
+    return {**record, "downloaded_from": url} if url else record
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.provenance.json")
+
+
+def _read_record(path: Path) -> dict | None:
+    """The provenance record of a downloaded checkpoint, if there is one for this very file (same size)."""
+    try:
+        record = json.loads(_record_path(path).read_text())
+        size = path.stat().st_size
+    except (OSError, ValueError):
+        return None
+    return record if record.pop("size", None) == size else None
+
+
+def _write_record(path: Path, record: dict) -> None:
+    partial = _record_path(path).with_suffix(".partial")
+    partial.write_text(json.dumps({**record, "size": path.stat().st_size}, indent=2))
+    os.replace(partial, _record_path(path))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
