@@ -8,14 +8,12 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from .feature_extraction_ssast import MAX_AMPLITUDE  # +60 dBFS: the feature extractor refuses more
+
 # A file shorter than this holds no 25 ms Kaldi frame once resampled: it cannot be featurised.
 MIN_DURATION_SECONDS = 0.03
 # Peak amplitude at or below which a file counts as silent (-80 dBFS): digital silence, or a failed rip.
 SILENCE_PEAK = 1e-4
-# Peak amplitude above which a file counts as corrupt (+60 dBFS). Float files may go somewhat past full scale (1.0);
-# a thousand times past it is no mix but garbage (wrong byte order, an unscaled integer dump), and some 1e12 times
-# below the level where the filter bank's power spectrum overflows float32 and the features stop being finite.
-MAX_PEAK = 1e3
 
 
 def _source(audio: dict | str):
@@ -91,8 +89,8 @@ def samples_problem(samples: np.ndarray, sampling_rate: int) -> str:
     if not np.isfinite(samples).all():
         return "corrupt: NaN or infinite samples"
     peak = np.abs(samples).max()
-    if peak > MAX_PEAK:
-        return f"corrupt: peak amplitude {peak:.3g}, more than {MAX_PEAK:g} times full scale (+60 dBFS)"
+    if peak > MAX_AMPLITUDE:
+        return f"corrupt: peak amplitude {peak:.3g}, more than {MAX_AMPLITUDE:g} times full scale (+60 dBFS)"
     if peak <= SILENCE_PEAK:
         return "silent: peak amplitude at or below -80 dBFS"
     return ""

@@ -72,7 +72,7 @@ BAD_MODELS = [
     ("song-renamed.pth", ["Could not read", "begins with b'RIFF", "check that it is the right file"]),
     ("foreign.pth", ["found keys encoder.weight", "Expected an original SSAST", "check that this is the checkpoint"]),
     ("list-config", ["config.json of", "holds a list", "expected a mapping", "Save the model again"]),
-    ("missing.pth", ["not found", "Download a released one"]),
+    ("missing.pth", ["not found", "pass the path of a .pth file or a released name", "SSAST-Base-Patch-400"]),
     ("./no-such-folder", ["no such file or folder", "Check the path"]),
     ("corpus", ["folder without config.json", "expected a saved model folder", "Check the path"]),
 ]
