@@ -62,7 +62,13 @@ class DataArguments(AudioSourceArguments):
     """A labelled source, its song-level split and its windows: fine-tuning, evaluation, embeddings."""
 
     label_column: str = field(default="genre", metadata={"help": "Label column of a Hub dataset."})
-    split: str = field(default="random", metadata={"help": "random | fault-filtered | kfold"})
+    split: str = field(
+        default="random",
+        metadata={
+            "help": "random | fault-filtered | course-project (the course project's 799/99/101-song lists, "
+            "behind its 82.2 %) | course-project-30s (its 800/100/100 lists of Strategy B and the CNN) | kfold"
+        },
+    )
     split_seed: int = field(default=0, metadata={"help": "Seed of the random and k-fold splits."})
     fold: int = field(default=0, metadata={"help": "k-fold: the fold used as test split."})
     num_folds: int = field(default=10, metadata={"help": "k-fold: the number of folds."})
@@ -72,6 +78,13 @@ class DataArguments(AudioSourceArguments):
     eval_hop_seconds: float = field(default=10.0, metadata={"help": "Hop between evaluation windows."})
     freq_mask: int = field(default=36, metadata={"help": "SpecAugment: widest frequency mask (bins); 0 disables."})
     time_mask: int = field(default=144, metadata={"help": "SpecAugment: widest time mask (frames); 0 disables."})
+    spec_augment_axes: str = field(
+        default="standard",
+        metadata={
+            "help": "standard | swapped: the course project's masks, freq_mask spanning frames and time_mask mel "
+            "bins (clipped to the bins), as its code applied them."
+        },
+    )
     waveform_augment: bool = field(default=False, metadata={"help": "audiomentations gain/noise/pitch/stretch."})
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables."})
 
@@ -113,6 +126,7 @@ def load_datasets(data_args: DataArguments, feature_extractor):
         eval_segments=data_args.eval_segments,
         eval_hop_seconds=data_args.eval_hop_seconds,
         spec_augment=masks if any(masks) else None,
+        spec_augment_axes=data_args.spec_augment_axes,
         waveform_augment=data_args.waveform_augment,
         num_proc=data_args.preprocessing_num_workers,
         cache_dir=data_args.cache_dir,

@@ -188,7 +188,8 @@ def specaugment_example(
     window_frames = seconds_to_frames(data_args.crop_seconds)
     fbank = next(data.fbank_arrays("validation"))[:window_frames].astype(np.float32)
     window = feature_extractor.pad_or_truncate(torch.from_numpy(fbank))
-    masked = spec_augment(window[None].clone(), data_args.freq_mask, data_args.time_mask)[0]  # masks in place
+    masked = spec_augment(window[None].clone(), data_args.freq_mask, data_args.time_mask, data_args.spec_augment_axes)
+    masked = masked[0]  # spec_augment masks in place: a copy keeps `window` intact
     return feature_extractor.normalize(window).numpy(), feature_extractor.normalize(masked).numpy()
 
 

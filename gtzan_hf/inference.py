@@ -93,7 +93,7 @@ def classify_song(
     Args:
         waveform: `(num_samples,)` mono or `(num_samples, num_channels)` audio, float in [-1, 1], any rate.
         sampling_rate: its sampling rate; it is downmixed and resampled to the feature extractor's.
-        window_seconds: window length (the training crop, 10 s for the seed's recipe).
+        window_seconds: window length (the training crop, 10 s for the course project's recipe).
         hop_seconds: distance between window starts (default `window_seconds`: no overlap).
         batch_size: windows per forward pass.
     """

@@ -22,6 +22,7 @@ METRIC_KEYS = (
     "song_accuracy",
     "song_accuracy_hard",
     "song_accuracy_hybrid",
+    "song_accuracy_course_project",
     "macro_f1",
     "per_genre_accuracy",
 )

@@ -19,7 +19,7 @@ NO_DECAY_PATTERNS = ("position_embeddings", "cls_token", "distillation_token", "
 
 @dataclass
 class AudioTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with the seed's two-speed learning rates and optional layer-wise decay.
+    """`TrainingArguments` with the course project's two-speed learning rates and optional layer-wise decay.
 
     `learning_rate` is the backbone's rate; `head_learning_rate` is the classifier's.
     """
@@ -56,7 +56,7 @@ class AudioClassificationTrainer(Trainer):
     - Loss: cross-entropy with `args.label_smoothing_factor`, for class indices and for soft labels (mixup).
     - Evaluation: batches carry `song_index`; `compute_metrics` defaults to song-level voting metrics
       (`song_accuracy`, the soft-voting headline, `clip_accuracy`, `song_accuracy_hard`, `song_accuracy_hybrid`,
-      `macro_f1`, `per_genre_accuracy_<name>`).
+      `song_accuracy_course_project`, `macro_f1`, `per_genre_accuracy_<name>`).
     - Logs the training accuracy (against the argmax of soft labels under mixup) next to the training loss.
     """
 
