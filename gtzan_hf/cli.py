@@ -187,12 +187,16 @@ class CommandLine:
 
 
 def parse_args(
-    dataclass_types: Sequence[type], argv: Sequence[str] | None = None, preset_kind: str | None = None
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    preset_kind: str | None = None,
+    defaults: dict | None = None,
 ) -> tuple:
     """
-    One instance of each of `dataclass_types`, then a [`CommandLine`], from (in increasing priority) a `--preset`
-    (a YAML file of `gtzan_hf/configs/<preset_kind>/`), a `--config` JSON/YAML file and the command line. Presets
-    that do not set `use_cpu` get [`mixed_precision_defaults`] unless they set `bf16` or `fp16`.
+    One instance of each of `dataclass_types`, then a [`CommandLine`], from (in increasing priority) `defaults`
+    (e.g. the settings saved with a run), a `--preset` (a YAML file of `gtzan_hf/configs/<preset_kind>/`), a
+    `--config` JSON/YAML file and the command line. Presets that do not set `use_cpu` get
+    [`mixed_precision_defaults`] unless they set `bf16` or `fp16`.
     """
     presets = preset_names(preset_kind) if preset_kind else []
     extra = argparse.ArgumentParser(add_help=False)
@@ -206,7 +210,7 @@ def parse_args(
     )
     known, remaining = extra.parse_known_args(argv)
 
-    defaults = {}
+    defaults = dict(defaults or {})
     preset = getattr(known, "preset", None)
     if preset:
         defaults.update(read_config_file(CONFIGS_DIR / preset_kind / f"{preset}.yaml"))

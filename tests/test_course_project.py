@@ -5,7 +5,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -48,7 +47,11 @@ def test_course_project_splits_have_the_project_songs(gtzan_named_corpus, tmp_pa
     ids = {name: set(part["song_id"]) for name, part in splits.items()}
     assert "jazz.00054" not in set().union(*ids.values())
     reference = reference_lists("strategy_a_10s_clips.csv")
-    assert ids == {"train": set(reference["train"]), "validation": set(reference["val"]), "test": set(reference["test"])}
+    assert ids == {
+        "train": set(reference["train"]),
+        "validation": set(reference["val"]),
+        "test": set(reference["test"]),
+    }
     saved = json.loads((tmp_path / "splits.json").read_text())
     assert saved["split"] == "course-project" and saved["num_songs"] == sizes
     assert {name: set(songs) for name, songs in saved["song_ids"].items()} == ids

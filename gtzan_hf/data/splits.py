@@ -96,9 +96,7 @@ def _listed(
     skipped_ids = {entry["song_id"] for entry in skipped}
     missing = [s for names in lists.values() for s in names if s not in position and s not in skipped_ids]
     if missing:
-        logger.warning(
-            "%d songs of the %s lists are not in this corpus, e.g. %s", len(missing), split, missing[:10]
-        )
+        logger.warning("%d songs of the %s lists are not in this corpus, e.g. %s", len(missing), split, missing[:10])
     listed = {song_id for names in lists.values() for song_id in names}
     excluded = sorted(song_id for song_id in song_ids if song_id not in listed)
     return {name: [position[s] for s in names if s in position] for name, names in lists.items()}, excluded
