@@ -109,9 +109,8 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> dict | st
     if not models:
         raise ValueError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
     device = resolve_device(args.device)
-    output_dir = Path(
-        args.output_dir or (Path(models[0]) / "evaluation" if saved_data_arguments(models[0]) else "evaluation")
-    )
+    saved = saved_data_arguments(models[0])
+    output_dir = Path(args.output_dir or (Path(models[0]) / "evaluation" if saved else "evaluation"))
     data_args.dataset = resolve_dataset(data_args)
     evaluated = [
         evaluate_model(model_id, data_args, args.batch_size, device, args.trust_remote_code) for model_id in models
@@ -121,7 +120,6 @@ def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> dict | st
         splits = evaluated[0][0]
     else:
         splits = {split: average_probabilities([pred[split] for pred, _ in evaluated]) for split in SPLITS}
-    saved = saved_data_arguments(models[0])
     split_settings = ("dataset", "split", "split_seed", "fold", "num_folds")
     if saved and all(saved.get(key) == getattr(data_args, key) for key in split_settings):
         check_same_songs(models[0], data, data_args)

@@ -16,8 +16,9 @@ def spec_augment(input_values: torch.Tensor, freq_mask: int, time_mask: int, axe
     zeroes only the masked cells.
 
     `axes="swapped"` reproduces the course project's mistake: its masks met a `(1, frames, bins)` tensor, so the
-    frequency mask (`freq_mask`, 36) spanned frames and the time mask (`time_mask`, 144) spanned mel bins, its width
-    clipped here to the 128 bins (then up to the whole spectrogram is masked).
+    frequency mask (`freq_mask`, 36) spanned frames and the time mask (`time_mask`, 144) spanned mel bins. Its width
+    is drawn below the 128 bins here, so up to 127 bins are masked; torchaudio's draw, wider than the bins one time in
+    nine, then blanked the whole clip.
     """
     if axes not in SPEC_AUGMENT_AXES:
         raise ValueError(f"Unknown SpecAugment axes {axes!r}: choose one of {tuple(SPEC_AUGMENT_AXES)}.")
