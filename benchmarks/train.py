@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     config = SSASTConfig.from_size(
         "base",
         num_hidden_layers=args.num_layers,
-        freq_stride=recipe["fstride"],
-        time_stride=recipe["tstride"],
+        freq_stride=recipe["freq_stride"],
+        time_stride=recipe["time_stride"],
         max_length=recipe["max_length"],
         num_labels=10,
     )

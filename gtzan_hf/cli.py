@@ -64,7 +64,13 @@ class DataArguments(AudioSourceArguments):
     """A labelled source, its song-level split and its windows: fine-tuning, evaluation, embeddings."""
 
     label_column: str = field(default="genre", metadata={"help": "Label column of a Hub dataset."})
-    split: str = field(default="random", metadata={"help": "random | fault-filtered | kfold"})
+    split: str = field(
+        default="random",
+        metadata={
+            "help": "random | fault-filtered | course-project (the course project's 799/99/101-song lists, "
+            "behind its 82.2 %) | course-project-30s (its 800/100/100 lists of Strategy B and the CNN) | kfold"
+        },
+    )
     split_seed: int = field(default=0, metadata={"help": "Seed of the random and k-fold splits."})
     fold: int = field(default=0, metadata={"help": "k-fold: the fold used as test split."})
     num_folds: int = field(default=10, metadata={"help": "k-fold: the number of folds."})
@@ -74,6 +80,13 @@ class DataArguments(AudioSourceArguments):
     eval_hop_seconds: float = field(default=10.0, metadata={"help": "Hop between evaluation windows."})
     freq_mask: int = field(default=36, metadata={"help": "SpecAugment: widest frequency mask (bins); 0 disables."})
     time_mask: int = field(default=144, metadata={"help": "SpecAugment: widest time mask (frames); 0 disables."})
+    spec_augment_axes: str = field(
+        default="standard",
+        metadata={
+            "help": "standard | swapped: the course project's masks, freq_mask spanning frames and time_mask mel "
+            "bins (clipped to the bins), as its code applied them."
+        },
+    )
     waveform_augment: bool = field(default=False, metadata={"help": "audiomentations gain/noise/pitch/stretch."})
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables."})
 
@@ -115,6 +128,7 @@ def load_datasets(data_args: DataArguments, feature_extractor):
         eval_segments=data_args.eval_segments,
         eval_hop_seconds=data_args.eval_hop_seconds,
         spec_augment=masks if any(masks) else None,
+        spec_augment_axes=data_args.spec_augment_axes,
         waveform_augment=data_args.waveform_augment,
         num_proc=data_args.preprocessing_num_workers,
         cache_dir=data_args.cache_dir,
@@ -208,12 +222,16 @@ class CommandLine:
 
 
 def parse_args(
-    dataclass_types: Sequence[type], argv: Sequence[str] | None = None, preset_kind: str | None = None
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    preset_kind: str | None = None,
+    defaults: dict | None = None,
 ) -> tuple:
     """
-    One instance of each of `dataclass_types`, then a [`CommandLine`], from (in increasing priority) a `--preset`
-    (a YAML file of `gtzan_hf/configs/<preset_kind>/`), a `--config` JSON/YAML file and the command line. Presets
-    that do not set `use_cpu` get [`mixed_precision_defaults`] unless they set `bf16` or `fp16`.
+    One instance of each of `dataclass_types`, then a [`CommandLine`], from (in increasing priority) `defaults`
+    (e.g. the settings saved with a run), a `--preset` (a YAML file of `gtzan_hf/configs/<preset_kind>/`), a
+    `--config` JSON/YAML file and the command line. Presets that do not set `use_cpu` get
+    [`mixed_precision_defaults`] unless they set `bf16` or `fp16`.
     """
     presets = preset_names(preset_kind) if preset_kind else []
     extra = OneLineErrors(add_help=False)
@@ -227,7 +245,7 @@ def parse_args(
     )
     known, remaining = extra.parse_known_args(argv)
 
-    defaults = {}
+    defaults = dict(defaults or {})
     preset = getattr(known, "preset", None)
     if preset:
         defaults.update(read_config_file(CONFIGS_DIR / preset_kind / f"{preset}.yaml"))

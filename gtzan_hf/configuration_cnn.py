@@ -7,8 +7,9 @@ from transformers import PreTrainedConfig
 @strict
 class CNNConfig(PreTrainedConfig):
     r"""
-    Configuration of [`CNNForAudioClassification`], the seed project's VGG-style baseline: blocks of 3×3 convolution →
-    batch norm → ReLU → 2×2 max-pool, global average pooling, one dense layer with dropout, one output per class.
+    Configuration of [`CNNForAudioClassification`], the course project's VGG-style baseline: blocks of 3×3
+    convolution → batch norm → ReLU → 2×2 max-pool, global average pooling, one dense layer with dropout, one output
+    per class.
 
     Args:
         num_mel_bins (`int`, *optional*, defaults to 128):

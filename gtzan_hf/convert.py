@@ -127,11 +127,16 @@ def _to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 def adapt_position_embeddings(
-    position_embeddings: torch.Tensor, num_cls_tokens: int, pretraining_grid: tuple[int, int], grid: tuple[int, int]
+    position_embeddings: torch.Tensor,
+    num_cls_tokens: int,
+    pretraining_grid: tuple[int, int],
+    grid: tuple[int, int],
+    interpolation_rows: int = INTERPOLATION_ROWS,
 ) -> torch.Tensor:
     """
     Cuts or interpolates pretrained positional embeddings to a new patch grid, exactly as the original fine-tuning
-    code: the time axis first (centre crop if shorter, else bilinear on a grid of 8 frequency rows), then frequency.
+    code: the time axis first (centre crop if shorter, else bilinear on a grid of `interpolation_rows` frequency rows:
+    SSAST's 8, or AST's own rows), then frequency.
 
     Args:
         position_embeddings (`torch.Tensor` of shape `(1, num_cls_tokens + p_freq * p_time, hidden_size)`):
@@ -150,7 +155,7 @@ def adapt_position_embeddings(
         start = p_time // 2 - time // 2
         patches = patches[:, :, :, start : start + time]
     else:
-        patches = nn.functional.interpolate(patches, size=(INTERPOLATION_ROWS, time), mode="bilinear")
+        patches = nn.functional.interpolate(patches, size=(interpolation_rows, time), mode="bilinear")
     if freq < patches.shape[2]:
         # The original slices this crop with the time length instead of the frequency length; its next reshape fails
         # unless both select the same rows, so the correct centre crop reproduces every case the original runs.
@@ -237,8 +242,16 @@ def _from_finetuned(state_dict: dict[str, torch.Tensor], config: SSASTConfig) ->
 
 
 def _from_transformers_ast(
-    ast: ASTForAudioClassification, num_labels: int | None, pooling: str | None, config_kwargs: dict
+    ast: ASTForAudioClassification,
+    num_labels: int | None,
+    pooling: str | None,
+    config_kwargs: dict,
+    freq_stride: int | None = None,
+    time_stride: int | None = None,
+    max_length: int | None = None,
 ) -> SSASTForAudioClassification:
+    """An AST model as SSAST; other strides or another `max_length` than its own get its positional embeddings cut
+    or interpolated as the original AST code adapts its AudioSet model (`ASTModel.__init__`)."""
     ast_config = ast.config
     patch_size = ast_config.patch_size
     patch_freq, patch_time = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
@@ -260,10 +273,10 @@ def _from_transformers_ast(
         qkv_bias=ast_config.qkv_bias,
         patch_freq=patch_freq,
         patch_time=patch_time,
-        freq_stride=ast_config.frequency_stride,
-        time_stride=ast_config.time_stride,
+        freq_stride=freq_stride or ast_config.frequency_stride,
+        time_stride=time_stride or ast_config.time_stride,
         num_mel_bins=ast_config.num_mel_bins,
-        max_length=ast_config.max_length,
+        max_length=max_length or ast_config.max_length,
         num_cls_tokens=2,
         pooling=pooling or "cls",
         **labels,
@@ -283,6 +296,16 @@ def _from_transformers_ast(
         key = key.replace("audio_spectrogram_transformer.layers.", "ssast.encoder.layer.")
         key = key.replace("audio_spectrogram_transformer.", "ssast.").replace(".o_proj.", ".out_proj.")
         converted[key] = value
+    grid = (
+        (ast_config.num_mel_bins - patch_freq) // ast_config.frequency_stride + 1,
+        (ast_config.max_length - patch_time) // ast_config.time_stride + 1,
+    )
+    if grid != config.patch_grid:
+        # The original AST code interpolates on the model's own frequency rows (12 for AudioSet), not on SSAST's 8.
+        key = "ssast.embeddings.position_embeddings"
+        converted[key] = adapt_position_embeddings(
+            converted[key], 2, grid, config.patch_grid, interpolation_rows=grid[0]
+        )
     return _build_classifier(config, converted, new_head=() if keep_head else ("classifier.dense.",))
 
 
@@ -381,10 +404,11 @@ def from_original_checkpoint(
         freq_stride (`int`, *optional*), time_stride (`int`, *optional*):
             Patch strides (the original code's `fstride`, `tstride`). For a pretraining checkpoint they default to
             the original recipes (10 and 10 for 16x16 patches, 128 and 1 for 128x2 frames); a fine-tuned checkpoint
-            needs those it was trained with. Ignored for transformers AST models, whose config holds them.
+            needs those it was trained with. A transformers AST model keeps its own unless given others.
         max_length (`int`, *optional*):
-            Number of input frames (the original code's `input_tdim`), 1024 by default. Transformers AST models keep
-            their own.
+            Number of input frames (the original code's `input_tdim`), 1024 by default; a transformers AST model's
+            own by default. Other strides or another length than a transformers AST model's adapt its positional
+            embeddings as the original AST code does.
         num_mel_bins (`int`, *optional*, defaults to 128):
             Number of mel bins.
         num_labels (`int`, *optional*):
@@ -402,13 +426,14 @@ def from_original_checkpoint(
     """
     checkpoint = _original_file(checkpoint, config_kwargs)
     if _is_transformers_source(checkpoint):
-        if freq_stride or time_stride or max_length or num_mel_bins != 128:
-            raise ValueError(
-                "A transformers AST model is converted with its own strides, max_length and num_mel_bins: leave "
-                "freq_stride, time_stride, max_length and num_mel_bins unset."
-            )
         ast = checkpoint if isinstance(checkpoint, ASTForAudioClassification) else _load_ast(str(checkpoint))
-        return _from_transformers_ast(ast, num_labels, pooling, config_kwargs).eval()
+        if num_mel_bins not in (128, ast.config.num_mel_bins):
+            raise ValueError(
+                f"This AST model reads {ast.config.num_mel_bins} mel bins, not {num_mel_bins}: leave num_mel_bins "
+                "unset."
+            )
+        geometry = {"freq_stride": freq_stride, "time_stride": time_stride, "max_length": max_length}
+        return _from_transformers_ast(ast, num_labels, pooling, config_kwargs, **geometry).eval()
     state_dict = _read_original(checkpoint)
     kind = _checkpoint_kind(state_dict)
     if num_labels is None and kind == "finetuned" and "id2label" not in config_kwargs:

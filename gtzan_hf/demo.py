@@ -28,7 +28,8 @@ DEFAULT_MODEL_ID = "gtzan-hf/ssast-gtzan"
 MIN_SECONDS = 1.0
 # 10 minutes: decoded at 48 kHz stereo that is 220 MB of float32, the most one request may hold.
 MAX_SECONDS = 600.0
-# Window of the seed's recipe (the training crop); a model with a shorter input (`max_length` frames) gets its own.
+# Window of the course project's recipe (the training crop); a model with a shorter input (`max_length` frames) gets
+# its own.
 WINDOW_SECONDS = 10.0
 FORMATS = "WAV, FLAC, OGG or MP3"
 # Windows per forward pass. On 2 CPU cores an SSAST-Base window (1214 tokens) fills them alone; batching windows

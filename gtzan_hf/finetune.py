@@ -38,6 +38,7 @@ from .data import SSASTDataCollator, SSASTDatasets
 from .data.augmentation import spec_augment
 from .data.collator import evaluation_dataloader
 from .feature_extraction_ssast import SSASTFeatureExtractor
+from .inference import check_label_names, load_classifier
 from .model_card import write_model_card
 from .modeling_cnn import CNNForAudioClassification
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
@@ -170,7 +171,10 @@ def build_model(model_args: ModelArguments, label_names: list[str]):
         return model.train()
     config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
     if config.model_type == "audio-spectrogram-transformer":
-        return from_original_checkpoint(source, pooling=model_args.pooling, **labels).train()
+        model = from_original_checkpoint(
+            source, **geometry, max_length=model_args.max_length, pooling=model_args.pooling, **labels
+        )
+        return model.train()
     model_class = MODEL_CLASSES.get(config.model_type, AutoModelForAudioClassification)
     return model_class.from_pretrained(
         source, ignore_mismatched_sizes=True, trust_remote_code=model_args.trust_remote_code, **labels
@@ -181,7 +185,8 @@ def build_feature_extractor(model_args: ModelArguments) -> SSASTFeatureExtractor
     """The starting model's own feature extractor when it has one, else Kaldi fbank with `max_length` frames."""
     source = model_args.model_name_or_path
     if source and Path(source, "preprocessor_config.json").is_file():
-        if is_pretraining_folder(source):  # its statistics, at the fine-tuning input length
+        if is_pretraining_folder(source) or model_type_of(source) == "audio-spectrogram-transformer":
+            # its statistics, at the fine-tuning input length
             return SSASTFeatureExtractor.from_pretrained(source, max_length=model_args.max_length)
         return SSASTFeatureExtractor.from_pretrained(source)
     return SSASTFeatureExtractor(max_length=model_args.max_length)
@@ -195,8 +200,19 @@ def specaugment_example(
     window_frames = seconds_to_frames(data_args.crop_seconds)
     fbank = next(data.fbank_arrays("validation"))[:window_frames].astype(np.float32)
     window = feature_extractor.pad_or_truncate(torch.from_numpy(fbank))
-    masked = spec_augment(window[None].clone(), data_args.freq_mask, data_args.time_mask)[0]  # masks in place
+    masked = spec_augment(window[None].clone(), data_args.freq_mask, data_args.time_mask, data_args.spec_augment_axes)
+    masked = masked[0]  # spec_augment masks in place: a copy keeps `window` intact
     return feature_extractor.normalize(window).numpy(), feature_extractor.normalize(masked).numpy()
+
+
+def flat_metrics(metrics: dict, prefix: str) -> dict:
+    """A metrics.json entry as the Trainer's `*_results.json` keys: `eval_song_accuracy`, ...,
+    `eval_per_genre_accuracy_<name>`."""
+    flat = {f"{prefix}_{key}": value for key, value in metrics.items() if key != "per_genre_accuracy"}
+    flat.update(
+        {f"{prefix}_per_genre_accuracy_{name}": value for name, value in metrics["per_genre_accuracy"].items()}
+    )
+    return flat
 
 
 def write_run_reports(
@@ -205,35 +221,52 @@ def write_run_reports(
     data_args: DataArguments,
     run_config: dict,
 ) -> dict:
-    """Evaluate the (best) model on validation and test once, and write every report of the run."""
-    output_dir = Path(trainer.args.output_dir)
-    batch_size = trainer.args.per_device_eval_batch_size
+    """
+    Evaluate the (best) model once on validation (`do_eval`) and test (`do_predict`), and write every report of the
+    run: metrics.json and its figures, the Trainer's eval/test/all_results.json, splits.json, run_config.json; after
+    training also the learning curves, a SpecAugment example and the model card.
+    """
+    args = trainer.args
+    output_dir = Path(args.output_dir)
+    batch_size = args.per_device_eval_batch_size
     splits = {
-        name: predict(trainer.model, evaluation_dataloader(dataset, batch_size, data.num_labels), trainer.args.device)
-        for name, dataset in (("validation", data.validation), ("test", data.test))
+        name: predict(
+            trainer.model, evaluation_dataloader(getattr(data, name), batch_size, data.num_labels), args.device
+        )
+        for name, asked in (("validation", args.do_eval), ("test", args.do_predict))
+        if asked
     }
-    metrics = write_evaluation_reports(splits, data.label_names, output_dir, seed=trainer.args.seed)
-    write_learning_curves(trainer.state.log_history, output_dir)
-    before, after = specaugment_example(data, data_args, trainer.processing_class)
-    write_spectrogram_pair(before, after, output_dir / "specaugment_example.png")
+    metrics = write_evaluation_reports(splits, data.label_names, output_dir, seed=args.seed)
+    for name, prefix in (("validation", "eval"), ("test", "test")):
+        if name in metrics:
+            trainer.save_metrics(prefix, flat_metrics(metrics[name], prefix))
     data.info.save(output_dir / "splits.json")
     (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
-    write_model_card(output_dir, metrics, run_config, data.label_names, trainer.args.hub_model_id)
+    if args.do_train:
+        write_learning_curves(trainer.state.log_history, output_dir)
+        before, after = specaugment_example(data, data_args, trainer.processing_class)
+        write_spectrogram_pair(before, after, output_dir / "specaugment_example.png")
+        write_model_card(output_dir, args.hub_model_id)
     return metrics
 
 
-def run_finetune(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    training_args: AudioTrainingArguments,
-    command_line: CommandLine | None = None,
-) -> dict | None:
-    """Fine-tune, keep the best model on validation song accuracy, evaluate it once on test, write the reports and
-    optionally push to the Hub. Returns `{"validation": {...}, "test": {...}}` as in metrics.json, or `None` when
-    `output_dir` holds a finished run (`--overwrite_output_dir` trains it again)."""
-    overwrite_output_dir = command_line is not None and command_line.overwrite_output_dir
-    if finished_run(training_args.output_dir, "metrics.json", training_args, overwrite_output_dir):
-        return None
+def check_run_stages(model_args: ModelArguments, training_args: AudioTrainingArguments) -> None:
+    """Refuse a run with nothing to do, or an evaluation-only run without a trained model to evaluate."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError("--do_train, --do_eval and --do_predict are all false: nothing to do.")
+    if not training_args.do_train and model_args.model_name_or_path is None:
+        raise ValueError(
+            "--do_train false evaluates a trained model: pass its folder or Hub id with --model_name_or_path."
+        )
+
+
+def build_trainer(
+    model_args: ModelArguments, data_args: DataArguments, training_args: AudioTrainingArguments
+) -> tuple[AudioClassificationTrainer, SSASTDatasets]:
+    """
+    The run's data and its `AudioClassificationTrainer`: the model to fine-tune ([`build_model`]), or with
+    `--do_train false` the trained model of `--model_name_or_path` as it is (its classes must be the dataset's).
+    """
     set_seed(training_args.seed)
     check_model_source(model_args)
     # The main process writes the corpus and the fbank cache; the others then read them.
@@ -241,15 +274,19 @@ def run_finetune(
         data_args.dataset = resolve_dataset(data_args)
         feature_extractor = build_feature_extractor(model_args)
         data = load_datasets(data_args, feature_extractor)
-    if data_args.dataset_stats:
-        feature_extractor.mean, feature_extractor.std = SSASTFeatureExtractor.compute_stats(data.fbank_arrays("train"))
-        logger.info("Training-set statistics: mean %.4f, std %.4f", feature_extractor.mean, feature_extractor.std)
     if data.skipped:
         logger.warning(
             "%d unusable files (unreadable, empty, silent, corrupt) were skipped: see splits.json", len(data.skipped)
         )
-
-    model = build_model(model_args, data.label_names)
+    if training_args.do_train:
+        if data_args.dataset_stats:
+            stats = SSASTFeatureExtractor.compute_stats(data.fbank_arrays("train"))
+            feature_extractor.mean, feature_extractor.std = stats
+            logger.info("Training-set statistics: mean %.4f, std %.4f", *stats)
+        model = build_model(model_args, data.label_names)
+    else:
+        model, _ = load_classifier(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+        check_label_names(model, data.label_names, model_args.model_name_or_path)
     trainer = AudioClassificationTrainer(
         model=model,
         args=training_args,
@@ -259,21 +296,49 @@ def run_finetune(
         eval_data_collator=SSASTDataCollator(data.num_labels),
         processing_class=feature_extractor,
     )
-    resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir)
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    trainer.save_state()
+    return trainer, data
+
+
+def run_finetune(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: AudioTrainingArguments,
+    command_line: CommandLine | None = None,
+) -> dict | None:
+    """Fine-tune, keep the best model on validation song accuracy, evaluate it once on validation and test, write
+    the reports and optionally push to the Hub; with `--do_train false`, only evaluate `--model_name_or_path`.
+    Returns `{"validation": {...}, "test": {...}}` as in metrics.json, or `None` when `output_dir` holds a finished
+    run (`--overwrite_output_dir` trains it again)."""
+    overwrite_output_dir = command_line is not None and command_line.overwrite_output_dir
+    check_run_stages(model_args, training_args)
+    if training_args.do_train and finished_run(
+        training_args.output_dir, "metrics.json", training_args, overwrite_output_dir
+    ):
+        return None
+    trainer, data = build_trainer(model_args, data_args, training_args)
+    if training_args.do_train:
+        resume = resume_checkpoint(
+            training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir
+        )
+        train_result = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model()
+        trainer.save_state()
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
 
     run_config = {**asdict(model_args), **asdict(data_args), **training_args.to_dict()}
     metrics = None
     if trainer.is_world_process_zero():
         metrics = write_run_reports(trainer, data, data_args, run_config)
-        logger.info(
-            "Test: clip accuracy %.4f, song accuracy %.4f",
-            metrics["test"]["clip_accuracy"],
-            metrics["test"]["song_accuracy"],
-        )
-    if training_args.push_to_hub:
+        for split, figures in metrics.items():
+            logger.info(
+                "%s: clip accuracy %.4f, song accuracy %.4f (soft vote), %.4f (the course project's vote)",
+                split,
+                figures["clip_accuracy"],
+                figures["song_accuracy"],
+                figures["song_accuracy_course_project"],
+            )
+    if training_args.push_to_hub and training_args.do_train:
         trainer.push_to_hub(commit_message="gtzan-hf fine-tuning run")
     return metrics
 

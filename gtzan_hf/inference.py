@@ -77,6 +77,16 @@ def load_classifier(model_id: str, trust_remote_code: bool = True, quantize: boo
     return (quantize_linear_layers(model) if quantize else model), feature_extractor
 
 
+def check_label_names(model, label_names: list[str], source: str) -> None:
+    """Refuse to score a model on a dataset whose classes are not the ones it predicts, in the same order."""
+    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if model_labels != list(label_names):
+        raise ValueError(
+            f"{source} predicts {model_labels} but the dataset's classes are {list(label_names)}: evaluate on the "
+            "dataset the model was trained for."
+        )
+
+
 @torch.inference_mode()
 def classify_song(
     waveform: np.ndarray,
@@ -93,7 +103,7 @@ def classify_song(
     Args:
         waveform: `(num_samples,)` mono or `(num_samples, num_channels)` audio, float in [-1, 1], any rate.
         sampling_rate: its sampling rate; it is downmixed and resampled to the feature extractor's.
-        window_seconds: window length (the training crop, 10 s for the seed's recipe).
+        window_seconds: window length (the training crop, 10 s for the course project's recipe).
         hop_seconds: distance between window starts (default `window_seconds`: no overlap).
         batch_size: windows per forward pass.
     """

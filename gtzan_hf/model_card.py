@@ -1,69 +1,41 @@
-"""The model card (README.md) written next to a fine-tuned model and pushed with it to the Hub."""
+"""The model card (README.md) of a fine-tuning run, built with huggingface_hub's `ModelCard` / `ModelCardData` /
+`EvalResult` from what the run wrote: `run_config.json` (the recipe), `splits.json` (the data actually used),
+`metrics.json` (the results) and the model's `config.json`; optionally a cross-validation summary (`crossval.json`)."""
 
+import json
+import re
 from pathlib import Path
 
-import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-CARD_TEMPLATE = """---
-{front_matter}---
+from .cli import looks_local
+from .reports import describe_windows
+from .synthetic import GENERATED_CORPUS_MARKER, GTZAN_GENRES
 
-# {model_name}
-
-{model_description} fine-tuned for {task} on **{dataset}** ({split} split) with
-[gtzan-hf](https://github.com/gtzan-hf/gtzan-hf).
-
-## Results
-
-Each song is cut into {eval_segments} windows of {window_seconds:g} s; clip accuracy scores every window,
-song accuracy scores each song once after averaging its windows' probabilities (soft voting).
-
-| split | clip accuracy | song accuracy | song accuracy (majority vote) | macro F1 (songs) | songs |
-| --- | --- | --- | --- | --- | --- |
-{results_rows}
-
-Per-class song accuracy on the test split: {per_class}.
-
-![Song-level confusion matrix on the test split](confusion_song_test.png)
-
-## Usage
-
-```python
-from transformers import pipeline
-
-classifier = pipeline("audio-classification", model="{repo_id}", trust_remote_code=True)
-classifier("song.wav", top_k=3)  # any sampling rate: the pipeline resamples to 16 kHz
-```
-
-The pipeline classifies the first {window_seconds:g} s it is given. For a whole song, cut it into windows and average
-their probabilities, as the evaluation does (`gtzan_hf.inference.classify_song`, or the Gradio Space).
-
-## Training recipe
-
-{recipe_rows}
-
-## Intended use and limitations
-
-- Genre tagging of music excerpts similar to the training data ({num_labels} classes: {labels}).
-- GTZAN is small (1000 songs) and has known faults (replicated clips, repeated artists, mislabelings; Sturm 2013):
-  random splits leak artists between train and test and flatter results; the fault-filtered split is the honest
-  benchmark. A test split of 100 songs moves by 1 point per song: compare runs over several seeds or folds.
-- Genres are fuzzy (rock borders country and blues; pop borders disco): expect confusions there.
-- Not for judging artists or for any decision about people.
-"""
-
+LICENSE = "bsd-3-clause"  # the toolkit's and the released SSAST checkpoints' license
+GTZAN_HUB_ID = "marsyas/gtzan"
+GTZAN_SONG_ID = re.compile(rf"({'|'.join(GTZAN_GENRES)})\.\d{{5}}")
+SSAST_PAPER = "SSAST (Self-Supervised Audio Spectrogram Transformer, Gong et al., AAAI 2022)"
+RESULT_COLUMNS = (
+    ("clip_accuracy", "clip accuracy"),
+    ("song_accuracy", "song accuracy (soft vote)"),
+    ("song_accuracy_hard", "song accuracy (majority)"),
+    ("song_accuracy_course_project", "song accuracy (course project's vote)"),
+    ("macro_f1", "macro F1 (songs)"),
+)
 RECIPE_KEYS = (
-    ("model_name_or_path", "starting checkpoint"),
     ("max_length", "input frames"),
-    ("crop_strategy", "training crops"),
-    ("crop_seconds", "crop seconds"),
     ("freq_mask", "SpecAugment frequency mask"),
     ("time_mask", "SpecAugment time mask"),
+    ("spec_augment_axes", "SpecAugment axes"),
     ("mixup_alpha", "mixup alpha"),
     ("label_smoothing_factor", "label smoothing"),
     ("head_learning_rate", "head learning rate"),
     ("learning_rate", "backbone learning rate"),
     ("layer_decay", "layer-wise decay"),
+    ("weight_decay", "weight decay"),
     ("lr_scheduler_type", "schedule"),
+    ("lr_schedule_per_epoch", "schedule stepped per epoch"),
     ("num_train_epochs", "epochs"),
     ("per_device_train_batch_size", "batch size per device"),
     ("gradient_accumulation_steps", "gradient accumulation"),
@@ -71,68 +43,191 @@ RECIPE_KEYS = (
 )
 
 
-def write_model_card(
-    output_dir: str | Path,
-    metrics: dict,
-    run_config: dict,
-    label_names: list[str],
-    repo_id: str | None = None,
-) -> Path:
-    """Write `output_dir/README.md` from the run's `metrics.json` content and resolved configuration."""
-    output_dir = Path(output_dir)
-    model_name = repo_id.split("/")[-1] if repo_id else output_dir.name
-    is_cnn = run_config.get("model_type") == "cnn" and not run_config.get("model_name_or_path")
-    dataset = run_config.get("dataset") or "an audio dataset"
-    front_matter = {
-        "library_name": "transformers",
-        "pipeline_tag": "audio-classification",
-        "tags": ["audio-classification", "music-genre-classification", "ssast", "gtzan-hf"],
-        "model-index": [
-            {
-                "name": model_name,
-                "results": [
-                    {
-                        "task": {"type": "audio-classification", "name": "Audio classification"},
-                        "dataset": {"name": dataset, "type": dataset},
-                        "metrics": [
-                            {"type": "accuracy", "name": "song accuracy", "value": metrics["test"]["song_accuracy"]},
-                            {"type": "accuracy", "name": "clip accuracy", "value": metrics["test"]["clip_accuracy"]},
-                        ],
-                    }
-                ],
-            }
-        ]
-        if "test" in metrics
-        else [],
-    }
-    results_rows = "\n".join(
-        f"| {split} | {100 * m['clip_accuracy']:.1f} % | {100 * m['song_accuracy']:.1f} % "
-        f"| {100 * m['song_accuracy_hard']:.1f} % | {m['macro_f1']:.3f} | {m['num_songs']} |"
-        for split, m in metrics.items()
+def _is_hub_id(name: str | None) -> bool:
+    return bool(name) and not Path(name).exists() and not looks_local(name) and name.count("/") == 1
+
+
+def describe_dataset(source: str, label_names: list[str], song_ids: dict[str, list[str]]) -> dict:
+    """
+    What the run's data was, judged from the data itself: a generated corpus (its marker file), GTZAN (GTZAN's ten
+    genres and `<genre>.000NN` song ids), or any other dataset under its own name. Returns `name`, `type` (a Hub id
+    where there is one, else the name), `hub_id` (or `None`), `is_gtzan` and a sentence for the card.
+    """
+    name = Path(source).name if Path(source).exists() else source
+    if (Path(source) / GENERATED_CORPUS_MARKER).is_file():
+        return {
+            "name": "generated GTZAN-shaped corpus",
+            "type": "generated",
+            "hub_id": None,
+            "is_gtzan": False,
+            "text": "a corpus generated by `gtzan_hf.synthetic`: synthetic songs named after GTZAN's ten genres "
+            "(told apart by tempo, rhythm, timbre and register), not GTZAN recordings",
+        }
+    all_ids = [song_id for ids in song_ids.values() for song_id in ids]
+    if set(label_names) == set(GTZAN_GENRES) and all(GTZAN_SONG_ID.fullmatch(song_id) for song_id in all_ids):
+        hub_id = source if _is_hub_id(source) else GTZAN_HUB_ID
+        return {
+            "name": "GTZAN",
+            "type": hub_id,
+            "hub_id": hub_id,
+            "is_gtzan": True,
+            "text": "GTZAN (Tzanetakis & Cook 2002): 1000 clips of 30 s, 100 per genre, 22 050 Hz",
+        }
+    hub_id = source if _is_hub_id(source) else None
+    return {"name": name, "type": hub_id or name, "hub_id": hub_id, "is_gtzan": False, "text": f"`{name}`"}
+
+
+def describe_split(splits: dict) -> str:
+    """The split in words, with its song counts: `kfold (fold 3 of 10, seed 0): 800 / 100 / 100 songs`."""
+    split = splits["split"]
+    if split == "kfold":
+        split = f"kfold (fold {splits['fold']} of {splits['num_folds']}, seed {splits['seed']})"
+    elif split == "random":
+        split = f"random (seed {splits['seed']})"
+    sizes = " / ".join(str(len(splits["song_ids"][name])) for name in ("train", "validation", "test"))
+    return f"{split}: {sizes} songs (train / validation / test)"
+
+
+def describe_start(run_config: dict, model_type: str) -> str:
+    """How the weights began, truthfully: from scratch, or fine-tuned from a named checkpoint."""
+    architecture = "A VGG-style CNN baseline" if model_type == "gtzan_cnn" else SSAST_PAPER
+    source = run_config.get("model_name_or_path")
+    if not source:
+        return f"{architecture}, trained from scratch (random initialisation)"
+    shown = Path(source).name if source.endswith((".pth", ".pt")) else source
+    return f"{architecture}, fine-tuned from `{shown}`"
+
+
+def _figure(key: str, value: float, std: float | None = None) -> str:
+    """A metric as shown: accuracies in %, F1 as a fraction; `± std` when given."""
+    scale, digits, unit = (1, 3, "") if key == "macro_f1" else (100, 1, " %")
+    spread = f" ± {scale * std:.{digits}f}" if std is not None else ""
+    return f"{scale * value:.{digits}f}{spread}{unit}"
+
+
+def _results_table(metrics: dict) -> str:
+    rows = ["| split | " + " | ".join(label for _, label in RESULT_COLUMNS) + " | songs |"]
+    rows.append("|" + " --- |" * (len(RESULT_COLUMNS) + 2))
+    for split, values in metrics.items():
+        cells = [_figure(key, values[key]) for key, _ in RESULT_COLUMNS]
+        rows.append(f"| {split} | " + " | ".join(cells) + f" | {values['num_songs']} |")
+    return "\n".join(rows)
+
+
+def _crossval_section(crossval: dict, run_name: str) -> str:
+    rows = ["| metric | mean ± std |", "| --- | --- |"]
+    rows += [
+        f"| {label} | {_figure(key, crossval['mean'][key], crossval['std'][key])} |"
+        for key, label in RESULT_COLUMNS
+        if key in crossval["mean"]
+    ]
+    return (
+        f"## Cross-validation\n\nThis model is `{run_name}`, one of {len(crossval['runs'])} runs of the same recipe "
+        f"({crossval['description']}); test figures over all of them (sample standard deviation):\n\n"
+        + "\n".join(rows)
+        + "\n"
     )
-    per_class_source = metrics.get("test", next(iter(metrics.values())))["per_genre_accuracy"]
-    per_class = ", ".join(f"{name} {100 * value:.0f} %" for name, value in per_class_source.items())
-    recipe_rows = "\n".join(
+
+
+def build_model_card(run_dir: str | Path, repo_id: str | None = None, crossval: dict | None = None) -> ModelCard:
+    """The card of the fine-tuning run in `run_dir` (see the module docstring)."""
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    run_config = json.loads((run_dir / "run_config.json").read_text())
+    splits = json.loads((run_dir / "splits.json").read_text())
+    model_type = json.loads((run_dir / "config.json").read_text()).get("model_type")
+    model_name = repo_id.split("/")[-1] if repo_id else run_dir.name
+    dataset = describe_dataset(run_config["dataset"], splits["label_names"], splits["song_ids"])
+    split = describe_split(splits)
+    source = run_config.get("model_name_or_path")
+    eval_results = [
+        EvalResult(
+            task_type="audio-classification",
+            task_name="Audio classification",
+            dataset_type=dataset["type"],
+            dataset_name=dataset["name"],
+            dataset_split=f"test ({splits['split']} split)",
+            metric_type="f1" if key == "macro_f1" else "accuracy",
+            metric_name=label,
+            metric_value=round(metrics["test"][key], 4),
+        )
+        for key, label in RESULT_COLUMNS
+        if "test" in metrics
+    ]
+    card_data = ModelCardData(
+        model_name=model_name,
+        license=LICENSE,
+        library_name="transformers",
+        pipeline_tag="audio-classification",
+        tags=["audio-classification", "gtzan-hf", model_type or "ssast"]
+        + (["music-genre-classification", "gtzan"] if dataset["is_gtzan"] else []),
+        base_model=source if _is_hub_id(source) else None,
+        datasets=[dataset["hub_id"]] if dataset["hub_id"] else None,
+        metrics=["accuracy", "f1"],
+        eval_results=eval_results or None,
+    )
+    task = "music genre classification" if dataset["is_gtzan"] else "audio classification"
+    labels = splits["label_names"]
+    per_class = metrics.get("test", metrics.get("validation", {})).get("per_genre_accuracy", {})
+    recipe = "\n".join(
         f"- {label}: `{run_config[key]}`" for key, label in RECIPE_KEYS if run_config.get(key) not in (None, "")
     )
-    card = CARD_TEMPLATE.format(
-        front_matter=yaml.safe_dump(front_matter, sort_keys=False),
-        model_name=model_name,
-        model_description="A VGG-style CNN baseline"
-        if is_cnn
-        else "SSAST (Self-Supervised Audio Spectrogram Transformer, Gong et al., AAAI 2022)",
-        task="music genre classification" if "gtzan" in dataset.lower() else "audio classification",
-        dataset=dataset,
-        split=run_config.get("split", "random"),
-        eval_segments=run_config.get("eval_segments", 3),
-        window_seconds=run_config.get("crop_seconds", 10.0),
-        results_rows=results_rows,
-        per_class=per_class,
-        repo_id=repo_id or str(output_dir),
-        recipe_rows=recipe_rows,
-        num_labels=len(label_names),
-        labels=", ".join(label_names),
+    gtzan_limits = (
+        "- GTZAN is small (1000 songs) and has known faults (replicated clips, repeated artists, mislabelings; "
+        "Sturm 2013): random splits leak artists between train and test and flatter results; the fault-filtered "
+        "split is the honest benchmark.\n"
+        if dataset["is_gtzan"]
+        else ""
     )
-    path = output_dir / "README.md"
-    path.write_text(card)
+    body = f"""
+# {model_name}
+
+{describe_start(run_config, model_type)}, for {task} on {dataset["text"]}; split {split}. Trained with
+[gtzan-hf](https://github.com/gtzan-hf/gtzan-hf).
+
+## Results
+
+{describe_windows(run_config)}. Clip accuracy scores every window; song accuracy scores each song once, after a vote
+over its windows: soft (mean probability, the headline), majority, or the course project's rule (majority; without a
+single majority, the soft vote over all classes).
+
+{_results_table(metrics)}
+
+Per-class song accuracy ({"test" if "test" in metrics else "validation"}): {
+        ", ".join(f"{name} {100 * value:.0f} %" for name, value in per_class.items())
+    }.
+
+{"![Song-level confusion matrix on the test split](confusion_song_test.png)" if "test" in metrics else ""}
+
+{_crossval_section(crossval, run_dir.name) if crossval else ""}
+## Usage
+
+```python
+from transformers import pipeline
+
+classifier = pipeline("audio-classification", model="{repo_id or run_dir}", trust_remote_code=True)
+classifier("song.wav", top_k=3)  # any sampling rate: the pipeline resamples to 16 kHz
+```
+
+The pipeline classifies the first {run_config.get("crop_seconds", 10.0):g} s it is given. For a whole song, cut it into
+windows and vote, as the evaluation does (`gtzan_hf.inference.classify_song`, or the Gradio Space).
+
+## Training recipe
+
+- starting point: {"`" + str(source) + "`" if source else "none (from scratch)"}
+{recipe}
+
+## Intended use and limitations
+
+- {task.capitalize()} of excerpts similar to the training data ({len(labels)} classes: {", ".join(labels)}).
+{gtzan_limits}- A test split of 100 songs moves by 1 point per song: compare runs over several seeds or folds.
+- Not for judging artists or for any decision about people.
+"""
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
+
+
+def write_model_card(run_dir: str | Path, repo_id: str | None = None, crossval: dict | None = None) -> Path:
+    """Write `run_dir/README.md`, the card of the run (see [`build_model_card`])."""
+    path = Path(run_dir) / "README.md"
+    build_model_card(run_dir, repo_id, crossval).save(path)
     return path

@@ -1,4 +1,4 @@
-"""The seed project's VGG-style CNN baseline as a transformers model, trained on the same features as SSAST."""
+"""The course project's VGG-style CNN baseline as a transformers model, trained on the same features as SSAST."""
 
 import torch
 from torch import nn

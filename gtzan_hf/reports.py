@@ -22,6 +22,7 @@ METRIC_KEYS = (
     "song_accuracy",
     "song_accuracy_hard",
     "song_accuracy_hybrid",
+    "song_accuracy_course_project",
     "macro_f1",
     "per_genre_accuracy",
 )
@@ -198,16 +199,71 @@ def write_evaluation_reports(
     return metrics
 
 
+def read_run_settings(run_dir: str | Path) -> dict:
+    """The settings a run or an evaluation was made with: its `run_config.json` or `evaluation_config.json`."""
+    for name in ("run_config.json", "evaluation_config.json"):
+        if (Path(run_dir) / name).is_file():
+            return json.loads((Path(run_dir) / name).read_text())
+    raise FileNotFoundError(
+        f"{run_dir} holds neither run_config.json nor evaluation_config.json: name the output_dir of a finished run "
+        "or evaluation."
+    )
+
+
+def describe_windows(settings: dict) -> str:
+    """Training and evaluation windows in words, with their lengths and hops."""
+    crop = float(settings.get("crop_seconds") or 10.0)
+    hop = float(settings.get("eval_hop_seconds") or crop)
+    segments = settings.get("eval_segments")
+    if settings.get("crop_strategy", "random-crop") == "random-crop":
+        training = f"a random {crop:g} s crop of each song at every epoch"
+    else:
+        training = f"fixed {crop:g} s windows every {hop:g} s, each a separate sample"
+    evaluation = f"{segments} windows" if segments else "as many windows as cover the song"
+    return f"Training on {training}; evaluation on {evaluation} of {crop:g} s every {hop:g} s per song"
+
+
+def window_names(settings: dict) -> tuple[str, str]:
+    """What a clip and a song are under `settings`, for table headers: `("10 s clip", "30 s song")`."""
+    crop = float(settings.get("crop_seconds") or 10.0)
+    hop = float(settings.get("eval_hop_seconds") or crop)
+    segments = settings.get("eval_segments")
+    if not segments:
+        song = f"song: all {crop:g} s windows, hop {hop:g} s"
+    else:
+        song = f"{segments * crop:g} s song" if hop == crop else f"song: {segments} × {crop:g} s, hop {hop:g} s"
+    return f"{crop:g} s clip", song
+
+
+TABLE_KEYS = ("clip_accuracy", "song_accuracy", "song_accuracy_course_project")
+
+
+def accuracy_table(rows: list[tuple[str, dict, dict[str, str]]]) -> str:
+    """
+    Markdown table in the course project's Table 1 layout (model, clip accuracy, song accuracy), plus the song
+    accuracy under the course project's vote. `rows` are `(name, settings, cells by TABLE_KEYS)`; the headers name
+    the windows when all rows share them, else a Windows column does.
+    """
+    names = {window_names(settings) for _, settings, _ in rows}
+    windows_column = len(names) > 1
+    clip, song = ("clip", "song") if windows_column else names.pop()
+    header = ["Model", *(["Windows"] if windows_column else [])]
+    header += [f"Accuracy ({clip})", f"Accuracy ({song})", f"Accuracy ({song}, course project's vote)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, settings, cells in rows:
+        windows = [" / ".join(window_names(settings))] if windows_column else []
+        lines.append("| " + " | ".join([name, *windows, *(cells[key] for key in TABLE_KEYS)]) + " |")
+    return "\n".join(lines)
+
+
 def comparison_table(run_dirs: list[str | Path], split: str = "test") -> str:
-    """Markdown table in the seed's Table 1 layout: one row per run, clip and song accuracy (%)."""
-    rows = ["| Model | Accuracy (10 s clip) | Accuracy (30 s song) |", "| --- | --- | --- |"]
+    """The `split` figures of finished runs or evaluations, one row each (see [`accuracy_table`])."""
+    rows = []
     for run_dir in map(Path, run_dirs):
         metrics_file = run_dir / "metrics.json"
         if not metrics_file.exists():
             raise FileNotFoundError(f"{metrics_file} not found: is {run_dir} the output_dir of a finished run?")
-        split_metrics_ = json.loads(metrics_file.read_text())[split]
-        rows.append(
-            f"| {run_dir.name} | {100 * split_metrics_['clip_accuracy']:.2f} % "
-            f"| {100 * split_metrics_['song_accuracy']:.2f} % |"
-        )
-    return "\n".join(rows)
+        figures = json.loads(metrics_file.read_text())[split]
+        cells = {key: f"{100 * figures[key]:.2f} %" for key in TABLE_KEYS}
+        rows.append((run_dir.name, read_run_settings(run_dir), cells))
+    return accuracy_table(rows)

@@ -10,6 +10,7 @@ style rather than memorise a clip. The same seed writes the same files.
 """
 
 import argparse
+import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+# Written next to the genre folders of a generated corpus: its settings, and the sign it is not GTZAN.
+GENERATED_CORPUS_MARKER = "generated_corpus.json"
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
@@ -303,12 +306,15 @@ def generate_corpus(
     Write `songs_per_genre` songs of each genre as `<out_dir>/<genre>/<genre>.000NN.wav` (GTZAN's layout and names).
 
     Every song is drawn from its own generator seeded by `(seed, genre, index)`, so the same arguments give the
-    same files whatever `num_proc` (processes, all cores by default). Returns the written paths.
+    same files whatever `num_proc` (processes, all cores by default). Returns the written paths. A
+    `GENERATED_CORPUS_MARKER` file records the settings, so that reports never mistake the corpus for GTZAN.
     """
     for genre in genres:
         if genre not in STYLES:
             raise ValueError(f"Unknown genre {genre!r}: choose among {GTZAN_GENRES}.")
         (Path(out_dir) / genre).mkdir(parents=True, exist_ok=True)
+    settings = {"generator": __name__, "songs_per_genre": songs_per_genre, "seed": seed, "duration": duration}
+    (Path(out_dir) / GENERATED_CORPUS_MARKER).write_text(json.dumps({**settings, "genres": list(genres)}, indent=1))
     jobs = [(str(out_dir), g, i, seed, duration, sampling_rate) for g in genres for i in range(songs_per_genre)]
     num_proc = min(num_proc or os.cpu_count() or 1, max(len(jobs), 1))
     if num_proc == 1:

@@ -1,20 +1,21 @@
 """A `transformers.Trainer` for audio classification of songs: layer-wise learning rates, label smoothing on hard
 and soft (mixup) labels, and song-level voting metrics."""
 
+import copy
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import EvalPrediction, Trainer, TrainingArguments
+from transformers import EvalPrediction, Trainer, TrainingArguments, get_scheduler
 
 from .metrics import song_level_metrics
 
 
 @dataclass
 class AudioTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with the seed's two-speed learning rates and optional layer-wise decay.
+    """`TrainingArguments` with the course project's two-speed learning rates and optional layer-wise decay.
 
     `learning_rate` is the backbone's rate; `head_learning_rate` is the classifier's.
     """
@@ -28,6 +29,18 @@ class AudioTrainingArguments(TrainingArguments):
         metadata={
             "help": "Layer-wise learning-rate decay: transformer block i of L trains at learning_rate * "
             "layer_decay ** (L - 1 - i), the embeddings at learning_rate * layer_decay ** L. 1.0 disables it."
+        },
+    )
+    # A fine-tuning run trains, then reports validation and test unless told otherwise (`--do_train false`:
+    # evaluate a trained --model_name_or_path only).
+    do_train: bool = field(default=True, metadata={"help": "Train (false: evaluate --model_name_or_path only)."})
+    do_predict: bool = field(default=True, metadata={"help": "Evaluate the final model on the test split."})
+    lr_schedule_per_epoch: bool = field(
+        default=False,
+        metadata={
+            "help": "Hold the learning rate for a whole epoch: `lr_scheduler_type` is evaluated at the epoch count, "
+            "as a torch scheduler stepped once per epoch (e.g. the course project's CosineAnnealingLR(T_max=epochs)); "
+            "warm-up rounds up to whole epochs."
         },
     )
 
@@ -52,7 +65,7 @@ class AudioClassificationTrainer(Trainer):
       `args.label_smoothing_factor` as the model's `config.label_smoothing`.
     - Evaluation: batches carry `song_index`; `compute_metrics` defaults to song-level voting metrics
       (`song_accuracy`, the soft-voting headline, `clip_accuracy`, `song_accuracy_hard`, `song_accuracy_hybrid`,
-      `macro_f1`, `per_genre_accuracy_<name>`).
+      `song_accuracy_course_project`, `macro_f1`, `per_genre_accuracy_<name>`).
     - Logs the training accuracy (against the argmax of soft labels under mixup) next to the training loss.
     """
 
@@ -71,20 +84,51 @@ class AudioClassificationTrainer(Trainer):
         self._train_seen = torch.zeros((), dtype=torch.long)
 
     @contextmanager
-    def _evaluation_collator(self):
-        training_collator, self.data_collator = self.data_collator, self.eval_data_collator
+    def _evaluation_loading(self):
+        # `dataloader_drop_last` is for training batches: evaluation must see every window of every song.
+        training = self.data_collator, self.args
+        self.data_collator = self.eval_data_collator
+        self.args = copy.copy(self.args)
+        self.args.dataloader_drop_last = False
         try:
             yield
         finally:
-            self.data_collator = training_collator
+            self.data_collator, self.args = training
 
     def get_eval_dataloader(self, eval_dataset=None):
-        with self._evaluation_collator():
+        with self._evaluation_loading():
             return super().get_eval_dataloader(eval_dataset)
 
     def get_test_dataloader(self, test_dataset):
-        with self._evaluation_collator():
+        with self._evaluation_loading():
             return super().get_test_dataloader(test_dataset)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self.lr_scheduler is not None or not self.args.lr_schedule_per_epoch:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.args.max_steps > 0:
+            raise ValueError("lr_schedule_per_epoch counts epochs: set num_train_epochs, not max_steps.")
+        steps_per_epoch = max(1, round(num_training_steps / self.args.num_train_epochs))
+        num_epochs = -(-num_training_steps // steps_per_epoch)
+        # The schedule built on the epoch scale, then read at the epoch a step falls in.
+        scheduler = get_scheduler(
+            self.args.lr_scheduler_type,
+            optimizer=optimizer or self.optimizer,
+            num_warmup_steps=-(-self.args.get_warmup_steps(num_training_steps) // steps_per_epoch),
+            num_training_steps=num_epochs,
+            scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+        )
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            raise ValueError(
+                f"lr_schedule_per_epoch needs a schedule of the step count; {self.args.lr_scheduler_type} is not one."
+            )
+        scheduler.lr_lambdas = [
+            lambda step, epoch_lambda=epoch_lambda: epoch_lambda(step // steps_per_epoch)
+            for epoch_lambda in scheduler.lr_lambdas
+        ]
+        self.lr_scheduler = scheduler
+        self._created_lr_scheduler = True
+        return scheduler
 
     def create_model_card(self, **kwargs) -> None:
         # A fine-tuning run writes its own card with results (gtzan_hf.model_card); keep it when pushing.

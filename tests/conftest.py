@@ -4,7 +4,7 @@ import torch
 from gtzan_hf import SSASTFeatureExtractor
 from gtzan_hf.configuration_ssast import SSASTConfig
 from gtzan_hf.modeling_ssast import SSASTForAudioClassification
-from gtzan_hf.synthetic import GTZAN_GENRES
+from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +25,12 @@ def tiny_ssast(tmp_path_factory):
     SSASTForAudioClassification(config).save_pretrained(path)
     SSASTFeatureExtractor(max_length=1024).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_gtzan_named(tmp_path_factory):
+    """A generated corpus with the first 10 GTZAN names of each genre, 3 s each: 78 / 12 / 10 songs in the course
+    project's split."""
+    root = tmp_path_factory.mktemp("small-gtzan-named")
+    generate_corpus(root, songs_per_genre=10, seed=1, duration=3.0)
+    return root

@@ -195,3 +195,30 @@ def test_conversion_script_writes_a_loadable_folder(tmp_path):
     with torch.no_grad():
         output = model.ssast(expected["input_values"])
     torch.testing.assert_close(output.pooler_output, expected["pooled_cls"], **TOLERANCE)
+
+
+def test_transformers_ast_accepts_its_own_geometry_and_adapts_to_another_length(tmp_path):
+    ast = random_ast()
+    ast.save_pretrained(tmp_path)
+    inputs = torch.randn(2, 64, 48)
+    same = from_original_checkpoint(str(tmp_path), freq_stride=10, time_stride=10, max_length=64)
+    with torch.no_grad():
+        torch.testing.assert_close(same(inputs).logits, ast(inputs).logits, atol=1e-5, rtol=1e-5)
+
+    # AST's 4 x 5 patch grid (48 bins, 64 frames, stride 10). Shorter: the original AST code keeps the centre columns.
+    positions = ast.audio_spectrogram_transformer.embeddings.position_embeddings.detach()
+    grid = positions[:, 2:].reshape(1, 4, 5, -1)
+    shorter = from_original_checkpoint(str(tmp_path), max_length=44)
+    assert shorter.config.patch_grid == (4, 3)
+    adapted = shorter.ssast.embeddings.position_embeddings.detach()
+    torch.testing.assert_close(adapted[:, :2], positions[:, :2])
+    torch.testing.assert_close(adapted[:, 2:].reshape(1, 4, 3, -1), grid[:, :, 1:4])
+    # Longer: interpolated along time on AST's own 4 frequency rows, the rows unchanged.
+    longer = from_original_checkpoint(str(tmp_path), max_length=96)
+    assert longer.config.patch_grid == (4, 9)
+    stretched = longer.ssast.embeddings.position_embeddings.detach()[:, 2:].reshape(1, 4, 9, -1)
+    # bilinear, half-pixel centres: output column 1 of 9 samples input column (1.5 * 5 / 9 - 0.5) = 1/3
+    torch.testing.assert_close(stretched[:, :, 1], grid[:, :, 0] * 2 / 3 + grid[:, :, 1] / 3)
+    with torch.no_grad():
+        logits = longer(torch.randn(2, 96, 48)).logits
+    assert logits.shape == (2, 5) and torch.isfinite(logits).all()

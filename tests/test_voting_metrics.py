@@ -68,3 +68,28 @@ def test_song_accuracy_metric_on_hand_made_logits():
     # song level, soft voting: predictions a, a, b for truths a, b, b -> F1(a)=2/3, F1(b)=2/3
     assert metrics["macro_f1"] == pytest.approx(2 / 3)
     assert (metrics["num_clips"], metrics["num_songs"]) == (9, 3)
+
+
+def test_course_project_vote_breaks_a_three_way_tie_over_all_classes():
+    # Three windows, three different argmaxes (0, 1, 2), and class 3 the runner-up of every window: its mean
+    # probability (0.30) beats those of the voted classes (0.217, 0.233, 0.25), so the course project's rule, the
+    # argmax of the mean over all classes, picks 3; `hybrid` only looks among the tied classes 0, 1, 2 and picks 2.
+    probabilities = np.array(
+        [
+            [0.40, 0.15, 0.15, 0.30],
+            [0.10, 0.45, 0.15, 0.30],
+            [0.15, 0.10, 0.45, 0.30],
+        ]
+    )
+    assert vote(probabilities, "course-project") == 3
+    assert vote(probabilities, "hybrid") == 2
+    assert vote(probabilities, "soft") == 3
+    # a 2-1 majority wins under both rules, even against a larger mean probability (class 1: 0.43 vs 0.37)
+    majority = np.array([[0.51, 0.49, 0.0, 0.0], [0.51, 0.49, 0.0, 0.0], [0.10, 0.30, 0.60, 0.0]])
+    assert vote(majority, "course-project") == vote(majority, "hybrid") == 0
+    assert vote(majority, "soft") == 1
+    metrics = song_level_metrics(np.log(np.concatenate([probabilities, majority]) + 1e-9), np.full(6, 3),
+                                 np.repeat([0, 1], 3), list("abcd"))  # fmt: skip
+    # song 0 (true 3): right by the course project's rule only; song 1 (true 3): wrong by every rule
+    assert metrics["song_accuracy_course_project"] == pytest.approx(0.5)
+    assert metrics["song_accuracy_hybrid"] == 0.0

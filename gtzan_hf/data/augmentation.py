@@ -2,8 +2,11 @@
 
 import torch
 
+# Which axis each mask width applies to, as (axis of `freq_mask`, axis of `time_mask`) in `(batch, frames, mel_bins)`.
+SPEC_AUGMENT_AXES = {"standard": (2, 1), "swapped": (1, 2)}
 
-def spec_augment(input_values: torch.Tensor, freq_mask: int, time_mask: int) -> torch.Tensor:
+
+def spec_augment(input_values: torch.Tensor, freq_mask: int, time_mask: int, axes: str = "standard") -> torch.Tensor:
     """
     SpecAugment, in place, on a batch `(batch, frames, mel_bins)`: per example, one band of mel bins and one span
     of frames set to 0 (before normalisation, as the original SSAST), drawn independently for every example with
@@ -11,9 +14,17 @@ def spec_augment(input_values: torch.Tensor, freq_mask: int, time_mask: int) -> 
     `TimeMasking(time_mask, iid_masks=True)` (`mask_along_axis_iid`: width uniform in [0, mask), start uniform where
     the mask fits). Those rewrite the whole batch through a `masked_fill` (measured 3x slower per clip here); this
     zeroes only the masked cells.
+
+    `axes="swapped"` reproduces the course project's mistake: its masks met a `(1, frames, bins)` tensor, so the
+    frequency mask (`freq_mask`, 36) spanned frames and the time mask (`time_mask`, 144) spanned mel bins. Its width
+    is drawn below the 128 bins here, so up to 127 bins are masked; torchaudio's draw, wider than the bins one time in
+    nine, then blanked the whole clip.
     """
+    if axes not in SPEC_AUGMENT_AXES:
+        raise ValueError(f"Unknown SpecAugment axes {axes!r}: choose one of {tuple(SPEC_AUGMENT_AXES)}.")
     batch_size = input_values.shape[0]
-    for axis, mask_param in ((2, freq_mask), (1, time_mask)):
+    freq_axis, time_axis = SPEC_AUGMENT_AXES[axes]
+    for axis, mask_param in ((freq_axis, freq_mask), (time_axis, time_mask)):
         size = input_values.shape[axis]
         if not mask_param:
             continue

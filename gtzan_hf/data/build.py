@@ -10,7 +10,7 @@ import numpy as np
 from datasets import Dataset
 
 from ..windowing import seconds_to_frames, segment_starts
-from .augmentation import default_waveform_augmentation
+from .augmentation import SPEC_AUGMENT_AXES, default_waveform_augmentation
 from .cache import build_fbank_cache, fbank_array
 from .sources import load_corpus
 from .splits import SPLIT_NAMES, SplitInfo, split_corpus
@@ -75,6 +75,7 @@ def build_datasets(
     eval_segments: int | None = 3,
     eval_hop_seconds: float | None = None,
     spec_augment: tuple[int, int] | None = (36, 144),
+    spec_augment_axes: str = "standard",
     waveform_augment: bool | Callable = False,
     num_proc: int | None = None,
     cache_dir: str | os.PathLike | None = None,
@@ -98,6 +99,7 @@ def build_datasets(
             for as many as cover each song.
         eval_hop_seconds: distance between fixed windows (default `crop_seconds`).
         spec_augment: `(freq_mask, time_mask)` maximum widths in mel bins and frames for training items, or `None`.
+        spec_augment_axes: `"standard"`, or `"swapped"` for the course project's masks (see [`spec_augment`]).
         waveform_augment: `True` for [`default_waveform_augmentation`], or any callable
             `(samples=..., sample_rate=...) -> samples` (an audiomentations `Compose`): training windows are then
             recomputed from augmented audio at every draw (slower). Off by default.
@@ -110,6 +112,8 @@ def build_datasets(
         `{"input_values": (max_length, num_mel_bins) float32, "labels": int, "song_index": int}` (batch them with
         [`SSASTDataCollator`]), plus label names, song ids per split and the skipped files.
     """
+    if spec_augment_axes not in SPEC_AUGMENT_AXES:
+        raise ValueError(f"Unknown spec_augment_axes {spec_augment_axes!r}: choose one of {tuple(SPEC_AUGMENT_AXES)}.")
     if crop_strategy not in CROP_STRATEGIES:
         raise ValueError(f"Unknown crop_strategy {crop_strategy!r}: choose one of {CROP_STRATEGIES}.")
     window_frames = seconds_to_frames(crop_seconds)
@@ -132,7 +136,13 @@ def build_datasets(
     if waveform_augment is True:
         waveform_augment = default_waveform_augmentation()
     train_transform = FbankWindowTransform(
-        fbanks, feature_extractor, window_frames, spec_augment, waveform_augment or None, corpus.songs
+        fbanks,
+        feature_extractor,
+        window_frames,
+        spec_augment,
+        waveform_augment or None,
+        corpus.songs,
+        spec_augment_axes=spec_augment_axes,
     )
     eval_transform = FbankWindowTransform(fbanks, feature_extractor, window_frames)
     train_starts = (lambda frames: [-1]) if crop_strategy == "random-crop" else fixed

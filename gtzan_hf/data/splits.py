@@ -1,9 +1,11 @@
 """Song-level train/validation/test splits: always by song, deterministic, and saved with the run."""
 
+import csv
 import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict
@@ -13,8 +15,15 @@ from .sources import Corpus, load_corpus
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("random", "fault-filtered", "kfold")
 SPLIT_NAMES = ("train", "validation", "test")
+# The course project's own song lists (M. Beghdad and D. Mokhtari), shipped in `splits/`: `course-project` is the
+# split of its headline figures (Strategy A, 10 s clips: 799/99/101 songs, `jazz.00054` in none), `course-project-30s`
+# the split of its Strategy B and CNN runs (800/100/100 songs).
+COURSE_PROJECT_LISTS = {
+    "course-project": Path(__file__).parent / "splits" / "course_project_10s_clips.csv",
+    "course-project-30s": Path(__file__).parent / "splits" / "course_project_30s_songs.csv",
+}
+SPLITS = ("random", "fault-filtered", *COURSE_PROJECT_LISTS, "kfold")
 
 
 @dataclass
@@ -56,21 +65,38 @@ def _stratified(order: np.ndarray, labels: np.ndarray, size: float, seed: int) -
         ) from error
 
 
-def _fault_filtered(song_ids: list[str], skipped: list[dict]) -> tuple[dict[str, list[int]], list[str]]:
+def _fault_filtered_lists() -> dict[str, list[str]]:
     """The artist-filtered GTZAN split (Kereliuk, Sturm & Larsen 2015) as torchaudio ships its lists."""
     from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
 
+    return {"train": filtered_train, "validation": filtered_valid, "test": filtered_test}
+
+
+def _course_project_lists(split: str) -> dict[str, list[str]]:
+    """The song ids of one of the course project's splits, from its CSV (`song_id`, `genre`, `split`)."""
+    names = {"train": "train", "val": "validation", "test": "test"}
+    lists = {name: [] for name in SPLIT_NAMES}
+    with open(COURSE_PROJECT_LISTS[split], newline="") as handle:
+        for row in csv.DictReader(handle):
+            lists[names[row["split"]]].append(row["song_id"])
+    return lists
+
+
+def _listed(
+    split: str, lists: dict[str, list[str]], song_ids: list[str], skipped: list[dict]
+) -> tuple[dict[str, list[int]], list[str]]:
+    """Rows of the songs named by fixed lists of GTZAN song ids; listed songs the corpus lacks are warned about
+    (skipped files are already reported), corpus songs no list names are returned as excluded."""
     position = {song_id: index for index, song_id in enumerate(song_ids)}
-    lists = {"train": filtered_train, "validation": filtered_valid, "test": filtered_test}
     if not any(song_id in position for names in lists.values() for song_id in names):
         raise ValueError(
-            "split='fault-filtered' needs GTZAN's song ids (e.g. 'jazz.00054', from files named "
-            f"<genre>.000NN.wav); this corpus has ids like {song_ids[:3]}. Use split='random' or 'kfold'."
+            f"split={split!r} needs GTZAN's song ids (e.g. 'jazz.00054', from files named <genre>.000NN.wav); this "
+            f"corpus has ids like {song_ids[:3]}. Use split='random' or 'kfold'."
         )
     skipped_ids = {entry["song_id"] for entry in skipped}
     missing = [s for names in lists.values() for s in names if s not in position and s not in skipped_ids]
     if missing:
-        logger.warning("%d songs of the fault-filtered lists are not in this corpus: %s", len(missing), missing)
+        logger.warning("%d songs of the %s lists are not in this corpus, e.g. %s", len(missing), split, missing[:10])
     listed = {song_id for names in lists.values() for song_id in names}
     excluded = sorted(song_id for song_id in song_ids if song_id not in listed)
     return {name: [position[s] for s in names if s in position] for name, names in lists.items()}, excluded
@@ -91,14 +117,17 @@ def split_indices(
     Row indices of each split, and the song ids the split leaves out by design.
 
     - `random`: stratified by class and seeded: `1 - validation_size - test_size` / `validation_size` / `test_size`
-      (80/10/10 by default, as the seed project);
+      (80/10/10 by default);
     - `fault-filtered`: GTZAN's artist-filtered 443/197/290 lists (songs outside them are excluded);
+    - `course-project`, `course-project-30s`: the course project's own lists (799/99/101 and 800/100/100 songs);
     - `kfold`: stratified `num_folds`-fold: fold `fold` is the test set, fold `fold + 1` (cyclically) the
       validation set, the rest the training set.
     Songs are ordered by id first, so the result does not depend on the order files were found in.
     """
     if split == "fault-filtered":
-        return _fault_filtered(song_ids, skipped or [])
+        return _listed(split, _fault_filtered_lists(), song_ids, skipped or [])
+    if split in COURSE_PROJECT_LISTS:
+        return _listed(split, _course_project_lists(split), song_ids, skipped or [])
     order = np.argsort(np.asarray(song_ids), kind="stable")
     labels_array = np.asarray(labels)
     if split == "random":
@@ -159,7 +188,8 @@ def load_splits(
 
     Args:
         source: a local folder, a CSV/JSON list or a Hub dataset id (see [`load_corpus`]).
-        split: `"random"` (stratified, seeded), `"fault-filtered"` (GTZAN's artist-filtered split) or `"kfold"`.
+        split: `"random"` (stratified, seeded), `"fault-filtered"` (GTZAN's artist-filtered split),
+            `"course-project"` / `"course-project-30s"` (the course project's lists) or `"kfold"`.
         seed, fold, num_folds, validation_size, test_size: see [`split_indices`].
         split_file: where to write the song ids of every split and the skipped files (JSON), if anywhere.
         **corpus_kwargs: `audio_column`, `label_column`, `path_column`, `revision`, `num_proc`, `cache_dir`.

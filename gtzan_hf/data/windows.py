@@ -27,6 +27,7 @@ class FbankWindowTransform:
     a song), `start` the window's first frame, or -1 for a new random window at every draw. Windows are cut, padded
     to the feature extractor's `max_length`, masked (SpecAugment, training) and normalised with its `mean`/`std`,
     read at call time. With `waveform_augment`, the window is recomputed from the augmented audio instead.
+    `spec_augment_axes` see [`spec_augment`].
     """
 
     def __init__(
@@ -37,11 +38,13 @@ class FbankWindowTransform:
         spec_augment: tuple[int, int] | None = None,
         waveform_augment: Callable | None = None,
         audio: Dataset | None = None,
+        spec_augment_axes: str = "standard",
     ):
         self.fbanks = fbanks.select_columns(["fbank", "num_frames", "label"])
         self.feature_extractor = feature_extractor
         self.window_frames = window_frames
         self.spec_augment = spec_augment
+        self.spec_augment_axes = spec_augment_axes
         self.waveform_augment = waveform_augment
         self.audio = audio
         self._songs = None
@@ -102,7 +105,7 @@ class FbankWindowTransform:
         for index, window in augmented.items():
             input_values[index] = extractor.pad_or_truncate(window)
         if self.spec_augment is not None:
-            input_values = spec_augment(input_values, *self.spec_augment)
+            input_values = spec_augment(input_values, *self.spec_augment, axes=self.spec_augment_axes)
         input_values = extractor.normalize(input_values, inplace=True)  # a new batch would cost 4x the arithmetic
         return {
             "input_values": input_values,
