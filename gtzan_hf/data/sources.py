@@ -36,6 +36,8 @@ PATH_COLUMNS = ("path", "file", "filename", "audio")
 # The Hub's `marsyas/gtzan` (and its copies) hold GTZAN's original archive and a loading script, which datasets >= 4
 # refuses: a Hub dataset holding this file is read from the archive, unpacked, instead.
 GTZAN_ARCHIVE = "data/genres.tar.gz"
+# Version of the file checks (`audio.samples_problem`): a new rule makes earlier cached verdicts stale.
+CHECK_VERSION = 2
 # The one class of a corpus read without labels (`label_column=None`, for self-supervised pretraining).
 UNLABELED = "unlabeled"
 
@@ -266,8 +268,8 @@ def load_corpus(
         batch_size=8,
         remove_columns=["audio"],
         num_proc=num_proc if num_proc > 1 else None,
-        cache_file_name=str(cache_dir / f"check-{fingerprint}.arrow"),
-        new_fingerprint=f"check-{fingerprint}",
+        cache_file_name=str(cache_dir / f"check-v{CHECK_VERSION}-{fingerprint}.arrow"),
+        new_fingerprint=f"check-v{CHECK_VERSION}-{fingerprint}",
         desc="Checking audio files",
     )
     problems = list(checked["problem"])
