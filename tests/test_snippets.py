@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -21,6 +22,11 @@ classifier = pipeline("audio-classification", model="you/ssast-gtzan", trust_rem
 samples, sampling_rate = sf.read("song.wav", dtype="float32", always_2d=True)  # WAV, FLAC, OGG, MP3: no FFmpeg
 print(classifier({"raw": samples.mean(axis=1), "sampling_rate": sampling_rate}, top_k=3))
 """
+
+
+def test_the_readme_shows_the_tested_snippet():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"```python\n{PIPELINE_SNIPPET}```" in readme
 
 
 def test_the_pipeline_snippet_runs_without_ffmpeg(tiny_ssast, tmp_path):
