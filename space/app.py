@@ -9,6 +9,7 @@ The page only: loading, decoding, windowing, voting and the figures are `gtzan_h
 `gtzan_hf.plots`.
 """
 
+import logging
 import os
 from pathlib import Path
 
@@ -106,6 +107,8 @@ def build_demo(model_id: str, trust_remote_code: bool = False) -> gr.Blocks:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("gtzan_hf").setLevel(logging.INFO)  # the serving form chosen, and why
     serve_on_cpu()
     demo = build_demo(os.environ.get("MODEL_ID", DEFAULT_MODEL_ID), os.environ.get("TRUST_REMOTE_CODE") == "1")
     demo.launch(max_file_size="256mb")

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from gtzan_hf.demo import GenreClassifier
+from gtzan_hf.serving import SERVING_ENV
 from gtzan_hf.synthetic import synthesize_song
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the tests talk to 127.0.0.1 only
@@ -39,7 +40,11 @@ def _space_app():
 
 @pytest.fixture(scope="module")
 def app_url(tiny_ssast):
-    demo = _space_app().build_demo(str(tiny_ssast))
+    # served in float32, so that the page's figures are those of `expected` to the last digit (the other forms:
+    # tests/test_serving.py)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SERVING_ENV, "float32")
+        demo = _space_app().build_demo(str(tiny_ssast))
     demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url
