@@ -74,8 +74,8 @@ def load_classifier(model_id: str, trust_remote_code: bool = False, **kwargs):
 # Windows held at once by `classify_song`: the model's input for 16 windows of 1024 frames is 8 MB, and with it the
 # memory of a request stays that of its audio and filter bank, however long the song.
 CHUNK_WINDOWS = 16
-# Filter-bank frames computed at once: torchaudio's Kaldi fbank holds about 40 float32 values per sample while it
-# works (frames, FFT, power spectrum), 20 bytes a sample... for a 10-minute song: 3 GB; by chunks of 30 s, 50 MB.
+# Filter-bank frames computed at once: torchaudio's Kaldi fbank holds several float32 copies of the framed signal
+# while it works (frames, FFT, power spectrum); 30 s at a time keeps them to tens of MB, whatever the song's length.
 CHUNK_FRAMES = 3000
 
 

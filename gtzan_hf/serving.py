@@ -180,8 +180,8 @@ class ServingForm:
         """One line for the log and the page."""
         per_pass = "1 window" if self.batch_size == 1 else f"{self.batch_size} windows"
         return (
-            f"{self.name}, {per_pass} per pass: {self.speedup:.2f}x faster than float32 "
-            f"(calibrated in {self.calibration_seconds:.0f} s)"
+            f"{self.name}, {per_pass} per pass: {self.speedup:.2f}x the speed of float32 "
+            f"(measured at start-up, in {self.calibration_seconds:.0f} s)"
         )
 
 
