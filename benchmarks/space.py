@@ -1,30 +1,27 @@
 """
-The Gradio Space's serving path against float32 eager PyTorch on the CPU: speed, and top-1 agreement.
+The Gradio Space's serving path against float32 eager PyTorch on the CPU: speed, memory and top-1 agreement.
 
-    python scripts/benchmark.py space                                  # SSAST-Base, stride 10, 1024 frames
-    python scripts/benchmark.py space --agreement-model runs/quickstart  # plus a model trained with the toolkit
+    python scripts/benchmark.py space                                      # SSAST-Base, stride 10, 1024 frames
+    python scripts/benchmark.py space --agreement-model runs/quickstart      # plus a model trained with the toolkit
 
-Speed: a generated 30 s song (22 050 Hz) classified whole by `gtzan_hf.inference.classify_song` (resampling, fbank,
-three 10 s windows, soft vote) with the seed's SSAST-Base configuration (stride 10, 1024 frames: 1214 tokens). The
-baseline is the float32 model, one window per forward pass; what the Space serves is the same model with its Linear
-layers but the head dynamically quantised to int8 (`load_classifier(..., quantize=True)`), one window per pass
-(`SERVING_BATCH_SIZE`: batching them was measured slower), one torch thread per available CPU. The variants in
-between, and bfloat16 weights, are timed too, interleaved (a drift of the machine hits them alike); medians of
-`--repeats` runs after a warm-up. Every variant runs under `torch.inference_mode` (inside `classify_song`).
+Speed: generated songs (30 s and 180 s, 22 050 Hz) classified whole (resampling, fbank, 10 s windows, soft vote) by
+SSAST-Base with the course project's configuration (stride 10, 1024 frames: 1214 tokens). The baseline is
+`gtzan_hf.inference.classify_song` with its defaults on the float32 model (8 windows per pass). Against it: every
+serving form of `gtzan_hf.serving` with one window per pass and 8, and what the Space serves: the form its
+start-up calibration picked, through `gtzan_hf.demo.GenreClassifier(...).classify` on a WAV file (decoding
+included). Runs are interleaved (a drift of the machine hits them alike), medians of `--repeats` after a warm-up; the
+peak memory is the growth of the process's peak RSS during a variant's runs (`/proc/self/clear_refs`).
 
-Agreement: top-1 of every window and every song (soft vote) of the int8 (and bfloat16) form against float32, on a
-generated test set drawn with a seed of its own. A random-weight model gives near-uniform outputs whose argmax
-agreement means nothing, so agreement is measured on trained models:
+Agreement: top-1 of every window and every song (soft vote) of each form against float32, on generated test songs
+drawn with a seed of their own. A random-weight model gives near-uniform outputs whose argmax agreement means
+nothing, so agreement is measured on trained models:
 - SSAST-Base with a trained head: the timed model's classifier is fitted (logistic regression) on the float32 pooled
   embeddings of generated training songs, a linear probe of the untrained backbone that tells the genres apart;
-  it is cut from the same 12 float32 layers, so the int8 error is that of the served base-size model.
 - `--agreement-model`: any saved or Hub classifier, e.g. the quickstart model (`scripts/finetune.py --preset
   quickstart`), on more songs since it is small.
-The mean and largest change of the song probabilities are printed alongside.
 """
 
 import argparse
-import copy
 import platform
 import statistics
 import sys
@@ -34,18 +31,21 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from sklearn.linear_model import LogisticRegression
 
 from gtzan_hf.audio import to_mono
 from gtzan_hf.configuration_ssast import SSASTConfig
-from gtzan_hf.demo import SERVING_BATCH_SIZE, cpu_count, serve_on_cpu
+from gtzan_hf.demo import GenreClassifier, cpu_count, serve_on_cpu
 from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
-from gtzan_hf.inference import classify_song, load_classifier, quantize_linear_layers
+from gtzan_hf.inference import classify_song, load_classifier
 from gtzan_hf.modeling_ssast import SSASTForAudioClassification
+from gtzan_hf.serving import FORMS, bfloat16_is_native, build_form, calibration_windows
 from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
 
 SAMPLING_RATE = 22050
+BATCHED = 8  # classify_song's default
 
 
 def _songs(songs_per_genre: int, seconds: float, seed: int) -> list[tuple[int, np.ndarray]]:
@@ -128,6 +128,50 @@ def agreement(reference, forms: dict, feature_extractor, songs: list[tuple[int, 
     }
 
 
+def _peak_rss_growth(run) -> tuple[float, float]:
+    """`(seconds, MB)`: the time of `run()` and how far the process's peak RSS rose above its RSS before it."""
+
+    def status(field: str) -> float:
+        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
+        return int(line.split()[1]) / 1024
+
+    Path("/proc/self/clear_refs").write_text("5")  # the peak RSS starts again from the current RSS
+    before = status("VmRSS:")
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start, status("VmHWM:") - before
+
+
+def timing(model, feature_extractor, forms: dict, song_seconds: float, repeats: int, served: GenreClassifier) -> None:
+    """Print the table of every variant on a generated song of `song_seconds`."""
+    song = _songs(1, song_seconds, seed=202)[len(GTZAN_GENRES) // 2][1]
+    classify = partial(classify_song, song, SAMPLING_RATE, feature_extractor=feature_extractor)
+    variants = {"float32, classify_song defaults (baseline)": partial(classify, model=model)}
+    for name, form in forms.items():
+        for batch_size in (1, BATCHED):
+            variants[f"{name}, {batch_size} per pass"] = partial(classify, model=form, batch_size=batch_size)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "song.wav"
+        sf.write(path, song, SAMPLING_RATE)
+        variants[f"served: GenreClassifier.classify ({served.form.name}, {served.form.batch_size} per pass)"] = (
+            partial(served.classify, path)
+        )
+        times, memory = {name: [] for name in variants}, {name: 0.0 for name in variants}
+        for repeat in range(repeats + 1):
+            for name, run in variants.items():
+                seconds, megabytes = _peak_rss_growth(run)
+                memory[name] = max(memory[name], megabytes)
+                if repeat:  # the first round warms up
+                    times[name].append(seconds)
+                print(f"  [{song_seconds:g} s, round {repeat}] {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
+    baseline = statistics.median(times["float32, classify_song defaults (baseline)"])
+    print(f"\nA {song_seconds:g} s song, whole (resample, fbank, windows, vote), median of {repeats}:")
+    print("| variant | seconds | speed-up over the baseline | peak RSS growth (MB) |\n| --- | --- | --- | --- |")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:.2f} | {baseline / median:.2f}x | {memory[name]:.0f} |")
+
+
 def _print_agreement(model: str, results: dict[str, dict]) -> None:
     for form, result in results.items():
         print(
@@ -141,10 +185,11 @@ def _print_agreement(model: str, results: dict[str, dict]) -> None:
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmark.py space", description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (after one warm-up)")
-    parser.add_argument("--song-seconds", type=float, default=30.0)
+    parser.add_argument("--song-seconds", type=float, nargs="+", default=[30.0, 180.0])
+    parser.add_argument("--forms", nargs="+", default=list(FORMS[1:]), choices=FORMS[1:], help="forms besides float32")
     parser.add_argument("--probe-songs-per-genre", type=int, default=3, help="10 s training songs of the base head")
     parser.add_argument("--songs-per-genre", type=int, default=3, help="test songs of the base model")
-    parser.add_argument("--test-seconds", type=float, default=10.0, help="length of the base model's test songs")
+    parser.add_argument("--test-seconds", type=float, default=30.0, help="length of the base model's test songs")
     parser.add_argument("--agreement-model", action="append", default=[], help="trained classifier(s), repeatable")
     parser.add_argument("--model-songs-per-genre", type=int, default=20, help="30 s test songs per --agreement-model")
     parser.add_argument("--skip-timing", action="store_true")
@@ -157,7 +202,7 @@ def main(argv: list[str]) -> None:
     threads = serve_on_cpu()
     print(
         f"# space benchmark: {platform.processor() or platform.machine()}, {cpu_count()} CPUs available, {threads} "
-        f"torch threads, torch {torch.__version__}, quantized engine {torch.backends.quantized.engine}"
+        f"torch threads, torch {torch.__version__}, native bfloat16: {bfloat16_is_native()}"
     )
     model, feature_extractor = _base_model()
     start = time.perf_counter()
@@ -167,50 +212,36 @@ def main(argv: list[str]) -> None:
         f"fitted on {args.probe_songs_per_genre * len(GTZAN_GENRES)} generated 10 s songs (training accuracy "
         f"{100 * train_accuracy:.0f} %) in {time.perf_counter() - start:.0f} s"
     )
-    # a saved and reloaded copy: the int8 form is built exactly as the Space builds it
-    with tempfile.TemporaryDirectory() as folder:
+    windows = calibration_windows(feature_extractor)
+    forms = {name: build_form(name, model, windows) for name in args.forms}
+    with tempfile.TemporaryDirectory() as folder:  # the Space's own path: a saved folder, loaded and calibrated
         model.save_pretrained(folder)
         feature_extractor.save_pretrained(folder)
-        served, _ = load_classifier(folder, quantize=True)
-    forms = {"int8 dynamic (served)": served, "bfloat16": copy.deepcopy(model).to(torch.bfloat16)}
+        served = GenreClassifier(folder)
+        served.load()
+    form = served.form
+    print(f"Served after calibration: {form.describe()}; seconds per window: {form.candidates}")
 
     if not args.skip_timing:
-        song = _songs(1, args.song_seconds, seed=202)[len(GTZAN_GENRES) // 2][1]
-        classify = partial(classify_song, song, SAMPLING_RATE, feature_extractor=feature_extractor)
-        variants = {
-            "float32, 1 window per pass (baseline)": partial(classify, model=model, batch_size=1),
-            "float32, windows batched": partial(classify, model=model),
-            "bfloat16, windows batched": partial(classify, model=forms["bfloat16"]),
-            "int8 dynamic, windows batched": partial(classify, model=served),
-            f"int8 dynamic, {SERVING_BATCH_SIZE} window per pass (served)": partial(
-                classify, model=served, batch_size=SERVING_BATCH_SIZE
-            ),
-        }
-        times = {name: [] for name in variants}
-        for repeat in range(args.repeats + 1):
-            for name, run in variants.items():
-                start = time.perf_counter()
-                run()
-                if repeat:  # the first round warms up
-                    times[name].append(time.perf_counter() - start)
-        baseline = statistics.median(times["float32, 1 window per pass (baseline)"])
-        print(f"\nA {args.song_seconds:g} s song, whole (resample, fbank, windows, vote), median of {args.repeats}:")
-        print("| variant | seconds | speed-up over the baseline |\n| --- | --- | --- |")
-        for name, values in times.items():
-            print(f"| {name} | {statistics.median(values):.2f} | {baseline / statistics.median(values):.2f}x |")
+        for song_seconds in args.song_seconds:
+            timing(model, feature_extractor, forms, song_seconds, args.repeats, served)
 
     if args.skip_agreement:
         return
-    print("\nTop-1 agreement with float32 on generated test songs (windows of 10 s, soft vote):")
+    print("\nTop-1 agreement with float32 on generated test songs (10 s windows, soft vote):")
     print("| model | form | windows | songs | song probability change, mean / max | song accuracy float32 / form |")
     print("| --- | --- | --- | --- | --- | --- |")
     test_songs = _songs(args.songs_per_genre, args.test_seconds, seed=303)
-    results = agreement(model, forms, feature_extractor, test_songs)
-    _print_agreement(f"SSAST-Base, linear-probe head ({args.test_seconds:g} s songs)", results)
-    del model, served, forms
+    _print_agreement(
+        f"SSAST-Base, linear-probe head ({args.test_seconds:g} s songs)",
+        agreement(model, forms, feature_extractor, test_songs),
+    )
+    del model, forms, served
     for model_id in args.agreement_model:
         reference, model_feature_extractor = load_classifier(model_id)
-        forms = {"int8 dynamic (served)": quantize_linear_layers(copy.deepcopy(reference))}
+        forms = {
+            name: build_form(name, reference, calibration_windows(model_feature_extractor)) for name in args.forms
+        }
         songs = _songs(args.model_songs_per_genre, 30.0, seed=404)
         _print_agreement(
             f"{Path(model_id).name} (30 s songs)", agreement(reference, forms, model_feature_extractor, songs)

@@ -16,8 +16,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import read_audio, samples_problem
+from .audio import read_audio, samples_problem, to_mono
 from .inference import SongPrediction, classify_song, load_classifier
+from .serving import choose_serving_form
 from .synthetic import synthesize_song
 from .windowing import FRAMES_PER_SECOND
 
@@ -26,15 +27,14 @@ logger = logging.getLogger(__name__)
 # The project's published GTZAN model (`python scripts/finetune.py --preset ssast-gtzan --push_to_hub ...`).
 DEFAULT_MODEL_ID = "gtzan-hf/ssast-gtzan"
 MIN_SECONDS = 1.0
-# 10 minutes: decoded at 48 kHz stereo that is 220 MB of float32, the most one request may hold.
+# 10 minutes. Measured: a 9.5-minute 48 kHz stereo WAV raises the Space's peak RSS by 0.73 GB, whatever the hop
+# (`python scripts/benchmark.py space_load`): decoding (220 MB of float32), downmix and resampling dominate, since
+# the filter bank and the windows are worked on by bounded chunks (`gtzan_hf.inference`).
 MAX_SECONDS = 600.0
 # Window of the course project's recipe (the training crop); a model with a shorter input (`max_length` frames) gets
 # its own.
 WINDOW_SECONDS = 10.0
 FORMATS = "WAV, FLAC, OGG or MP3"
-# Windows per forward pass. On 2 CPU cores an SSAST-Base window (1214 tokens) fills them alone; batching windows
-# only spills the caches: int8 runs 1.2x slower in batches of 3 than one window at a time (`benchmark.py space`).
-SERVING_BATCH_SIZE = 1
 
 
 class DemoError(Exception):
@@ -70,8 +70,10 @@ def load_recording(
     try:
         samples, sampling_rate = read_audio(str(path))
     except Exception as error:  # any decoding failure: the file is not (intact) audio
+        # decoders quote the path: the server's upload folder is no business of the visitor's
+        reason = str(error).replace(str(path), name)
         raise DemoError(
-            f"{name} could not be read as audio ({type(error).__name__}: {error}). Upload a {FORMATS} file."
+            f"{name} could not be read as audio ({type(error).__name__}: {reason}). Upload a {FORMATS} file."
         ) from None
     problem = samples_problem(samples, sampling_rate)
     if problem:
@@ -133,25 +135,35 @@ class DemoResult:
 
 class GenreClassifier:
     """
-    The page's model: loaded once (`load`), shared by all requests, in its int8 CPU serving form by default. A model
-    that cannot be loaded leaves `problem` set, and `classify` retries the load, so a Hub hiccup at start-up does not
-    need a restart.
+    The page's model: loaded once (`load`), shared by all requests, in the serving form calibration found fastest
+    on this machine among `forms` ([`gtzan_hf.serving.choose_serving_form`]). A model that cannot be loaded leaves
+    `problem` set, and `classify` retries the load, so a Hub hiccup at start-up does not need a restart. A folder
+    whose code is not the package's is refused unless `trust_remote_code`.
     """
 
-    def __init__(self, model_id: str, quantize: bool = True, batch_size: int = SERVING_BATCH_SIZE):
+    def __init__(self, model_id: str, forms: list[str] | None = None, trust_remote_code: bool = False):
         self.model_id = model_id
-        self.quantize = quantize
-        self.batch_size = batch_size
-        self.model = self.feature_extractor = None
+        self.forms = forms
+        self.trust_remote_code = trust_remote_code
+        self.form = self.feature_extractor = None
         self.problem = ""
         self._lock = threading.Lock()
+
+    @property
+    def window_seconds(self) -> float:
+        """`WINDOW_SECONDS`, or the model's input length where that is shorter (e.g. 5.12 s for 512 frames)."""
+        if self.feature_extractor is None:
+            return WINDOW_SECONDS
+        return min(WINDOW_SECONDS, self.feature_extractor.max_length / FRAMES_PER_SECOND)
 
     def load(self) -> str:
         """Load the model if not loaded yet; returns the problem (`""` when it is ready)."""
         with self._lock:
-            if self.model is None:
+            if self.form is None:
                 try:
-                    self.model, self.feature_extractor = load_classifier(self.model_id, quantize=self.quantize)
+                    model, feature_extractor = load_classifier(self.model_id, self.trust_remote_code)
+                    self.form = choose_serving_form(model, feature_extractor, self.forms)
+                    self.feature_extractor = feature_extractor
                     self.problem = ""
                 except Exception as error:  # no network, unknown id, not a classifier: tell, keep the page up
                     logger.exception("Could not load %s", self.model_id)
@@ -161,27 +173,32 @@ class GenreClassifier:
                     )
             return self.problem
 
-    def classify(self, path: str | os.PathLike | None, hop_seconds: float = WINDOW_SECONDS) -> DemoResult:
+    def classify(self, path: str | os.PathLike | None, hop_seconds: float | None = None) -> DemoResult:
         """
-        Classify one recording: windows of `WINDOW_SECONDS`, or of the model's input length where that is shorter,
-        every `hop_seconds` (2.5 s to 10 s; no longer than a window, so that no audio is skipped), soft vote.
+        Classify one recording: windows of [`window_seconds`] every `hop_seconds` (a quarter of a window to a whole
+        one, the default: no longer, so that no audio is skipped), soft vote.
         """
         if self.load():
             raise DemoError(self.problem)
-        if not 0.25 * WINDOW_SECONDS <= hop_seconds <= WINDOW_SECONDS:
-            raise DemoError(f"The hop must be between {0.25 * WINDOW_SECONDS:g} and {WINDOW_SECONDS:g} s.")
+        window_seconds = self.window_seconds
+        hop_seconds = hop_seconds or window_seconds
+        if not 0.25 * window_seconds <= hop_seconds <= window_seconds:
+            raise DemoError(f"The hop must be between {0.25 * window_seconds:g} and {window_seconds:g} s.")
         samples, sampling_rate = load_recording(path)
-        window_seconds = min(WINDOW_SECONDS, self.feature_extractor.max_length / FRAMES_PER_SECOND)
+        num_channels = samples.shape[1]
+        # downmixed and resampled here, so that the decoded channels are freed before the filter bank is computed
+        mono = to_mono(samples, sampling_rate, self.feature_extractor.sampling_rate)
+        del samples
         prediction = classify_song(
-            samples,
-            sampling_rate,
-            self.model,
+            mono,
+            self.feature_extractor.sampling_rate,
+            self.form.model,
             self.feature_extractor,
             window_seconds=window_seconds,
-            hop_seconds=min(hop_seconds, window_seconds),
-            batch_size=self.batch_size,
+            hop_seconds=hop_seconds,
+            batch_size=self.form.batch_size,
         )
-        return DemoResult(prediction, Path(path).name, sampling_rate, samples.shape[1])
+        return DemoResult(prediction, Path(path).name, sampling_rate, num_channels)
 
 
 def serve_on_cpu() -> int:

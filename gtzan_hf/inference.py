@@ -1,7 +1,6 @@
 """Whole-song inference: load a classifier, cut a song into windows as in evaluation, classify them in batches and
 vote. Shared by `scripts/evaluate.py`-style tooling and the Gradio Space."""
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +8,9 @@ import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from .audio import to_mono
+from .configuration_cnn import CNNConfig
+from .configuration_ssast import SSASTConfig
+from .convert import model_type_of
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .voting import vote
 from .windowing import FRAMES_PER_SECOND, seconds_to_frames, segment_starts, window_fbank
@@ -45,36 +47,58 @@ class SongPrediction:
         return {self.label_names[i]: float(self.probabilities[i]) for i in order}
 
 
-def quantize_linear_layers(model: torch.nn.Module) -> torch.nn.Module:
-    """
-    The CPU serving form of a classifier: its `nn.Linear` layers dynamically quantised to int8 (`quantize_dynamic`:
-    weights per output channel, activations per batch at run time), the rest (attention products, layer norms,
-    convolutions) and the `classifier` head left in float32: the head is a sliver of the compute, and quantising
-    the logits' own layer doubled the change of the probabilities. Linear layers hold nearly all of a transformer's
-    compute; `python scripts/benchmark.py space` measures the speed-up and the top-1 agreement with the float32
-    model. (The CNN's compute is its convolutions: it stays float32.) CPU only; the model is changed in place.
-    """
-    qconfig_spec = {
-        name: torch.ao.quantization.per_channel_dynamic_qconfig
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and name.split(".")[0] != "classifier"
-    }
-    with warnings.catch_warnings():
-        # torch.ao's eager quantisation is deprecated in favour of torchao, but still shipped and the fastest on CPU
-        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning)
-        return torch.ao.quantization.quantize_dynamic(model, qconfig_spec, dtype=torch.qint8, inplace=True)
+# The model types whose code is the package's own (registered with the Auto classes on import): loading them runs
+# nothing from the folder.
+OWN_MODEL_TYPES = (SSASTConfig.model_type, CNNConfig.model_type)
 
 
-def load_classifier(model_id: str, trust_remote_code: bool = True, quantize: bool = False, **kwargs):
+def load_classifier(model_id: str, trust_remote_code: bool = False, **kwargs):
     """
-    `(model, feature_extractor)` of a saved or Hub SSAST / CNN classifier (any folder written by `save_pretrained`,
-    whose code travels with it), in evaluation mode; with `quantize`, in its int8 CPU serving form
-    ([`quantize_linear_layers`]).
+    `(model, feature_extractor)` of a saved or Hub SSAST / CNN classifier (any folder written by `save_pretrained`),
+    in evaluation mode, built from the package's own classes. A folder of another `model_type` would run the code it
+    ships (`auto_map`): it is refused unless `trust_remote_code` (`--trust_remote_code` in the scripts,
+    `TRUST_REMOTE_CODE=1` for the Space).
     """
+    model_type = model_type_of(model_id)
+    if model_type not in OWN_MODEL_TYPES and not trust_remote_code:
+        raise ValueError(
+            f"{model_id} holds a {model_type!r} model, not SSAST or the CNN: loading it would run the code shipped "
+            "in its folder. If you trust it, pass --trust_remote_code (scripts) or set TRUST_REMOTE_CODE=1 (the "
+            "Space)."
+        )
     model = AutoModelForAudioClassification.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
     feature_extractor = AutoFeatureExtractor.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
-    model.eval()
-    return (quantize_linear_layers(model) if quantize else model), feature_extractor
+    return model.eval(), feature_extractor
+
+
+# Windows held at once by `classify_song`: the model's input for 16 windows of 1024 frames is 8 MB, and with it the
+# memory of a request stays that of its audio and filter bank, however long the song.
+CHUNK_WINDOWS = 16
+# Filter-bank frames computed at once: torchaudio's Kaldi fbank holds several float32 copies of the framed signal
+# while it works (frames, FFT, power spectrum); 30 s at a time keeps them to tens of MB, whatever the song's length.
+CHUNK_FRAMES = 3000
+
+
+def song_fbank(waveform: torch.Tensor, feature_extractor: SSASTFeatureExtractor) -> torch.Tensor:
+    """
+    [`SSASTFeatureExtractor.fbank`] of a whole mono song, computed by chunks of `CHUNK_FRAMES` frames so that its
+    working memory stays bounded. Kaldi frames are independent (25 ms every 10 ms, no dither, no whole-song mean),
+    so the chunks give the same frames as the whole.
+
+    Returns:
+        `torch.Tensor` of shape `(num_frames, num_mel_bins)`.
+    """
+    shift = feature_extractor.sampling_rate // FRAMES_PER_SECOND
+    length = int(feature_extractor.sampling_rate * 0.025)
+    num_frames = 1 + (waveform.numel() - length) // shift
+    return torch.cat(
+        [
+            feature_extractor.fbank(
+                waveform[first * shift : (min(first + CHUNK_FRAMES, num_frames) - 1) * shift + length]
+            )
+            for first in range(0, max(num_frames, 1), CHUNK_FRAMES)
+        ]
+    )
 
 
 def check_label_names(model, label_names: list[str], source: str) -> None:
@@ -98,36 +122,48 @@ def classify_song(
     batch_size: int = 8,
 ) -> SongPrediction:
     """
-    Classify a whole recording by fixed windows and soft voting, as the evaluation does.
+    Classify a whole recording by fixed windows and soft voting, as the evaluation does. The song's filter bank is
+    computed once; its windows are cut, normalised and classified `CHUNK_WINDOWS` at a time.
 
     Args:
         waveform: `(num_samples,)` mono or `(num_samples, num_channels)` audio, float in [-1, 1], any rate.
         sampling_rate: its sampling rate; it is downmixed and resampled to the feature extractor's.
-        window_seconds: window length (the training crop, 10 s for the course project's recipe).
+        model: a classifier, or a serving form of one ([`gtzan_hf.serving`]): `model(input_values=...).logits`.
+        window_seconds: window length (the training crop, 10 s in the course project's recipe).
         hop_seconds: distance between window starts (default `window_seconds`: no overlap).
         batch_size: windows per forward pass.
     """
     samples = np.asarray(waveform, dtype=np.float32)
     mono = to_mono(samples[:, None] if samples.ndim == 1 else samples, sampling_rate, feature_extractor.sampling_rate)
-    fbank = feature_extractor.fbank(torch.from_numpy(mono))
+    fbank = song_fbank(torch.from_numpy(mono), feature_extractor)
+    del samples, mono
     window_frames = seconds_to_frames(window_seconds)
     hop_frames = seconds_to_frames(hop_seconds or window_seconds)
-    windows = window_fbank(fbank, window_frames, hop_frames, pad_to=feature_extractor.max_length)
-    windows = feature_extractor.normalize(windows, inplace=True)
-    parameter = next(model.parameters())  # inputs go where the weights are, in their dtype (e.g. bfloat16)
-    probabilities = torch.cat(
-        [
-            model(input_values=batch.to(parameter.device, parameter.dtype)).logits.float().softmax(-1).cpu()
-            for batch in windows.split(batch_size)
-        ]
-    ).numpy()
-    starts = np.asarray(segment_starts(fbank.shape[0], window_frames, hop_frames)) / FRAMES_PER_SECOND
+    starts = segment_starts(fbank.shape[0], window_frames, hop_frames)
+    parameter = next(model.parameters(), None)  # inputs go where the weights are, in their dtype (e.g. bfloat16)
+    device, dtype = (parameter.device, parameter.dtype) if parameter is not None else ("cpu", torch.float32)
+    probabilities = []
+    for first in range(0, len(starts), CHUNK_WINDOWS):
+        chunk = starts[first : first + CHUNK_WINDOWS]
+        # the chunk's windows, padded before normalisation as in training
+        windows = window_fbank(
+            fbank[chunk[0] : chunk[-1] + window_frames],
+            window_frames,
+            hop_frames,
+            num_segments=len(chunk),
+            pad_to=feature_extractor.max_length,
+        )
+        windows = feature_extractor.normalize(windows, inplace=True)
+        for batch in windows.split(batch_size):
+            logits = model(input_values=batch.to(device, dtype)).logits
+            probabilities.append(logits.float().softmax(-1).cpu())
+    probabilities = torch.cat(probabilities).numpy()
     id2label = model.config.id2label
     return SongPrediction(
         label_names=[id2label[i] for i in range(len(id2label))],
-        window_starts=starts,
+        window_starts=np.asarray(starts) / FRAMES_PER_SECOND,
         window_probabilities=probabilities,
         probabilities=probabilities.mean(axis=0),
-        fbank=feature_extractor.normalize(fbank).numpy(),
+        fbank=feature_extractor.normalize(fbank, inplace=True).numpy(),
         window_seconds=window_seconds,
     )

@@ -2,10 +2,14 @@
 
     MODEL_ID=runs/quickstart python space/app.py     # a local folder or a Hub id (default: the published model)
 
+`TRUST_REMOTE_CODE=1` lets a model folder whose type is not SSAST or the CNN run the code it ships; `GTZAN_HF_SERVING`
+forces a serving form (`gtzan_hf.serving`) instead of the fastest one measured at start-up.
+
 The page only: loading, decoding, windowing, voting and the figures are `gtzan_hf.demo`, `gtzan_hf.inference` and
 `gtzan_hf.plots`.
 """
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,26 +20,23 @@ from gtzan_hf.demo import (
     FORMATS,
     MAX_SECONDS,
     MIN_SECONDS,
-    WINDOW_SECONDS,
     DemoError,
     GenreClassifier,
     serve_on_cpu,
 )
 from gtzan_hf.plots import spectrogram_figure, timeline_figure
 
-# [clip, hop]: the medley with overlapping windows, so that its timeline shows the change
-EXAMPLES = [
-    [str(path), WINDOW_SECONDS / 2 if path.stem.startswith("medley") else WINDOW_SECONDS]
-    for path in sorted((Path(__file__).parent / "examples").glob("*.ogg"))
-]
+EXAMPLES = sorted((Path(__file__).parent / "examples").glob("*.ogg"))
 TIMELINE_HEADERS = ["start (s)", "end (s)", "genre", "probability"]
 
 
-def build_demo(model_id: str) -> gr.Blocks:
-    classifier = GenreClassifier(model_id)
+def build_demo(model_id: str, trust_remote_code: bool = False) -> gr.Blocks:
+    classifier = GenreClassifier(model_id, trust_remote_code=trust_remote_code)
     classifier.load()  # now, so that the first visitor does not wait; a failure is shown and retried per request
+    window = classifier.window_seconds  # the model's input length, at most WINDOW_SECONDS
+    serving = f"served as {classifier.form.describe()}" if classifier.form else "not loaded"
 
-    def classify(audio: str | None, hop_seconds: float):
+    def classify(audio: str | None, hop_seconds: float = window):
         try:
             result = classifier.classify(audio, hop_seconds)
         except DemoError as error:
@@ -53,20 +54,21 @@ def build_demo(model_id: str) -> gr.Blocks:
         gr.Markdown(
             "# What genre is this song?\n"
             f"Upload a song ({FORMATS}, {MIN_SECONDS:g} s to {MAX_SECONDS / 60:g} minutes) or record one. It is cut "
-            f"into {WINDOW_SECONDS:g} s windows (or the model's input length, if shorter), each classified by the "
-            f"model; their mean probabilities give the genre. Model: `{model_id}` (Linear layers in int8, on the CPU)."
+            f"into {window:g} s windows (the model's input), each classified by the model; their mean probabilities "
+            f"give the genre. Model: `{model_id}`, {serving}.",
+            elem_id="about",
         )
         gr.Markdown(f"**Model unavailable.** {classifier.problem}" if classifier.problem else "", elem_id="status")
         with gr.Row():
             with gr.Column():
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Song")
                 hop = gr.Slider(
-                    0.25 * WINDOW_SECONDS,
-                    WINDOW_SECONDS,
-                    value=WINDOW_SECONDS,
-                    step=0.5,
+                    0.25 * window,
+                    window,
+                    value=window,
+                    step=window / 20,
                     label="Hop between windows (s)",
-                    info=f"Below {WINDOW_SECONDS:g} s the windows overlap: a finer timeline, more to compute.",
+                    info=f"Below {window:g} s the windows overlap: a finer timeline, more to compute.",
                 )
                 button = gr.Button("Classify", variant="primary")
             with gr.Column():
@@ -82,9 +84,6 @@ def build_demo(model_id: str) -> gr.Blocks:
         )
         spectrogram = gr.Plot(label="Log-mel spectrogram given to the model")
         outputs = [genre, summary, timeline_plot, timeline, spectrogram]
-        gr.Examples(
-            EXAMPLES, inputs=[audio, hop], outputs=outputs, fn=classify, cache_examples=False, run_on_click=True
-        )
         gr.on(
             [button.click, audio.upload, audio.stop_recording],
             classify,
@@ -92,10 +91,24 @@ def build_demo(model_id: str) -> gr.Blocks:
             outputs=outputs,
             api_name="classify",
         )
+        # after the public event, whose name it would otherwise take; the medley with overlapping windows, so that
+        # its timeline shows the change
+        gr.Examples(
+            [[str(path), window / 2 if path.stem.startswith("medley") else window] for path in EXAMPLES],
+            inputs=[audio, hop],
+            outputs=outputs,
+            fn=classify,
+            cache_examples=False,
+            run_on_click=True,
+            api_visibility="private",
+        )
     # One request at a time uses all the cores (serve_on_cpu); the others wait in a bounded queue.
     return demo.queue(default_concurrency_limit=1, max_size=32)
 
 
 if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("gtzan_hf").setLevel(logging.INFO)  # the serving form chosen, and why
     serve_on_cpu()
-    build_demo(os.environ.get("MODEL_ID", DEFAULT_MODEL_ID)).launch(max_file_size="256mb")
+    demo = build_demo(os.environ.get("MODEL_ID", DEFAULT_MODEL_ID), os.environ.get("TRUST_REMOTE_CODE") == "1")
+    demo.launch(max_file_size="256mb")

@@ -1,5 +1,5 @@
-"""The functions behind the Gradio Space (gtzan_hf.demo, the whole-song figures, the int8 serving form), with tiny
-models saved on the spot."""
+"""The functions behind the Gradio Space (gtzan_hf.demo, whole-song inference and its figures, loading without running
+a folder's code), with tiny models saved on the spot."""
 
 import os
 from pathlib import Path
@@ -15,6 +15,7 @@ from gtzan_hf.configuration_cnn import CNNConfig
 from gtzan_hf.demo import EXAMPLES, DemoError, GenreClassifier, cpu_count, load_recording, write_examples
 from gtzan_hf.inference import load_classifier
 from gtzan_hf.modeling_cnn import CNNForAudioClassification
+from gtzan_hf.modeling_ssast import SSASTForAudioClassification
 from gtzan_hf.plots import spectrogram_figure, timeline_figure
 from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
 
@@ -97,7 +98,7 @@ def test_windows_are_those_the_model_gets_from_the_feature_extractor(tiny_ssast,
     """Each window's probabilities equal the model's on that 10 s stretch of audio featurised on its own."""
     waveform = song(seconds=28.0)
     sf.write(tmp_path / "song.wav", waveform, 16000, subtype="FLOAT")
-    result = GenreClassifier(str(tiny_ssast), quantize=False).classify(tmp_path / "song.wav", hop_seconds=5.0)
+    result = GenreClassifier(str(tiny_ssast), forms=["float32"]).classify(tmp_path / "song.wav", hop_seconds=5.0)
     prediction = result.prediction
     model, feature_extractor = load_classifier(str(tiny_ssast))
     # 28 s = 2798 frames, 10 s windows every 5 s: starts 0..15 and a last partial one at 20 s (7.98 s, over half a hop)
@@ -118,24 +119,9 @@ def test_windows_are_those_the_model_gets_from_the_feature_extractor(tiny_ssast,
     assert result.summary().startswith(f"**{prediction.label}**") and "5 windows" in result.summary()
 
 
-def test_int8_serving_form_quantises_the_linear_layers_and_stays_close(tiny_ssast):
-    model, feature_extractor = load_classifier(str(tiny_ssast))
-    quantized, _ = load_classifier(str(tiny_ssast), quantize=True)
-    linear = {name for name, module in model.named_modules() if type(module) is torch.nn.Linear}
-    dynamic = {
-        name for name, module in quantized.named_modules() if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
-    }
-    assert dynamic == linear - {"classifier.dense"} and len(dynamic) == 4 * model.config.num_hidden_layers
-    inputs = feature_extractor(song(seconds=10.0), sampling_rate=16000, return_tensors="pt")
-    with torch.no_grad():
-        reference, served = model(**inputs).logits, quantized(**inputs).logits
-    assert not torch.equal(reference, served)  # really another computation
-    torch.testing.assert_close(served, reference, atol=0.05 * reference.abs().max().item(), rtol=0)
-
-
 def test_cnn_baseline_is_served_too(tiny_cnn, tmp_path):
     sf.write(tmp_path / "song.flac", np.stack([song(seconds=16.0, sampling_rate=22050)] * 2, axis=1), 22050)
-    result = GenreClassifier(str(tiny_cnn)).classify(tmp_path / "song.flac")
+    result = GenreClassifier(str(tiny_cnn), forms=["float32"]).classify(tmp_path / "song.flac")
     prediction = result.prediction
     assert prediction.window_probabilities.shape == (2, 10)  # 0-10 s and the 6 s rest (over half a window)
     np.testing.assert_allclose(prediction.window_probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -150,8 +136,11 @@ def test_a_model_with_a_shorter_input_gets_windows_of_its_length(tmp_path):
     )
     SSASTFeatureExtractor(max_length=512).save_pretrained(tmp_path)  # 5.12 s inputs, as the quickstart preset
     sf.write(tmp_path / "song.wav", song(seconds=12.0), 16000)
-    prediction = GenreClassifier(str(tmp_path)).classify(tmp_path / "song.wav", hop_seconds=10.0).prediction
-    assert prediction.window_seconds == 5.12
+    classifier = GenreClassifier(str(tmp_path), forms=["float32"])
+    with pytest.raises(DemoError, match="between 1.28 and 5.12 s"):  # the hop follows the window too
+        classifier.classify(tmp_path / "song.wav", hop_seconds=10.0)
+    prediction = classifier.classify(tmp_path / "song.wav").prediction
+    assert classifier.window_seconds == prediction.window_seconds == 5.12
     # 1198 frames: windows at 0 and 512; the 174 frames left are under half a hop
     np.testing.assert_allclose(prediction.window_starts, [0.0, 5.12])
     np.testing.assert_allclose(prediction.window_ends, [5.12, 10.24])
@@ -169,12 +158,12 @@ def test_unreachable_model_is_reported_not_raised(monkeypatch, tmp_path):
 
 def test_hop_outside_the_slider_range_is_refused(tiny_ssast):
     with pytest.raises(DemoError, match="hop"):
-        GenreClassifier(str(tiny_ssast), quantize=False).classify(str(SPACE / "examples" / EXAMPLES[0][0]), 1.0)
+        GenreClassifier(str(tiny_ssast), forms=["float32"]).classify(str(SPACE / "examples" / EXAMPLES[0][0]), 1.0)
 
 
 def test_figures_draw_the_prediction(tiny_ssast, tmp_path):
     sf.write(tmp_path / "song.wav", song(seconds=21.0), 16000)
-    prediction = GenreClassifier(str(tiny_ssast)).classify(tmp_path / "song.wav", hop_seconds=5.0).prediction
+    prediction = GenreClassifier(str(tiny_ssast), ["float32"]).classify(tmp_path / "song.wav", 5.0).prediction
     windows, labels = prediction.window_probabilities.shape
     axes = timeline_figure(prediction).axes[0]
     bars = axes.patches
@@ -218,3 +207,104 @@ def test_space_requirements_are_the_project_dependencies():
     # gradio comes from the front matter's sdk_version, which must satisfy the project's bound
     sdk_version = next(line.split(":")[1].strip() for line in (SPACE / "README.md").open() if line.startswith("sdk_v"))
     assert project["gradio"].specifier.contains(sdk_version)
+
+
+FOREIGN_CODE = """
+from pathlib import Path
+
+Path({marker!r}).write_text("the folder's code ran")
+
+from gtzan_hf.configuration_ssast import SSASTConfig
+from gtzan_hf.modeling_ssast import SSASTForAudioClassification
+
+
+class ForeignConfig(SSASTConfig):
+    model_type = "foreign-ssast"
+
+
+class ForeignModel(SSASTForAudioClassification):
+    config_class = ForeignConfig
+"""
+
+
+def test_a_folder_of_foreign_code_is_refused_unless_trusted(tiny_ssast, tmp_path):
+    """A model folder whose type is not ours ships code (`auto_map`) that runs on import: never without opt-in."""
+    import json
+    import shutil
+
+    folder = tmp_path / "foreign"
+    shutil.copytree(tiny_ssast, folder)
+    marker = tmp_path / "marker.txt"
+    (folder / "foreign_code.py").write_text(FOREIGN_CODE.format(marker=str(marker)))
+    config = json.loads((folder / "config.json").read_text())
+    config.update(
+        model_type="foreign-ssast",
+        auto_map={
+            "AutoConfig": "foreign_code.ForeignConfig",
+            "AutoModelForAudioClassification": "foreign_code.ForeignModel",
+        },
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+
+    with pytest.raises(ValueError, match="'foreign-ssast' model.*--trust_remote_code.*TRUST_REMOTE_CODE=1"):
+        load_classifier(str(folder))
+    problem = GenreClassifier(str(folder), forms=["float32"]).load()
+    assert "TRUST_REMOTE_CODE=1" in problem
+    assert not marker.exists()
+
+    model, feature_extractor = load_classifier(str(folder), trust_remote_code=True)
+    assert marker.exists() and type(model).__name__ == "ForeignModel"
+    assert isinstance(feature_extractor, SSASTFeatureExtractor)
+
+
+def test_our_folders_load_with_the_package_classes_even_with_code_beside_them(tiny_ssast, tmp_path):
+    """A saved SSAST folder carries an auto_map to its own modeling files; the package's classes are used instead."""
+    import json
+    import shutil
+
+    folder = tmp_path / "ssast"
+    shutil.copytree(tiny_ssast, folder)
+    marker = tmp_path / "marker.txt"
+    (folder / "foreign_code.py").write_text(FOREIGN_CODE.format(marker=str(marker)))
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForAudioClassification": "foreign_code.ForeignModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    model, _ = load_classifier(str(folder))
+    assert type(model) is SSASTForAudioClassification and not marker.exists()
+
+
+def test_messages_name_the_upload_not_the_server_folder(tmp_path):
+    upload = tmp_path / "gradio" / "5f2c9d" / "my song.wav"  # where gradio keeps an upload, under its original name
+    upload.parent.mkdir(parents=True)
+    upload.write_text("not a song")
+    with pytest.raises(DemoError) as error:
+        load_recording(upload)
+    assert str(error.value).startswith("my song.wav could not be read as audio")
+    assert str(upload.parent) not in str(error.value)
+
+
+def test_song_filter_bank_by_chunks_is_the_whole_songs(monkeypatch):
+    """Long songs are featurised by chunks of frames (bounded memory): the frames are those of one pass."""
+    from gtzan_hf import inference
+
+    monkeypatch.setattr(inference, "CHUNK_FRAMES", 300)
+    extractor = SSASTFeatureExtractor()
+    for seconds in (0.025, 3.0, 6.0, 6.0041, 7.77):
+        waveform = torch.from_numpy(song(seconds=seconds)) if seconds > 1 else torch.rand(400) - 0.5
+        whole = extractor.fbank(waveform)
+        chunked = inference.song_fbank(waveform, extractor)
+        assert chunked.shape == whole.shape
+        torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=0)
+
+
+def test_windows_by_chunks_give_the_same_predictions(tiny_ssast, monkeypatch):
+    """Windows are classified CHUNK_WINDOWS at a time (bounded memory): the same probabilities as all at once."""
+    from gtzan_hf import inference
+
+    model, feature_extractor = load_classifier(str(tiny_ssast))
+    waveform = song(seconds=47.0)
+    whole = inference.classify_song(waveform, 16000, model, feature_extractor, hop_seconds=2.5, batch_size=32)
+    monkeypatch.setattr(inference, "CHUNK_WINDOWS", 3)
+    chunked = inference.classify_song(waveform, 16000, model, feature_extractor, hop_seconds=2.5, batch_size=2)
+    assert len(whole.window_starts) == 16 and chunked.window_starts.tolist() == whole.window_starts.tolist()
+    np.testing.assert_allclose(chunked.window_probabilities, whole.window_probabilities, atol=1e-5)

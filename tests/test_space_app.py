@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from gtzan_hf.demo import GenreClassifier
+from gtzan_hf.serving import SERVING_ENV
 from gtzan_hf.synthetic import synthesize_song
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the tests talk to 127.0.0.1 only
@@ -30,12 +31,20 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tiny_ssast):
+def _space_app():
     spec = importlib.util.spec_from_file_location("space_app", SPACE / "app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
-    demo = app.build_demo(str(tiny_ssast))
+    return app
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_ssast):
+    # served in float32, so that the page's figures are those of `expected` to the last digit (the other forms:
+    # tests/test_serving.py)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SERVING_ENV, "float32")
+        demo = _space_app().build_demo(str(tiny_ssast))
     demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url
@@ -55,7 +64,7 @@ def clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def expected(tiny_ssast, clip):
     """What the page must show: the same model run directly through the library."""
-    return GenreClassifier(str(tiny_ssast)).classify(clip)
+    return GenreClassifier(str(tiny_ssast), forms=["float32"]).classify(clip)
 
 
 def test_classify_endpoint_returns_the_genre_distribution(app_url, clip, expected):
@@ -72,6 +81,39 @@ def test_classify_endpoint_returns_the_genre_distribution(app_url, clip, expecte
     assert summary == expected.summary()
 
 
+def test_the_public_api_is_classify_with_a_default_hop(app_url, clip, expected):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    api = client.view_api(print_info=False, return_format="dict")
+    assert list(api["named_endpoints"]) == ["/classify"]  # the examples' event is private
+    parameters = {
+        parameter["parameter_name"]: parameter for parameter in api["named_endpoints"]["/classify"]["parameters"]
+    }
+    assert list(parameters) == ["audio", "hop_seconds"]
+    assert parameters["hop_seconds"]["parameter_has_default"] and parameters["hop_seconds"]["parameter_default"] == 10
+    genre, summary, *_ = client.predict(handle_file(str(clip)), api_name="/classify")  # the audio alone
+    assert genre["label"] == expected.prediction.label and summary == expected.summary()
+
+
+def test_the_hop_slider_follows_the_model_input(tmp_path):
+    import gradio as gr
+    import torch
+
+    from gtzan_hf import SSASTFeatureExtractor
+    from gtzan_hf.configuration_cnn import CNNConfig
+    from gtzan_hf.modeling_cnn import CNNForAudioClassification
+
+    torch.manual_seed(0)
+    CNNForAudioClassification(CNNConfig(channels=[4], hidden_size=8, num_labels=2)).save_pretrained(tmp_path)
+    SSASTFeatureExtractor(max_length=512).save_pretrained(tmp_path)  # 5.12 s windows
+    demo = _space_app().build_demo(str(tmp_path))
+    (slider,) = [block for block in demo.blocks.values() if isinstance(block, gr.Slider)]
+    assert (slider.minimum, slider.maximum, slider.value) == (1.28, 5.12, 5.12)
+    (about,) = [block for block in demo.blocks.values() if block.elem_id == "about"]
+    assert "5.12 s windows" in about.value
+
+
 def test_bad_upload_gets_a_message_and_the_app_stays_up(app_url, clip, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -79,8 +121,9 @@ def test_bad_upload_gets_a_message_and_the_app_stays_up(app_url, clip, tmp_path)
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("not a song")
     client = Client(app_url, verbose=False)
-    with pytest.raises(AppError, match="could not be read as audio"):
+    with pytest.raises(AppError, match="could not be read as audio") as error:
         client.predict(handle_file(str(not_audio)), 10.0, api_name="/classify")
+    assert str(error.value).startswith("notes.wav could not be read") and "/" not in str(error.value)
     genre, *_ = client.predict(handle_file(str(clip)), 10.0, api_name="/classify")
     assert genre["label"]
 

@@ -1,0 +1,239 @@
+"""
+The CPU serving form of a classifier, chosen by measurement on the machine that serves.
+
+Which form is fastest depends on the CPU (bfloat16 is fast only where it runs natively, int8 kernels differ from one
+instruction set to the next) and on the model's size, so [`choose_serving_form`] times the candidates on a few
+generated windows at start-up and keeps the fastest whose top-1 agrees with float32 on every one of them:
+
+- `float32`: the model as trained;
+- `bfloat16`: weights and activations in bfloat16, where the CPU has native bfloat16 (AVX512-BF16 or AMX);
+- `int8`: Linear layers (but the head) in int8 with int8 activations quantised per token at run time (torchao);
+- `onnx`, `onnx-int8`: the graph exported with `torch.onnx` and run by ONNX Runtime, in float32 or with its dynamic
+  int8 quantisation of the matrix products; the export's logits are checked against PyTorch's first;
+
+each with one window per forward pass or all the calibration windows in one, whichever is faster. The environment
+variable `GTZAN_HF_SERVING` forces a form (its batch size is still measured). `python scripts/benchmark.py space`
+times every form on whole songs.
+"""
+
+import copy
+import importlib.util
+import logging
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .feature_extraction_ssast import SSASTFeatureExtractor
+from .synthetic import GTZAN_GENRES, synthesize_song
+
+logger = logging.getLogger(__name__)
+
+SERVING_ENV = "GTZAN_HF_SERVING"
+FORMS = ("float32", "bfloat16", "int8", "onnx", "onnx-int8")
+# Calibration windows: one per genre of a generated medley. Timing them one per pass and all in one pass tells the
+# batch size; agreement on all of them makes a form eligible.
+CALIBRATION_GENRES = ("metal", "classical", "reggae")
+
+
+def bfloat16_is_native() -> bool:
+    """Whether oneDNN runs bfloat16 matrix products natively here (AVX512-BF16 or AMX); elsewhere they are emulated
+    and no faster than float32."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def available_forms() -> list[str]:
+    """
+    The forms worth calibrating on this machine. torchao's int8 (`int8`) is left out: on AVX2 CPUs it ran 4x slower
+    than float32 (`python scripts/benchmark.py space`), and ONNX Runtime's int8 serves the same purpose; it can still
+    be forced, or listed.
+    """
+    forms = ["float32"]
+    if bfloat16_is_native():
+        forms.append("bfloat16")
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
+        forms += ["onnx", "onnx-int8"]
+    return forms
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """
+    A copy of `model` with its `nn.Linear` layers in int8 (torchao: weights per output channel, activations per
+    token at run time), the `classifier` head left in float32: it is a sliver of the compute, and quantising the
+    logits' own layer doubles the change of the probabilities. (The CNN's compute is its convolutions: it gains
+    little.)
+    """
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    model = copy.deepcopy(model)
+    quantize_(
+        model,
+        Int8DynamicActivationInt8WeightConfig(),
+        filter_fn=lambda module, name: isinstance(module, torch.nn.Linear) and not name.startswith("classifier"),
+    )
+    return model
+
+
+class OnnxClassifier(torch.nn.Module):
+    """
+    A classifier exported to ONNX (`torch.onnx`'s dynamo exporter) and run by ONNX Runtime, called as the PyTorch
+    model is: `model(input_values=(batch, frames, mel_bins)).logits` -> `(batch, num_labels)`. The export's logits
+    are checked against PyTorch's on `example` before it is used. With `quantize`, ONNX Runtime's dynamic int8
+    quantisation of the MatMuls (the encoder's Linear layers; the head is a Gemm in the export and stays float32).
+    """
+
+    def __init__(self, model: torch.nn.Module, example: torch.Tensor, quantize: bool = False):
+        import onnxruntime
+
+        super().__init__()
+        self.config = model.config
+        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on tracing and on its own deprecations
+            path = Path(folder) / "model.onnx"
+            torch.onnx.export(
+                _Logits(model),
+                (example,),
+                path,
+                input_names=["input_values"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamo=True,
+                verbose=False,
+            )
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            reference = model(input_values=example).logits
+            exported = self(example).logits
+            if not torch.allclose(exported, reference, atol=1e-3 * reference.abs().max().item(), rtol=0):
+                raise ValueError(
+                    f"the exported graph's logits differ from PyTorch's by {(exported - reference).abs().max():.2g}"
+                )
+            if quantize:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                quantize_dynamic(
+                    path, path.with_suffix(".int8.onnx"), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+                )
+                self.session = onnxruntime.InferenceSession(
+                    path.with_suffix(".int8.onnx"), options, providers=["CPUExecutionProvider"]
+                )
+
+    def forward(self, input_values: torch.Tensor) -> SequenceClassifierOutput:
+        (logits,) = self.session.run(None, {"input_values": input_values.numpy()})
+        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+
+class _Logits(torch.nn.Module):
+    """The model as a function of its input alone, returning its logits: what `torch.onnx.export` traces."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        return self.model(input_values=input_values).logits
+
+
+def build_form(name: str, model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """The serving form `name` (one of [`FORMS`]) of a float32 `model`; `example` is a `(batch, frames, mel_bins)`
+    input for the ONNX export (a batch of two or more: the exporter takes a batch of one for a constant)."""
+    if name == "float32":
+        return model
+    if name == "bfloat16":
+        return copy.deepcopy(model).to(torch.bfloat16)
+    if name == "int8":
+        return quantize_int8(model)
+    if name in ("onnx", "onnx-int8"):
+        return OnnxClassifier(model, example, quantize=name == "onnx-int8")
+    raise ValueError(f"Unknown serving form {name!r}; expected one of {', '.join(FORMS)}.")
+
+
+def calibration_windows(feature_extractor: SSASTFeatureExtractor, seed: int = 0) -> torch.Tensor:
+    """`(len(CALIBRATION_GENRES), max_length, num_mel_bins)` model inputs: a generated window of each genre."""
+    rate = feature_extractor.sampling_rate
+    seconds = feature_extractor.max_length / 100 + 0.015  # the last 25 ms frame reaches 15 ms past its start
+    clips = [synthesize_song(genre, np.random.default_rng([seed, GTZAN_GENRES.index(genre)]), seconds, rate)
+             for genre in CALIBRATION_GENRES]  # fmt: skip
+    return feature_extractor(clips, sampling_rate=rate, return_tensors="pt")["input_values"]
+
+
+@dataclass
+class ServingForm:
+    """A form of the classifier to serve, and what calibration measured."""
+
+    name: str
+    model: torch.nn.Module
+    batch_size: int
+    seconds_per_window: float
+    speedup: float = 1.0  # over float32 with all the calibration windows in one pass (`classify_song`'s batching)
+    calibration_seconds: float = 0.0
+    candidates: dict[str, float] = field(default_factory=dict)  # `{"form, batch": seconds per window}` of those timed
+
+    def describe(self) -> str:
+        """One line for the log and the page."""
+        per_pass = "1 window" if self.batch_size == 1 else f"{self.batch_size} windows"
+        return (
+            f"{self.name}, {per_pass} per pass: {self.speedup:.2f}x the speed of float32 "
+            f"(measured at start-up, in {self.calibration_seconds:.0f} s)"
+        )
+
+
+def _time(model: torch.nn.Module, windows: torch.Tensor, batch_size: int) -> tuple[float, torch.Tensor]:
+    """Seconds per window of classifying `windows` `batch_size` at a time, and the logits."""
+    dtype = next(model.parameters(), windows).dtype
+    start = time.perf_counter()
+    logits = torch.cat([model(input_values=batch.to(dtype)).logits.float() for batch in windows.split(batch_size)])
+    return (time.perf_counter() - start) / len(windows), logits
+
+
+@torch.inference_mode()
+def choose_serving_form(
+    model: torch.nn.Module, feature_extractor: SSASTFeatureExtractor, forms: list[str] | None = None
+) -> ServingForm:
+    """
+    Time each of `forms` (default: [`available_forms`], or the one named by `GTZAN_HF_SERVING`) on the calibration
+    windows, one per pass and all in one pass, after a warm-up pass; keep the fastest whose top-1 agrees with
+    float32 on every window. A form that cannot be built here (a missing package, an export that fails or
+    disagrees) or whose top-1 differs is skipped with a warning; a forced one is served all the same (or fails).
+    """
+    start = time.perf_counter()
+    forced = os.environ.get(SERVING_ENV, "").strip()
+    if forced and forced not in FORMS:
+        raise ValueError(f"{SERVING_ENV}={forced!r} is not a serving form; expected one of {', '.join(FORMS)}.")
+    forms = [forced] if forced else forms or available_forms()
+    windows = calibration_windows(feature_extractor)
+    _time(model, windows[:1], 1)  # warm-up
+    reference_time, reference = _time(model, windows, len(windows))
+    best = None
+    timings = {}
+    for name in forms:
+        try:
+            candidate = build_form(name, model, windows)
+            _time(candidate, windows[:1], 1)  # warm-up: first-call allocations, kernel choices
+            for batch_size in (1, len(windows)):
+                seconds, logits = _time(candidate, windows, batch_size)
+                disagreements = int((logits.argmax(-1) != reference.argmax(-1)).sum())
+                if disagreements:
+                    problem = f"its top-1 differs from float32 on {disagreements} calibration windows"
+                    if not forced:
+                        raise ValueError(problem)
+                    logger.warning("%s=%s is served, although %s", SERVING_ENV, forced, problem)
+                timings[f"{name}, {batch_size}"] = seconds
+                if best is None or seconds < best.seconds_per_window:
+                    best = ServingForm(name, candidate, batch_size, seconds)
+        except Exception as error:  # a form this machine cannot run is not served; a forced one must be
+            if forced:
+                raise
+            logger.warning("Serving form %s skipped: %s: %s", name, type(error).__name__, error)
+    best.speedup = reference_time / best.seconds_per_window
+    best.calibration_seconds = time.perf_counter() - start
+    best.candidates = timings
+    logger.info("Serving %s; seconds per window: %s", best.describe(), timings)
+    return best
