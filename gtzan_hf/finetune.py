@@ -22,6 +22,7 @@ from .cli import (
     parse_args,
     resolve_dataset,
     resume_checkpoint,
+    use_dataset_stats,
 )
 from .configuration_cnn import CNNConfig
 from .configuration_ssast import SSASTConfig
@@ -235,7 +236,7 @@ def run_finetune(
         data_args.dataset = resolve_dataset(data_args)
         feature_extractor = build_feature_extractor(model_args)
         data = load_datasets(data_args, feature_extractor)
-    if data_args.dataset_stats:
+    if use_dataset_stats(data_args, model_args.model_name_or_path):
         feature_extractor.mean, feature_extractor.std = SSASTFeatureExtractor.compute_stats(data.fbank_arrays("train"))
         logger.info("Training-set statistics: mean %.4f, std %.4f", feature_extractor.mean, feature_extractor.std)
     if data.skipped:
