@@ -91,6 +91,14 @@ class DataArguments(AudioSourceArguments):
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables."})
 
 
+def use_dataset_stats(args: AudioSourceArguments, model_name_or_path: str | None) -> bool:
+    """Whether to normalise with the training audio's own mean/std: only from scratch. A starting model keeps the
+    statistics it was trained with; new ones would shift every input its weights learned to read."""
+    if args.dataset_stats and model_name_or_path is not None:
+        logger.warning("--dataset_stats ignored: a pretrained model keeps the statistics it was trained with.")
+    return args.dataset_stats and model_name_or_path is None
+
+
 def resolve_dataset(args: AudioSourceArguments) -> str:
     """
     The source to read: `--dataset` as given, or the generated corpus, written to `generated_corpus_dir` on first

@@ -23,6 +23,7 @@ from .cli import (
     parse_args,
     resolve_dataset,
     resume_checkpoint,
+    use_dataset_stats,
 )
 from .configuration_cnn import CNNConfig
 from .configuration_ssast import SSASTConfig
@@ -279,7 +280,7 @@ def build_trainer(
             "%d unusable files (unreadable, empty, silent, corrupt) were skipped: see splits.json", len(data.skipped)
         )
     if training_args.do_train:
-        if data_args.dataset_stats:
+        if use_dataset_stats(data_args, model_args.model_name_or_path):
             stats = SSASTFeatureExtractor.compute_stats(data.fbank_arrays("train"))
             feature_extractor.mean, feature_extractor.std = stats
             logger.info("Training-set statistics: mean %.4f, std %.4f", *stats)

@@ -32,6 +32,7 @@ from .cli import (
     parse_args,
     resolve_dataset,
     resume_checkpoint,
+    use_dataset_stats,
 )
 from .configuration_ssast import SSASTConfig
 from .convert import is_pretraining_folder, pretraining_model_from_original_checkpoint, to_original_checkpoint
@@ -262,9 +263,7 @@ def run_pretrain(
         raise ValueError("--streaming reads a corpus of unknown length: set the run's length with --max_steps.")
     set_seed(training_args.seed)
     model, feature_extractor = build_pretraining_model(model_args)
-    compute_stats = data_args.dataset_stats and model_args.model_name_or_path is None
-    if data_args.dataset_stats and not compute_stats:
-        logger.warning("--dataset_stats ignored: a pretrained model keeps the statistics it was trained with.")
+    compute_stats = use_dataset_stats(data_args, model_args.model_name_or_path)
     with training_args.main_process_first(desc="dataset preparation"):
         data_args.dataset = resolve_dataset(data_args)
         if data_args.streaming:

@@ -16,7 +16,7 @@ from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassifica
 from gtzan_hf.convert import adapt_position_embeddings, pretraining_model_from_original_checkpoint
 from gtzan_hf.data import load_corpus
 from gtzan_hf.data.sources import UNLABELED
-from gtzan_hf.finetune import ModelArguments, build_feature_extractor, build_model
+from gtzan_hf.finetune import ModelArguments, build_feature_extractor, build_model, parse_finetune_args, run_finetune
 from gtzan_hf.modeling_ssast import SSASTForPreTraining
 from gtzan_hf.pretrain import (
     ORIGINAL_CHECKPOINT_NAME,
@@ -222,6 +222,59 @@ def test_finetune_script_starts_from_the_output_folder(pretrained, corpus, workd
     # the quickstart's stride and length, not the pretraining ones
     assert (finetuned.config.time_stride, finetuned.config.max_length) == (16, 512)
     assert finetuned.config.num_hidden_layers == 2 and finetuned.config.num_labels == 10
+
+
+def test_finetuning_starts_from_the_pretrained_encoder(pretrained, corpus, workdir):
+    """The quickstart fine-tuning from a pretrained folder, at learning rate 0 for one step so that what it saves is
+    what it started from: the pretrained encoder, the pretraining statistics (not the training split's, although the
+    preset asks for dataset statistics from scratch), and so the pretraining objective's loss of a trained model."""
+    _, run = pretrained
+    output_dir = workdir / "finetuned-start"
+    model_args, data_args, training_args, _ = parse_finetune_args(
+        [
+            "--preset", "quickstart",
+            "--model_name_or_path", str(run),
+            "--dataset", str(corpus),
+            "--cache_dir", str(workdir / "cache"),
+            "--max_length", "256",  # the pretraining grid: every encoder weight, positions too, comes over as it is
+            "--crop_seconds", "2.5",
+            "--max_steps", "1",
+            "--learning_rate", "0",
+            "--head_learning_rate", "0",
+            "--output_dir", str(output_dir),
+            "--disable_tqdm", "true",
+        ]
+    )  # fmt: skip
+    assert data_args.dataset_stats
+    run_finetune(model_args, data_args, training_args)
+
+    start = SSASTForAudioClassification.from_pretrained(output_dir)
+    pretrained_model = SSASTForPreTraining.from_pretrained(run)
+    encoder = {key: value for key, value in pretrained_model.state_dict().items() if key.startswith("ssast.")}
+    del encoder["ssast.embeddings.mask_token"]
+    for key, value in encoder.items():
+        assert torch.equal(start.state_dict()[key], value), key
+    kept, saved = SSASTFeatureExtractor.from_pretrained(output_dir), SSASTFeatureExtractor.from_pretrained(run)
+    assert (kept.mean, kept.std) == (saved.mean, saved.std)
+
+    # The start encoder under the pretrained heads scores the pretraining objective below a fresh model, on the same
+    # normalised crops and masks.
+    songs = sorted(corpus.rglob("*.wav"))[::10]
+    crops = torch.stack(
+        [kept.normalize(kept.fbank(torch.from_numpy(sf.read(song, dtype="float32")[0]))[:256]) for song in songs]
+    )
+    mask = pretrained_model.generate_mask(len(songs), torch.Generator().manual_seed(0))
+    result = pretrained_model.ssast.load_state_dict(
+        {key.removeprefix("ssast."): value for key, value in start.state_dict().items() if key.startswith("ssast.")},
+        strict=False,
+    )
+    assert result.missing_keys == ["embeddings.mask_token"] and not result.unexpected_keys
+    torch.manual_seed(0)
+    fresh = SSASTForPreTraining(pretrained_model.config)
+    with torch.no_grad():
+        start_loss = pretrained_model.eval()(crops, bool_masked_pos=mask).loss
+        fresh_loss = fresh.eval()(crops, bool_masked_pos=mask).loss
+    assert start_loss < fresh_loss
 
 
 def test_streaming_skips_bad_files_and_trains(corpus, workdir, caplog):

@@ -1,0 +1,190 @@
+"""Does self-supervised pretraining pay off at small scale? Pretrain on unlabeled audio, fine-tune on a small, hard
+labeled set, and compare with the same fine-tuning from scratch, over k folds that together test every labeled song.
+
+    python scripts/benchmark.py transfer [--seed 1] [--folds 3] [--workdir runs/transfer-benchmark]
+        [--pretrain "--max_steps 600"] [--finetune "--layer_decay 0.75"]
+
+The audio (written on first use, reused afterwards) is the generated corpus (`gtzan_hf.synthetic`) made hard:
+- **labeled**: `--songs-per-genre` songs of `--seconds` per genre, each degraded by `degrade`: resampled by up to
+  +-2 semitones (pitch and tempo move together, blurring the genres' tempo ranges), a second song of another genre
+  mixed in underneath, coloured noise at 0-10 dB SNR and a random gain;
+- **unlabeled pool**: `--pool-songs-per-genre` songs of `--pool-seconds`, the same generator and degradations drawn
+  from other seeds, so that no labeled song (and no test song) is ever pretrained on; its labels are never read.
+
+Then: one pretraining run (`--preset tiny` and the `--pretrain` flags) on the pool, and per fold of a stratified
+`--folds`-fold split of the labeled songs (test fold f, validation fold f + 1, training the rest) two fine-tuning
+runs of the same recipe and budget (`--preset quickstart`, the `--finetune` flags): from scratch and from the
+pretrained folder (`--pretrained-finetune` adds flags to that arm only, e.g. a layer-wise decay of the pretrained
+blocks; `--pretrained DIR` fine-tunes from an existing pretraining folder or checkpoint instead). Prints the
+pretraining curves, each fold's test song and clip accuracies, and mean +- std over the folds; writes them to
+`<workdir>/seed<seed>/<recipe>.json`. Each recipe's runs have their own folders, named after its flags: a finished
+run (its metrics.json) is reused when the command is repeated.
+The recipe was chosen on `--seed 0` (the development labeled set); `--seed 1` is the benchmark's.
+"""
+
+import argparse
+import json
+import logging
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import lfilter
+
+from gtzan_hf.finetune import parse_finetune_args, run_finetune
+from gtzan_hf.pretrain import parse_pretrain_args, run_pretrain
+from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
+
+SAMPLING_RATE = 22050
+POOL_SEED = 1000  # the unlabeled pool's songs come from a seed no labeled set uses
+
+
+def degrade(audio: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A generated song made hard to classify: `audio` and `other` (a song of another genre, at least as long) are
+    float32 `(samples,)`; returns `(len(audio),)` float32 in [-1, 1]."""
+    # read faster or slower (looping at the end): pitch and tempo shift together
+    ratio = 2.0 ** (rng.uniform(-2.0, 2.0) / 12)
+    positions = np.arange(len(audio)) * ratio % len(audio)
+    audio = np.interp(positions, np.arange(len(audio)), audio)
+    audio = audio + rng.uniform(0.2, 0.5) * other[: len(audio)]
+    # coloured noise: white noise through a random one-pole low-pass
+    pole = rng.uniform(0.0, 0.95)
+    noise = lfilter([1 - pole], [1, -pole], rng.standard_normal(len(audio)))
+    snr_db = rng.uniform(0.0, 10.0)
+    noise *= np.sqrt(np.mean(audio**2) / (np.mean(noise**2) * 10 ** (snr_db / 10)))
+    audio = audio + noise
+    audio = audio / max(np.abs(audio).max(), 1e-9) * rng.uniform(0.1, 0.9)
+    return audio.astype(np.float32)
+
+
+def write_hard_corpus(out_dir: Path, songs_per_genre: int, seconds: float, seed: int) -> Path:
+    """`<out_dir>/<genre>/<genre>.000NN.wav` for GTZAN's ten genres, each song `degrade`d; written once."""
+    done = out_dir / "complete"
+    if done.is_file():
+        return out_dir
+    for genre_index, genre in enumerate(GTZAN_GENRES):
+        (out_dir / genre).mkdir(parents=True, exist_ok=True)
+        for index in range(songs_per_genre):
+            rng = np.random.default_rng([seed, genre_index, index])
+            other = GTZAN_GENRES[(genre_index + 1 + rng.integers(len(GTZAN_GENRES) - 1)) % len(GTZAN_GENRES)]
+            song = synthesize_song(genre, rng, seconds, SAMPLING_RATE)
+            background = synthesize_song(other, rng, seconds, SAMPLING_RATE)
+            path = out_dir / genre / f"{genre}.{index:05d}.wav"
+            sf.write(path, degrade(song, background, rng), SAMPLING_RATE, subtype="PCM_16")
+    done.write_text("")
+    return out_dir
+
+
+def test_metrics(output_dir: Path, argv: list[str]) -> dict:
+    """The test metrics of a fine-tuning run, trained now unless `output_dir` holds a finished one."""
+    if not (output_dir / "metrics.json").is_file():
+        run_finetune(*parse_finetune_args([*argv, "--output_dir", str(output_dir)]))
+    return json.loads((output_dir / "metrics.json").read_text())["test"]
+
+
+def pretrain(output_dir: Path, pool: Path, flags: list[str]) -> None:
+    """Pretrain with `--preset tiny` and `flags` on `pool`, unless `output_dir` holds a finished run."""
+    if not (output_dir / "trainer_state.json").is_file():
+        run_pretrain(*parse_pretrain_args(
+            ["--preset", "tiny", "--dataset", str(pool), "--output_dir", str(output_dir), *flags]
+        ))  # fmt: skip
+
+
+def pretraining_curves(output_dir: Path) -> list[dict]:
+    """Step, mpc_loss, mpg_loss and mpc_accuracy at every log of the pretraining run in `output_dir`, printed."""
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    curves = [
+        {key: entry[key] for key in ("step", "mpc_loss", "mpg_loss", "mpc_accuracy")}
+        for entry in state["log_history"]
+        if "mpc_loss" in entry
+    ]
+    print(f"Pretraining of {output_dir}: step, mpc_loss, mpg_loss, mpc_accuracy")
+    for entry in curves[:: max(len(curves) // 10, 1)] + curves[-1:]:
+        print(f"  {entry['step']:5d}  {entry['mpc_loss']:.3f}  {entry['mpg_loss']:.3f}  {entry['mpc_accuracy']:.3f}")
+    return curves
+
+
+def slug(flags: str) -> str:
+    return re.sub(r"[^\w.]+", "_", flags).strip("_") or "default"
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{100 * np.mean(values):5.1f} +- {100 * np.std(values):4.1f}"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="benchmark.py transfer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path("runs/transfer-benchmark"))
+    parser.add_argument("--seed", type=int, default=1, help="labeled set (0: the development set the recipe was "
+                        "chosen on; 1: the benchmark's)")  # fmt: skip
+    parser.add_argument("--songs-per-genre", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--pool-songs-per-genre", type=int, default=30)
+    parser.add_argument("--pool-seconds", type=float, default=20.0)
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--pretrain", default="", help="extra scripts/pretrain.py flags (over --preset tiny)")
+    parser.add_argument("--pretrained", type=Path, help="fine-tune from this pretrained folder instead of pretraining")
+    parser.add_argument("--finetune", default="", help="extra scripts/finetune.py flags for both arms")
+    parser.add_argument("--pretrained-finetune", default="", help="extra flags for the pretrained arm only")
+    parser.add_argument("--arms", default="scratch,pretrained", help="the arms to run (comma-separated)")
+    parser.add_argument("--only-fold", type=int, help="run this fold only (e.g. one per process), no summary")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    cache = ["--cache_dir", str(args.workdir / "cache"), "--disable_tqdm", "true"]
+    labeled = write_hard_corpus(
+        args.workdir / "data" / f"labeled-seed{args.seed}", args.songs_per_genre, args.seconds, args.seed
+    )
+    pool = write_hard_corpus(args.workdir / "data" / "pool", args.pool_songs_per_genre, args.pool_seconds, POOL_SEED)
+
+    pretrained = args.pretrained or args.workdir / "pretrain" / slug(args.pretrain)
+    finetune = [
+        "--preset", "quickstart", "--dataset", str(labeled), "--split", "kfold", "--num_folds", str(args.folds),
+        "--crop_seconds", "5", "--eval_hop_seconds", str((args.seconds - 5) / 2), *cache,
+        *shlex.split(args.finetune),
+    ]  # fmt: skip
+    arms = {
+        "scratch": (f"scratch-{slug(args.finetune)}", []),
+        "pretrained": (
+            f"pretrained-{pretrained.name}-{slug(args.finetune)}-{slug(args.pretrained_finetune)}",
+            ["--model_name_or_path", str(pretrained), *shlex.split(args.pretrained_finetune)],
+        ),
+    }
+    arms = {arm: arms[arm] for arm in args.arms.split(",")}
+    curves = None
+    if "pretrained" in arms:
+        if args.pretrained is None:
+            pretrain(pretrained, pool, [*cache, *shlex.split(args.pretrain)])
+        curves = pretraining_curves(pretrained)
+    results = {arm: [] for arm in arms}
+    for fold in range(args.folds) if args.only_fold is None else [args.only_fold]:
+        for arm, (name, flags) in arms.items():
+            output_dir = args.workdir / f"seed{args.seed}" / name / f"fold{fold}"
+            metrics = test_metrics(output_dir, [*finetune, "--fold", str(fold), *flags])
+            results[arm].append({"song_accuracy": metrics["song_accuracy"], "clip_accuracy": metrics["clip_accuracy"]})
+            print(f"fold {fold} {arm:10s} song {metrics['song_accuracy']:.3f} clip {metrics['clip_accuracy']:.3f}")
+
+    if args.only_fold is not None:
+        return
+    print(f"\nTest accuracy (%), mean +- std over {args.folds} folds, labeled seed {args.seed}:")
+    for arm in arms:
+        songs, clips = ([r[name] for r in results[arm]] for name in ("song_accuracy", "clip_accuracy"))
+        print(f"  {arm:10s} song {mean_std(songs)}   clip {mean_std(clips)}")
+    if len(arms) < 2:
+        return
+    gains = {
+        name: [p[name] - s[name] for p, s in zip(results["pretrained"], results["scratch"])]
+        for name in ("song_accuracy", "clip_accuracy")
+    }
+    print(f"  {'gain':10s} song {mean_std(gains['song_accuracy'])}   clip {mean_std(gains['clip_accuracy'])}")
+    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "pretraining": curves, "folds": results}
+    results_file = args.workdir / f"seed{args.seed}" / f"{arms['pretrained'][0]}.json"
+    results_file.write_text(json.dumps(summary, indent=2))
+    print(f"Written to {results_file}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
