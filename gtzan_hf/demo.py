@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "gtzan-hf/ssast-gtzan"
 MIN_SECONDS = 1.0
 # 10 minutes. Measured: a 9.5-minute 48 kHz stereo WAV raises the Space's peak RSS by 0.73 GB, whatever the hop
-# (`python scripts/benchmark.py space_load`): decoding (220 MB of float32), downmix and resampling dominate, since
-# the filter bank and the windows are worked on by bounded chunks (`gtzan_hf.inference`).
+# (`python scripts/benchmark.py space_load`). Decoding (220 MB of float32), the downmix and the resampling set
+# that peak; the filter bank and the windows, worked on by bounded chunks (`gtzan_hf.inference`), stay below it.
 MAX_SECONDS = 600.0
 # Window of the course project's recipe (the training crop); a model with a shorter input (`max_length` frames) gets
 # its own.
