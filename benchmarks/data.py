@@ -1,11 +1,12 @@
-"""Data pipeline benchmark: the cached-fbank pipeline against the seed project's per-item path, side by side.
+"""Data pipeline benchmark: the cached-fbank pipeline against the course project's per-item path, side by side.
 
     python scripts/benchmark.py data [--songs-per-genre 100] [--workdir /tmp/gtzan-hf-bench]
 
 On a GTZAN-sized generated corpus (10 x 100 songs x 30 s, 22 050 Hz) it prints: the corpus generation time, the
 fbank cache build time (cold) and reload time (warm), the cache size on disk, the clips per second a torch
-`DataLoader` delivers from the cache with random 10 s crops + SpecAugment, the same for the seed's per-item path
-(read the file, resample, fbank, crop, mask, per sample) with the same loader settings, their ratio, and peak RSS.
+`DataLoader` delivers from the cache with random 10 s crops + SpecAugment, the same for the course project's
+per-item path (read the file, resample, fbank, crop, mask, per sample) with the same loader settings, their ratio,
+and peak RSS.
 """
 
 import argparse
@@ -25,8 +26,8 @@ from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
 from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
 
 
-class SeedPerItemDataset(torch.utils.data.Dataset):
-    """The seed project's loader: every item reads its file, resamples, computes the whole fbank, crops and masks."""
+class CourseProjectPerItemDataset(torch.utils.data.Dataset):
+    """The course project's loader: every item reads its file, resamples, computes the whole fbank, crops and masks."""
 
     def __init__(self, paths: list[str], labels: list[int]):
         self.paths, self.labels = paths, labels
@@ -83,7 +84,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers, for both pipelines")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-batches", type=int, default=100, help="batches timed for the cached pipeline")
-    parser.add_argument("--seed-batches", type=int, default=8, help="batches timed for the seed's per-item path")
+    parser.add_argument(
+        "--course-project-batches", type=int, default=8, help="batches timed for the course project's per-item path"
+    )
     args = parser.parse_args(argv)
 
     workdir = Path(args.workdir)
@@ -113,15 +116,17 @@ def main(argv: list[str]) -> None:
     ours = _clips_per_second(data.train, args.batch_size, args.num_workers, args.num_batches)
     files = {path.stem: str(path) for path in corpus_dir.rglob("*.wav")}
     train = data.fbanks.select(data.split_rows["train"])
-    seed_dataset = SeedPerItemDataset([files[song_id] for song_id in train["song_id"]], list(train["label"]))
-    seed = _clips_per_second(seed_dataset, args.batch_size, args.num_workers, args.seed_batches)
+    course_dataset = CourseProjectPerItemDataset(
+        [files[song_id] for song_id in train["song_id"]], list(train["label"])
+    )
+    course = _clips_per_second(course_dataset, args.batch_size, args.num_workers, args.course_project_batches)
     print(
         f"DataLoader, random 10 s crops + SpecAugment, batch {args.batch_size}, {args.num_workers} workers, "
         f"{torch.get_num_threads()} torch threads:"
     )
     print(f"  cached fbank (gtzan_hf.data): {ours:8.0f} clips/s")
-    print(f"  seed per-item path:           {seed:8.1f} clips/s")
-    print(f"  ratio: {ours / seed:.1f}x")
+    print(f"  course project per-item path: {course:8.1f} clips/s")
+    print(f"  ratio: {ours / course:.1f}x")
     print(
         f"peak RSS: main process {_peak_rss_gb(resource.RUSAGE_SELF):.2f} GiB, "
         f"largest child process {_peak_rss_gb(resource.RUSAGE_CHILDREN):.2f} GiB"

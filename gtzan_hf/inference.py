@@ -1,5 +1,5 @@
 """Whole-song inference: load a classifier, cut a song into windows as in evaluation, classify them in batches and
-vote. Shared by `scripts/evaluate.py`-style tooling and the Gradio Space."""
+vote. Shared by the evaluation tooling and the Gradio Space."""
 
 from dataclasses import dataclass
 
