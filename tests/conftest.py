@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -5,6 +7,20 @@ from gtzan_hf import SSASTFeatureExtractor
 from gtzan_hf.configuration_ssast import SSASTConfig
 from gtzan_hf.modeling_ssast import SSASTForAudioClassification
 from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
+
+# Outputs of the original SSAST code, shipped in tests/fixtures; a checkout without them (e.g. a sparse one) falls back
+# to the project's shared folder beside it.
+REFERENCE_FIXTURES = next(
+    (
+        folder
+        for folder in (
+            Path(__file__).parent / "fixtures" / "ssast_reference",
+            Path(__file__).parents[2] / "shared" / "fixtures" / "ssast_reference",
+        )
+        if folder.is_dir()
+    ),
+    Path(__file__).parent / "fixtures" / "ssast_reference",
+)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REFERENCE_FIXTURES
 from transformers import ASTConfig, ASTForAudioClassification
 
 from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassification
@@ -15,18 +16,7 @@ from gtzan_hf.convert import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-# Shipped in tests/fixtures; a checkout without them (e.g. a sparse one) falls back to the project's shared folder.
-FIXTURES = next(
-    (
-        folder
-        for folder in (
-            REPO / "tests" / "fixtures" / "ssast_reference",
-            REPO.parent / "shared" / "fixtures" / "ssast_reference",
-        )
-        if folder.is_dir()
-    ),
-    REPO / "tests" / "fixtures" / "ssast_reference",
-)
+FIXTURES = REFERENCE_FIXTURES
 CASES = json.loads((FIXTURES / "cases.json").read_text()) if FIXTURES.is_dir() else []
 needs_fixtures = pytest.mark.skipif(
     not FIXTURES.is_dir(), reason=f"reference fixtures of the original SSAST code not found at {FIXTURES}"

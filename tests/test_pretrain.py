@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
+from conftest import REFERENCE_FIXTURES
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -28,18 +29,7 @@ from gtzan_hf.pretrain import (
 from gtzan_hf.synthetic import generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-# Shipped in tests/fixtures; a checkout without them (e.g. a sparse one) falls back to the project's shared folder.
-FIXTURES = next(
-    (
-        folder
-        for folder in (
-            REPO / "tests" / "fixtures" / "ssast_reference",
-            REPO.parent / "shared" / "fixtures" / "ssast_reference",
-        )
-        if folder.is_dir()
-    ),
-    REPO / "tests" / "fixtures" / "ssast_reference",
-)
+FIXTURES = REFERENCE_FIXTURES
 ORIGINAL_PRETRAINED = FIXTURES / "pretrain_patch_tiny_d2.pth"
 NUM_MASKED = 20
 STEPS = 80
