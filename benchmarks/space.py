@@ -213,7 +213,8 @@ def main(argv: list[str]) -> None:
         f"{100 * train_accuracy:.0f} %) in {time.perf_counter() - start:.0f} s"
     )
     windows = calibration_windows(feature_extractor)
-    forms = {name: build_form(name, model, windows) for name in args.forms}
+    with tempfile.TemporaryDirectory() as export_dir:
+        forms = {name: build_form(name, model, windows, export_dir) for name in args.forms}
     with tempfile.TemporaryDirectory() as folder:  # the Space's own path: a saved folder, loaded and calibrated
         model.save_pretrained(folder)
         feature_extractor.save_pretrained(folder)
@@ -239,9 +240,9 @@ def main(argv: list[str]) -> None:
     del model, forms, served
     for model_id in args.agreement_model:
         reference, model_feature_extractor = load_classifier(model_id)
-        forms = {
-            name: build_form(name, reference, calibration_windows(model_feature_extractor)) for name in args.forms
-        }
+        with tempfile.TemporaryDirectory() as export_dir:
+            windows = calibration_windows(model_feature_extractor)
+            forms = {name: build_form(name, reference, windows, export_dir) for name in args.forms}
         songs = _songs(args.model_songs_per_genre, 30.0, seed=404)
         _print_agreement(
             f"{Path(model_id).name} (30 s songs)", agreement(reference, forms, model_feature_extractor, songs)

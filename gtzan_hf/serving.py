@@ -80,50 +80,61 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """
+    Export `model` to ONNX at `path` (`torch.onnx`'s dynamo exporter, any batch size) and check the export's logits
+    against PyTorch's on `example`, a `(batch, frames, mel_bins)` input of two windows or more (the exporter takes a
+    batch of one for a constant). Returns `path`.
+    """
+    import onnxruntime
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on tracing and on its own deprecations
+        torch.onnx.export(
+            _Logits(model),
+            (example,),
+            path,
+            input_names=["input_values"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamo=True,
+            verbose=False,
+        )
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (exported,) = session.run(None, {"input_values": example.numpy()})
+    reference = model(input_values=example).logits
+    difference = (torch.from_numpy(exported) - reference).abs().max().item()
+    if difference > 1e-3 * reference.abs().max().item():
+        raise ValueError(f"the exported graph's logits differ from PyTorch's by {difference:.2g}")
+    return path
+
+
+def quantize_onnx(path: Path) -> Path:
+    """
+    ONNX Runtime's dynamic int8 quantisation of an exported classifier's MatMuls (the encoder's Linear layers, weights
+    per output channel; the head is a Gemm in the export and stays float32), written next to it. Returns its path.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = path.with_suffix(".int8.onnx")
+    quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True)
+    return quantized
+
+
 class OnnxClassifier(torch.nn.Module):
     """
-    A classifier exported to ONNX (`torch.onnx`'s dynamo exporter) and run by ONNX Runtime, called as the PyTorch
-    model is: `model(input_values=(batch, frames, mel_bins)).logits` -> `(batch, num_labels)`. The export's logits
-    are checked against PyTorch's on `example` before it is used. With `quantize`, ONNX Runtime's dynamic int8
-    quantisation of the MatMuls (the encoder's Linear layers; the head is a Gemm in the export and stays float32).
+    A classifier exported to ONNX ([`export_onnx`], [`quantize_onnx`]) run by ONNX Runtime, called as the PyTorch
+    model is: `model(input_values=(batch, frames, mel_bins)).logits` -> `(batch, num_labels)`.
     """
 
-    def __init__(self, model: torch.nn.Module, example: torch.Tensor, quantize: bool = False):
+    def __init__(self, config, path: Path):
         import onnxruntime
 
         super().__init__()
-        self.config = model.config
-        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's notes on tracing and on its own deprecations
-            path = Path(folder) / "model.onnx"
-            torch.onnx.export(
-                _Logits(model),
-                (example,),
-                path,
-                input_names=["input_values"],
-                output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
-                dynamo=True,
-                verbose=False,
-            )
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-            reference = model(input_values=example).logits
-            exported = self(example).logits
-            if not torch.allclose(exported, reference, atol=1e-3 * reference.abs().max().item(), rtol=0):
-                raise ValueError(
-                    f"the exported graph's logits differ from PyTorch's by {(exported - reference).abs().max():.2g}"
-                )
-            if quantize:
-                from onnxruntime.quantization import QuantType, quantize_dynamic
-
-                quantize_dynamic(
-                    path, path.with_suffix(".int8.onnx"), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-                )
-                self.session = onnxruntime.InferenceSession(
-                    path.with_suffix(".int8.onnx"), options, providers=["CPUExecutionProvider"]
-                )
+        self.config = config
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def forward(self, input_values: torch.Tensor) -> SequenceClassifierOutput:
         (logits,) = self.session.run(None, {"input_values": input_values.numpy()})
@@ -141,9 +152,14 @@ class _Logits(torch.nn.Module):
         return self.model(input_values=input_values).logits
 
 
-def build_form(name: str, model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
-    """The serving form `name` (one of [`FORMS`]) of a float32 `model`; `example` is a `(batch, frames, mel_bins)`
-    input for the ONNX export (a batch of two or more: the exporter takes a batch of one for a constant)."""
+def build_form(
+    name: str, model: torch.nn.Module, example: torch.Tensor, export_dir: str | os.PathLike | None = None
+) -> torch.nn.Module:
+    """
+    The serving form `name` (one of [`FORMS`]) of a float32 `model`; `example` is a `(batch, frames, mel_bins)`
+    input of two windows or more for the ONNX export. The ONNX forms share the export found in `export_dir`, or
+    write it there (default: a temporary folder), so that `onnx` and `onnx-int8` export the model once.
+    """
     if name == "float32":
         return model
     if name == "bfloat16":
@@ -151,7 +167,11 @@ def build_form(name: str, model: torch.nn.Module, example: torch.Tensor) -> torc
     if name == "int8":
         return quantize_int8(model)
     if name in ("onnx", "onnx-int8"):
-        return OnnxClassifier(model, example, quantize=name == "onnx-int8")
+        with tempfile.TemporaryDirectory() as scratch:  # the session holds the graph: the files can go
+            path = Path(export_dir or scratch) / "model.onnx"
+            if not path.exists():
+                export_onnx(model, example, path)
+            return OnnxClassifier(model.config, quantize_onnx(path) if name == "onnx-int8" else path)
     raise ValueError(f"Unknown serving form {name!r}; expected one of {', '.join(FORMS)}.")
 
 
@@ -213,25 +233,28 @@ def choose_serving_form(
     reference_time, reference = _time(model, windows, len(windows))
     best = None
     timings = {}
-    for name in forms:
-        try:
-            candidate = build_form(name, model, windows)
-            _time(candidate, windows[:1], 1)  # warm-up: first-call allocations, kernel choices
-            for batch_size in (1, len(windows)):
-                seconds, logits = _time(candidate, windows, batch_size)
-                disagreements = int((logits.argmax(-1) != reference.argmax(-1)).sum())
-                if disagreements:
-                    problem = f"its top-1 differs from float32 on {disagreements} calibration windows"
-                    if not forced:
-                        raise ValueError(problem)
-                    logger.warning("%s=%s is served, although %s", SERVING_ENV, forced, problem)
-                timings[f"{name}, {batch_size}"] = seconds
-                if best is None or seconds < best.seconds_per_window:
-                    best = ServingForm(name, candidate, batch_size, seconds)
-        except Exception as error:  # a form this machine cannot run is not served; a forced one must be
-            if forced:
-                raise
-            logger.warning("Serving form %s skipped: %s: %s", name, type(error).__name__, error)
+    with tempfile.TemporaryDirectory() as export_dir:  # one ONNX export for both ONNX forms
+        for name in forms:
+            try:
+                candidate = build_form(name, model, windows, export_dir)
+                _time(candidate, windows[:1], 1)  # warm-up: first-call allocations, kernel choices
+                for batch_size in (1, len(windows)):
+                    seconds, logits = _time(candidate, windows, batch_size)
+                    disagreements = int((logits.argmax(-1) != reference.argmax(-1)).sum())
+                    if disagreements:
+                        problem = f"its top-1 differs from float32 on {disagreements} calibration windows"
+                        if not forced:
+                            raise ValueError(problem)
+                        logger.warning("%s=%s is served, although %s", SERVING_ENV, forced, problem)
+                    timings[f"{name}, {batch_size}"] = seconds
+                    if best is None or seconds < best.seconds_per_window:
+                        best = ServingForm(name, candidate, batch_size, seconds)
+            except Exception as error:  # a form this machine cannot run is not served; a forced one must be
+                if forced:
+                    raise
+                logger.warning("Serving form %s skipped: %s: %s", name, type(error).__name__, error)
+    if best is None:  # no candidate could be built here: float32, timed above, always can
+        best = ServingForm("float32", model, len(windows), reference_time)
     best.speedup = reference_time / best.seconds_per_window
     best.calibration_seconds = time.perf_counter() - start
     best.candidates = timings

@@ -62,8 +62,8 @@ def test_a_form_whose_top1_differs_is_not_served(classifier, monkeypatch, caplog
     monkeypatch.delenv(serving.SERVING_ENV, raising=False)
     build_form = serving.build_form
 
-    def build_with_a_swapped_head(name, model, example):
-        form = build_form(name, model, example)
+    def build_with_a_swapped_head(name, model, example, export_dir=None):
+        form = build_form(name, model, example, export_dir)
         if name == "bfloat16":  # a real computation that ranks the classes otherwise: the head negated
             form = copy.deepcopy(form)
             form.classifier.dense.weight.data.neg_()
@@ -85,3 +85,23 @@ def test_the_environment_forces_a_form(classifier, monkeypatch):
     monkeypatch.setenv(serving.SERVING_ENV, "fp16")
     with pytest.raises(ValueError, match="GTZAN_HF_SERVING='fp16'.*float32, bfloat16"):
         serving.choose_serving_form(model, feature_extractor)
+
+
+def test_the_onnx_forms_share_one_export_and_a_failed_calibration_serves_float32(classifier, monkeypatch, caplog):
+    pytest.importorskip("onnxruntime")
+    model, feature_extractor = classifier
+    monkeypatch.delenv(serving.SERVING_ENV, raising=False)
+    exports = []
+    export_onnx = serving.export_onnx
+    monkeypatch.setattr(serving, "export_onnx", lambda *args: exports.append(args) or export_onnx(*args))
+    chosen = serving.choose_serving_form(model, feature_extractor, ["onnx", "onnx-int8"])
+    assert len(exports) == 1 and {key.split(",")[0] for key in chosen.candidates} == {"onnx", "onnx-int8"}
+
+    def fail(*args):
+        raise RuntimeError("no exporter here")
+
+    monkeypatch.setattr(serving, "export_onnx", fail)
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.serving"):
+        chosen = serving.choose_serving_form(model, feature_extractor, ["onnx", "onnx-int8"])
+    assert chosen.name == "float32" and chosen.speedup == 1.0
+    assert caplog.text.count("skipped: RuntimeError: no exporter here") == 2
