@@ -123,8 +123,8 @@ def mean_std(values: list[float]) -> str:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="benchmark.py transfer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("runs/transfer-benchmark"))
-    parser.add_argument("--seed", type=int, default=1, help="labeled set (0: the development set the recipe was "
-                        "chosen on; 1: the benchmark's)")  # fmt: skip
+    parser.add_argument("--seed", type=int, nargs="+", default=[1], help="labeled set(s) (0: the development set the "
+                        "recipe was chosen on; 1 and up: the benchmark's), pooled when several")  # fmt: skip
     parser.add_argument("--audio", choices=["clean", "hard"], default="clean", help="generated songs as they are "
                         "(few labels make them hard) or each `degrade`d")  # fmt: skip
     parser.add_argument("--songs-per-genre", type=int, default=6)
@@ -144,16 +144,8 @@ def main(argv: list[str]) -> None:
     cache = ["--cache_dir", str(args.workdir / "cache"), "--disable_tqdm", "true"]
     hard = args.audio == "hard"
     root = args.workdir / args.audio  # each kind of audio has its own songs, pretraining and runs
-    data = root / "data"
-    labeled = write_corpus(data / f"labeled-seed{args.seed}", args.songs_per_genre, args.seconds, args.seed, hard)
-    pool = write_corpus(data / "pool", args.pool_songs_per_genre, args.pool_seconds, POOL_SEED, hard)
-
+    pool = write_corpus(root / "data" / "pool", args.pool_songs_per_genre, args.pool_seconds, POOL_SEED, hard)
     pretrained = args.pretrained or root / "pretrain" / slug(args.pretrain)
-    finetune = [
-        "--preset", "quickstart", "--dataset", str(labeled), "--split", "kfold", "--num_folds", str(args.folds),
-        "--crop_seconds", "5", "--eval_hop_seconds", str((args.seconds - 5) / 2), *cache,
-        *shlex.split(args.finetune),
-    ]  # fmt: skip
     arms = {
         "scratch": (f"scratch-{slug(args.finetune)}", []),
         "pretrained": (
@@ -167,31 +159,51 @@ def main(argv: list[str]) -> None:
         if args.pretrained is None:
             pretrain(pretrained, pool, [*cache, *shlex.split(args.pretrain)])
         curves = pretraining_curves(pretrained)
-    results = {arm: [] for arm in arms}
-    for fold in range(args.folds) if args.only_fold is None else [args.only_fold]:
-        for arm, (name, flags) in arms.items():
-            output_dir = root / f"seed{args.seed}" / name / f"fold{fold}"
-            metrics = test_metrics(output_dir, [*finetune, "--fold", str(fold), *flags])
-            results[arm].append({"song_accuracy": metrics["song_accuracy"], "clip_accuracy": metrics["clip_accuracy"]})
-            print(f"fold {fold} {arm:10s} song {metrics['song_accuracy']:.3f} clip {metrics['clip_accuracy']:.3f}")
 
-    if args.only_fold is not None:
-        return
-    print(f"\nTest accuracy (%), mean +- std over {args.folds} folds, labeled seed {args.seed}:")
-    for arm in arms:
-        songs, clips = ([r[name] for r in results[arm]] for name in ("song_accuracy", "clip_accuracy"))
+    pooled = {arm: [] for arm in arms}
+    for seed in args.seed:
+        labeled = write_corpus(root / "data" / f"labeled-seed{seed}", args.songs_per_genre, args.seconds, seed, hard)
+        finetune = [
+            "--preset", "quickstart", "--dataset", str(labeled), "--split", "kfold", "--num_folds", str(args.folds),
+            "--crop_seconds", "5", "--eval_hop_seconds", str((args.seconds - 5) / 2), *cache,
+            *shlex.split(args.finetune),
+        ]  # fmt: skip
+        results = {arm: [] for arm in arms}
+        for fold in range(args.folds) if args.only_fold is None else [args.only_fold]:
+            for arm, (name, flags) in arms.items():
+                output_dir = root / f"seed{seed}" / name / f"fold{fold}"
+                metrics = test_metrics(output_dir, [*finetune, "--fold", str(fold), *flags])
+                results[arm].append({key: metrics[key] for key in ("song_accuracy", "clip_accuracy")})
+                print(
+                    f"seed {seed} fold {fold} {arm:10s} song {metrics['song_accuracy']:.3f} "
+                    f"clip {metrics['clip_accuracy']:.3f}"
+                )
+        if args.only_fold is not None:
+            continue
+        summarize(results, f"{args.folds} folds, labeled seed {seed}")
+        if len(arms) == 2:
+            summary = {"args": {k: str(v) for k, v in vars(args).items()}, "pretraining": curves, "folds": results}
+            results_file = root / f"seed{seed}" / f"{arms['pretrained'][0]}.json"
+            results_file.write_text(json.dumps(summary, indent=2))
+            print(f"Written to {results_file}")
+        for arm in arms:
+            pooled[arm] += results[arm]
+    if args.only_fold is None and len(args.seed) > 1:
+        summarize(pooled, f"all {len(args.seed) * args.folds} folds of labeled seeds {args.seed}")
+
+
+def summarize(results: dict[str, list[dict]], what: str) -> None:
+    """Print each arm's test accuracies, and the pretrained arm's gain, as mean +- std over the folds."""
+    print(f"\nTest accuracy (%), mean +- std over {what}:")
+    for arm, folds in results.items():
+        songs, clips = ([fold[key] for fold in folds] for key in ("song_accuracy", "clip_accuracy"))
         print(f"  {arm:10s} song {mean_std(songs)}   clip {mean_std(clips)}")
-    if len(arms) < 2:
-        return
-    gains = {
-        name: [p[name] - s[name] for p, s in zip(results["pretrained"], results["scratch"])]
-        for name in ("song_accuracy", "clip_accuracy")
-    }
-    print(f"  {'gain':10s} song {mean_std(gains['song_accuracy'])}   clip {mean_std(gains['clip_accuracy'])}")
-    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "pretraining": curves, "folds": results}
-    results_file = root / f"seed{args.seed}" / f"{arms['pretrained'][0]}.json"
-    results_file.write_text(json.dumps(summary, indent=2))
-    print(f"Written to {results_file}")
+    if len(results) == 2:
+        gains = {
+            key: [p[key] - s[key] for p, s in zip(results["pretrained"], results["scratch"])]
+            for key in ("song_accuracy", "clip_accuracy")
+        }
+        print(f"  {'gain':10s} song {mean_std(gains['song_accuracy'])}   clip {mean_std(gains['clip_accuracy'])}")
 
 
 if __name__ == "__main__":
