@@ -1,7 +1,9 @@
 """The functions behind the Gradio Space (gtzan_hf.demo, whole-song inference and its figures, loading without running
 a folder's code), with tiny models saved on the spot."""
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import huggingface_hub
@@ -227,24 +229,24 @@ class ForeignModel(SSASTForAudioClassification):
 """
 
 
-def test_a_folder_of_foreign_code_is_refused_unless_trusted(tiny_ssast, tmp_path):
-    """A model folder whose type is not ours ships code (`auto_map`) that runs on import: never without opt-in."""
-    import json
-    import shutil
-
-    folder = tmp_path / "foreign"
+def _folder_with_code(tiny_ssast: Path, folder: Path, marker: Path, **config_fields) -> Path:
+    """A copy of the tiny SSAST folder with `FOREIGN_CODE` beside it (writing `marker` when it runs) and
+    `config_fields` set in its config.json."""
     shutil.copytree(tiny_ssast, folder)
-    marker = tmp_path / "marker.txt"
     (folder / "foreign_code.py").write_text(FOREIGN_CODE.format(marker=str(marker)))
     config = json.loads((folder / "config.json").read_text())
-    config.update(
-        model_type="foreign-ssast",
-        auto_map={
-            "AutoConfig": "foreign_code.ForeignConfig",
-            "AutoModelForAudioClassification": "foreign_code.ForeignModel",
-        },
-    )
-    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps({**config, **config_fields}))
+    return folder
+
+
+def test_a_folder_of_foreign_code_is_refused_unless_trusted(tiny_ssast, tmp_path):
+    """A model folder whose type is not ours ships code (`auto_map`) that runs on import: never without opt-in."""
+    marker = tmp_path / "marker.txt"
+    auto_map = {
+        "AutoConfig": "foreign_code.ForeignConfig",
+        "AutoModelForAudioClassification": "foreign_code.ForeignModel",
+    }
+    folder = _folder_with_code(tiny_ssast, tmp_path / "foreign", marker, model_type="foreign-ssast", auto_map=auto_map)
 
     with pytest.raises(ValueError, match="'foreign-ssast' model.*--trust_remote_code.*TRUST_REMOTE_CODE=1"):
         load_classifier(str(folder))
@@ -259,16 +261,9 @@ def test_a_folder_of_foreign_code_is_refused_unless_trusted(tiny_ssast, tmp_path
 
 def test_our_folders_load_with_the_package_classes_even_with_code_beside_them(tiny_ssast, tmp_path):
     """A saved SSAST folder carries an auto_map to its own modeling files; the package's classes are used instead."""
-    import json
-    import shutil
-
-    folder = tmp_path / "ssast"
-    shutil.copytree(tiny_ssast, folder)
     marker = tmp_path / "marker.txt"
-    (folder / "foreign_code.py").write_text(FOREIGN_CODE.format(marker=str(marker)))
-    config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoModelForAudioClassification": "foreign_code.ForeignModel"}
-    (folder / "config.json").write_text(json.dumps(config))
+    auto_map = {"AutoModelForAudioClassification": "foreign_code.ForeignModel"}
+    folder = _folder_with_code(tiny_ssast, tmp_path / "ssast", marker, auto_map=auto_map)
     model, _ = load_classifier(str(folder))
     assert type(model) is SSASTForAudioClassification and not marker.exists()
 
