@@ -19,9 +19,10 @@ runs of the same recipe and budget (`--preset quickstart` with the `--finetune` 
 1e-4 and the head at 1e-3): from scratch and from the pretrained folder (`--pretrained-finetune` adds flags to that
 arm only; `--pretrained DIR` fine-tunes from an existing pretraining folder or checkpoint instead). Prints the
 pretraining curves, each fold's test song and clip accuracies, and mean +- std over the folds; writes them to
-`<workdir>/<audio>/seed<seed>/<recipe>.json`. Each recipe's runs have their own folders, named after its flags: a
-finished run (its metrics.json) is reused when the command is repeated.
-The recipe was chosen on `--seed 0` (the development labeled set); seeds 1-4, pooled, are the benchmark's.
+`<workdir>/<audio>/labeled-seed<seed>-<size>-<folds>folds/<recipe>.json`. Every folder (songs, pretraining, runs) is
+named after the sizes and flags it depends on: a finished one is reused when the command is repeated, never another's.
+The recipe (the `tiny` preset's 3,000 steps, the fine-tuning rates) was chosen on `--seed 0 5 6`, the development
+labeled sets; seeds 1-4, pooled, are the benchmark's.
 """
 
 import argparse
@@ -43,7 +44,7 @@ from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
 SAMPLING_RATE = 22050
 POOL_SEED = 1000  # the unlabeled pool's songs come from a seed no labeled set uses
 # Both arms' fine-tuning: the quickstart recipe with the encoder at a tenth of its rate (the head keeps 1e-3), so that
-# a pretrained encoder is adapted rather than overwritten by 20 labeled songs; chosen on the development set (seed 0).
+# a pretrained encoder is adapted rather than overwritten by 20 labeled songs; chosen on the development sets.
 FINETUNE = "--learning_rate 1e-4"
 
 
@@ -124,7 +125,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="benchmark.py transfer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("runs/transfer-benchmark"))
     parser.add_argument("--seed", type=int, nargs="+", default=[1, 2, 3, 4], help="labeled set(s), pooled when "
-                        "several (0: the development set the recipe was chosen on; 1-4: the benchmark's)")  # fmt: skip
+                        "several (0, 5, 6: the recipe's development sets; 1-4: the benchmark's)")  # fmt: skip
     parser.add_argument("--audio", choices=["clean", "hard"], default="clean", help="generated songs as they are "
                         "(few labels make them hard) or each `degrade`d")  # fmt: skip
     parser.add_argument("--songs-per-genre", type=int, default=6)
@@ -144,8 +145,10 @@ def main(argv: list[str]) -> None:
     cache = ["--cache_dir", str(args.workdir / "cache"), "--disable_tqdm", "true"]
     hard = args.audio == "hard"
     root = args.workdir / args.audio  # each kind of audio has its own songs, pretraining and runs
-    pool = write_corpus(root / "data" / "pool", args.pool_songs_per_genre, args.pool_seconds, POOL_SEED, hard)
-    pretrained = args.pretrained or root / "pretrain" / slug(args.pretrain)
+    # every folder is named after what it depends on, so that changed sizes or flags never reuse other runs
+    pool_name = f"pool-{args.pool_songs_per_genre}x{args.pool_seconds:g}s"
+    pool = write_corpus(root / "data" / pool_name, args.pool_songs_per_genre, args.pool_seconds, POOL_SEED, hard)
+    pretrained = args.pretrained or root / "pretrain" / f"{pool_name}-{slug(args.pretrain)}"
     arms = {
         "scratch": (f"scratch-{slug(args.finetune)}", []),
         "pretrained": (
@@ -162,7 +165,9 @@ def main(argv: list[str]) -> None:
 
     pooled = {arm: [] for arm in arms}
     for seed in args.seed:
-        labeled = write_corpus(root / "data" / f"labeled-seed{seed}", args.songs_per_genre, args.seconds, seed, hard)
+        labeled_name = f"labeled-seed{seed}-{args.songs_per_genre}x{args.seconds:g}s"
+        labeled = write_corpus(root / "data" / labeled_name, args.songs_per_genre, args.seconds, seed, hard)
+        runs = root / f"{labeled_name}-{args.folds}folds"
         finetune = [
             "--preset", "quickstart", "--dataset", str(labeled), "--split", "kfold", "--num_folds", str(args.folds),
             "--crop_seconds", "5", "--eval_hop_seconds", str((args.seconds - 5) / 2), *cache,
@@ -171,7 +176,7 @@ def main(argv: list[str]) -> None:
         results = {arm: [] for arm in arms}
         for fold in range(args.folds) if args.only_fold is None else [args.only_fold]:
             for arm, (name, flags) in arms.items():
-                output_dir = root / f"seed{seed}" / name / f"fold{fold}"
+                output_dir = runs / name / f"fold{fold}"
                 metrics = test_metrics(output_dir, [*finetune, "--fold", str(fold), *flags])
                 results[arm].append({key: metrics[key] for key in ("song_accuracy", "clip_accuracy")})
                 print(
@@ -183,7 +188,7 @@ def main(argv: list[str]) -> None:
         summarize(results, f"{args.folds} folds, labeled seed {seed}")
         if len(arms) == 2:
             summary = {"args": {k: str(v) for k, v in vars(args).items()}, "pretraining": curves, "folds": results}
-            results_file = root / f"seed{seed}" / f"{arms['pretrained'][0]}.json"
+            results_file = runs / f"{arms['pretrained'][0]}.json"
             results_file.write_text(json.dumps(summary, indent=2))
             print(f"Written to {results_file}")
         for arm in arms:
