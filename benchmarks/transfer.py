@@ -1,8 +1,8 @@
 """Does self-supervised pretraining pay off at small scale? Pretrain on unlabeled audio, fine-tune on a small labeled
 set, and compare with the same fine-tuning from scratch, over k folds that together test every labeled song.
 
-    python scripts/benchmark.py transfer [--seed 1 2 3 4] [--folds 3] [--audio clean|hard] [--workdir DIR]
-        [--pretrain "--max_steps 600"] [--finetune "--learning_rate 1e-4 --layer_decay 0.75"]
+    python scripts/benchmark.py transfer [--seed 1 2 3 4] [--pretrain-seed 42 7 11] [--folds 3] [--audio clean|hard]
+        [--workdir DIR] [--pretrain "--max_steps 600"] [--finetune "--learning_rate 1e-4 --layer_decay 0.75"]
 
 The audio (written on first use, reused afterwards) is the generated corpus (`gtzan_hf.synthetic`):
 - **labeled**: `--songs-per-genre` songs of `--seconds` per genre (6 of 10 s: per fold 2 per genre to train on, so
@@ -13,16 +13,18 @@ With `--audio hard` every song is also degraded (`degrade`): resampled by up to 
 together, blurring the genres' tempo ranges), a second song of another genre mixed in underneath, coloured noise at
 0-10 dB SNR and a random gain.
 
-Then: one pretraining run (`--preset tiny` and the `--pretrain` flags) on the pool, and per fold of a stratified
-`--folds`-fold split of the labeled songs (test fold f, validation fold f + 1, training the rest) two fine-tuning
-runs of the same recipe and budget (`--preset quickstart` with the `--finetune` flags, by default the encoder at
-1e-4 and the head at 1e-3): from scratch and from the pretrained folder (`--pretrained-finetune` adds flags to that
-arm only; `--pretrained DIR` fine-tunes from an existing pretraining folder or checkpoint instead). Prints the
-pretraining curves, each fold's test song and clip accuracies, and mean +- std over the folds; writes them to
-`<workdir>/<audio>/labeled-seed<seed>-<size>-<folds>folds/<recipe>.json`. Every folder (songs, pretraining, runs) is
-named after the sizes and flags it depends on: a finished one is reused when the command is repeated, never another's.
-The recipe (the `tiny` preset's 3,000 steps, the fine-tuning rates) was chosen on `--seed 0 5 6`, the development
-labeled sets; seeds 1-4, pooled, are the benchmark's.
+Then: one pretraining run (`--preset tiny` and the `--pretrain` flags) on the pool per `--pretrain-seed` (3 by
+default: one run's gain can be several points above or below the next one's), and per fold of a stratified
+`--folds`-fold split of the labeled songs (test fold f, validation fold f + 1, training the rest) fine-tuning runs of
+the same recipe and budget (`--preset quickstart` with the `--finetune` flags, by default the encoder at 1e-4 and the
+head at 1e-3): one from scratch and one from each pretraining folder (`--pretrained-finetune` adds flags to those
+only; `--pretrained DIR` fine-tunes from an existing pretraining folder or checkpoint instead). Prints the
+pretraining curves, each run's test song and clip accuracies, and mean +- std over the folds and pretraining runs
+(each pretrained run's gain against the from-scratch run of its fold); writes them to
+`<workdir>/<audio>/labeled-seed<seed>-<size>-<folds>folds/transfer-<recipe>.json`. Every folder (songs, pretraining,
+runs) is named after the sizes, seeds and flags it depends on: a finished one is reused when the command is repeated,
+never another's. The recipe (the `tiny` preset's 3,000 steps, the fine-tuning rates) was chosen on `--seed 0 5 6`, the
+development labeled sets; seeds 1-4, pooled, are the benchmark's.
 """
 
 import argparse
@@ -134,6 +136,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--pool-seconds", type=float, default=20.0)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--pretrain", default="", help="extra scripts/pretrain.py flags (over --preset tiny)")
+    parser.add_argument("--pretrain-seed", type=int, nargs="+", default=[42, 7, 11], help="one pretraining run per "
+                        "seed, each fine-tuned from and pooled: the gain moves by points from run to run")  # fmt: skip
     parser.add_argument("--pretrained", type=Path, help="fine-tune from this pretrained folder instead of pretraining")
     parser.add_argument("--finetune", default=FINETUNE, help="extra scripts/finetune.py flags for both arms")
     parser.add_argument("--pretrained-finetune", default="", help="extra flags for the pretrained arm only")
@@ -148,20 +152,32 @@ def main(argv: list[str]) -> None:
     # every folder is named after what it depends on, so that changed sizes or flags never reuse other runs
     pool_name = f"pool-{args.pool_songs_per_genre}x{args.pool_seconds:g}s"
     pool = write_corpus(root / "data" / pool_name, args.pool_songs_per_genre, args.pool_seconds, POOL_SEED, hard)
-    pretrained = args.pretrained or root / "pretrain" / f"{pool_name}-{slug(args.pretrain)}"
-    arms = {
-        "scratch": (f"scratch-{slug(args.finetune)}", []),
-        "pretrained": (
-            f"pretrained-{pretrained.name}-{slug(args.finetune)}-{slug(args.pretrained_finetune)}",
-            ["--model_name_or_path", str(pretrained), *shlex.split(args.pretrained_finetune)],
-        ),
+    sources = [args.pretrained] if args.pretrained else [
+        root / "pretrain" / f"{pool_name}-{slug(args.pretrain)}-seed{seed}" for seed in args.pretrain_seed
+    ]  # fmt: skip
+    arms = args.arms.split(",")
+    runs_of = {
+        "scratch": [(f"scratch-{slug(args.finetune)}", [])],
+        "pretrained": [
+            (
+                f"pretrained-{source.name}-{slug(args.finetune)}-{slug(args.pretrained_finetune)}",
+                ["--model_name_or_path", str(source), *shlex.split(args.pretrained_finetune)],
+            )
+            for source in sources
+        ],
     }
-    arms = {arm: arms[arm] for arm in args.arms.split(",")}
-    curves = None
+    curves = {}
     if "pretrained" in arms:
-        if args.pretrained is None:
-            pretrain(pretrained, pool, [*cache, *shlex.split(args.pretrain)])
-        curves = pretraining_curves(pretrained)
+        for seed, source in zip(args.pretrain_seed, sources):
+            if args.pretrained is None:
+                pretrain(source, pool, [*cache, "--seed", str(seed), *shlex.split(args.pretrain)])
+            curves[source.name] = pretraining_curves(source)
+    pretraining = (
+        sources[0].name
+        if args.pretrained
+        else f"{pool_name}-{slug(args.pretrain)}-seeds{slug(str(args.pretrain_seed))}"
+    )
+    what = f"{args.folds} folds" + (f" x {len(sources)} pretraining runs" if "pretrained" in arms else "")
 
     pooled = {arm: [] for arm in arms}
     for seed in args.seed:
@@ -175,26 +191,28 @@ def main(argv: list[str]) -> None:
         ]  # fmt: skip
         results = {arm: [] for arm in arms}
         for fold in range(args.folds) if args.only_fold is None else [args.only_fold]:
-            for arm, (name, flags) in arms.items():
-                output_dir = runs / name / f"fold{fold}"
-                metrics = test_metrics(output_dir, [*finetune, "--fold", str(fold), *flags])
-                results[arm].append({key: metrics[key] for key in ("song_accuracy", "clip_accuracy")})
-                print(
-                    f"seed {seed} fold {fold} {arm:10s} song {metrics['song_accuracy']:.3f} "
-                    f"clip {metrics['clip_accuracy']:.3f}"
-                )
+            for arm in arms:
+                for name, flags in runs_of[arm]:
+                    metrics = test_metrics(runs / name / f"fold{fold}", [*finetune, "--fold", str(fold), *flags])
+                    results[arm].append({key: metrics[key] for key in ("song_accuracy", "clip_accuracy")})
+                    print(
+                        f"seed {seed} fold {fold} {name}: song {metrics['song_accuracy']:.3f} "
+                        f"clip {metrics['clip_accuracy']:.3f}"
+                    )
         if args.only_fold is not None:
             continue
-        summarize(results, f"{args.folds} folds, labeled seed {seed}")
+        if len(arms) == 2:  # each pretrained run is paired with the from-scratch run of its fold
+            results["scratch"] = [fold for fold in results["scratch"] for _ in sources]
+        summarize(results, f"{what}, labeled seed {seed}")
         if len(arms) == 2:
             summary = {"args": {k: str(v) for k, v in vars(args).items()}, "pretraining": curves, "folds": results}
-            results_file = runs / f"{arms['pretrained'][0]}.json"
+            results_file = runs / f"transfer-{pretraining}-{slug(args.finetune)}-{slug(args.pretrained_finetune)}.json"
             results_file.write_text(json.dumps(summary, indent=2))
             print(f"Written to {results_file}")
         for arm in arms:
             pooled[arm] += results[arm]
     if args.only_fold is None and len(args.seed) > 1:
-        summarize(pooled, f"all {len(args.seed) * args.folds} folds of labeled seeds {args.seed}")
+        summarize(pooled, f"{what}, all labeled seeds {args.seed}")
 
 
 def summarize(results: dict[str, list[dict]], what: str) -> None:
