@@ -171,13 +171,14 @@ def main(argv: list[str]) -> None:
         for seed, source in zip(args.pretrain_seed, sources):
             if args.pretrained is None:
                 pretrain(source, pool, [*cache, "--seed", str(seed), *shlex.split(args.pretrain)])
-            curves[source.name] = pretraining_curves(source)
+            if (source / "trainer_state.json").is_file():  # an original checkpoint has no curves to show
+                curves[source.name] = pretraining_curves(source)
     pretraining = (
         sources[0].name
         if args.pretrained
         else f"{pool_name}-{slug(args.pretrain)}-seeds{slug(str(args.pretrain_seed))}"
     )
-    what = f"{args.folds} folds" + (f" x {len(sources)} pretraining runs" if "pretrained" in arms else "")
+    what = f"{args.folds} folds" + (f" x {len(sources)} pretraining run(s)" if "pretrained" in arms else "")
 
     pooled = {arm: [] for arm in arms}
     for seed in args.seed:
