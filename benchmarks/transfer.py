@@ -168,9 +168,10 @@ def main(argv: list[str]) -> None:
     }
     curves = {}
     if "pretrained" in arms:
-        for seed, source in zip(args.pretrain_seed, sources):
-            if args.pretrained is None:
+        if args.pretrained is None:
+            for seed, source in zip(args.pretrain_seed, sources):
                 pretrain(source, pool, [*cache, "--seed", str(seed), *shlex.split(args.pretrain)])
+        for source in sources:
             if (source / "trainer_state.json").is_file():  # an original checkpoint has no curves to show
                 curves[source.name] = pretraining_curves(source)
     pretraining = (
@@ -202,8 +203,6 @@ def main(argv: list[str]) -> None:
                     )
         if args.only_fold is not None:
             continue
-        if len(arms) == 2:  # each pretrained run is paired with the from-scratch run of its fold
-            results["scratch"] = [fold for fold in results["scratch"] for _ in sources]
         summarize(results, f"{what}, labeled seed {seed}")
         if len(arms) == 2:
             summary = {"args": {k: str(v) for k, v in vars(args).items()}, "pretraining": curves, "folds": results}
@@ -223,8 +222,11 @@ def summarize(results: dict[str, list[dict]], what: str) -> None:
         songs, clips = ([fold[key] for fold in folds] for key in ("song_accuracy", "clip_accuracy"))
         print(f"  {arm:10s} song {mean_std(songs)}   clip {mean_std(clips)}")
     if len(results) == 2:
+        # each pretrained run (fold-major, one per pretraining run) is paired with the from-scratch run of its fold
+        runs_per_fold = len(results["pretrained"]) // len(results["scratch"])
+        scratch = [fold for fold in results["scratch"] for _ in range(runs_per_fold)]
         gains = {
-            key: [p[key] - s[key] for p, s in zip(results["pretrained"], results["scratch"])]
+            key: [p[key] - s[key] for p, s in zip(results["pretrained"], scratch)]
             for key in ("song_accuracy", "clip_accuracy")
         }
         print(f"  {'gain':10s} song {mean_std(gains['song_accuracy'])}   clip {mean_std(gains['clip_accuracy'])}")
