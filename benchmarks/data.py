@@ -22,8 +22,8 @@ import torch
 import torchaudio
 
 from gtzan_hf.data import SSASTDataCollator, build_datasets
-from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
-from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
+from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
+from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 
 
 class CourseProjectPerItemDataset(torch.utils.data.Dataset):

@@ -1,5 +1,5 @@
 """
-Embedding throughput, in windows per second: `gtzan_hf.embeddings` against transformers' `ASTModel` with the same
+Embedding throughput, in windows per second: `gtzan_hf.commands.embed` against transformers' `ASTModel` with the same
 weights, and `scripts/embed.py` end to end.
 
     python scripts/benchmark.py embed          # tiny (2 layers) and base (12 layers), stride 10, 1024 frames
@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 from transformers import ASTConfig, ASTForAudioClassification
 
-from gtzan_hf.cli import DataArguments
-from gtzan_hf.configuration_ssast import SSAST_SIZES
-from gtzan_hf.convert import from_original_checkpoint
-from gtzan_hf.embeddings import EmbedArguments, run_embed, window_embeddings
-from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
-from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
+from gtzan_hf.commands.cli import DataArguments
+from gtzan_hf.commands.embed import EmbedArguments, run_embed, window_embeddings
+from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
+from gtzan_hf.models.configuration_ssast import SSAST_SIZES
+from gtzan_hf.models.convert import from_original_checkpoint
+from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 
 GENRES = GTZAN_GENRES[:3]
 

@@ -27,8 +27,8 @@ from functools import partial
 import torch
 from transformers import ASTConfig, ASTForAudioClassification
 
-from gtzan_hf.configuration_ssast import SSAST_SIZES
-from gtzan_hf.convert import from_original_checkpoint
+from gtzan_hf.models.configuration_ssast import SSAST_SIZES
+from gtzan_hf.models.convert import from_original_checkpoint
 
 
 def _ast_config(args: argparse.Namespace, stride: int) -> ASTConfig:

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import torch
 
-from gtzan_hf.configuration_ssast import SSASTConfig
-from gtzan_hf.modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
+from gtzan_hf.models.configuration_ssast import SSASTConfig
+from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
 
 NUM_LABELS = 10
 

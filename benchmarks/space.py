@@ -6,9 +6,9 @@ The Gradio Space's serving path against float32 eager PyTorch on the CPU: speed,
 
 Speed: generated songs (30 s and 180 s, 22 050 Hz) classified whole (resampling, fbank, 10 s windows, soft vote) by
 SSAST-Base with the course project's configuration (stride 10, 1024 frames: 1214 tokens). The baseline is
-`gtzan_hf.inference.classify_song` with its defaults on the float32 model (8 windows per pass). Against it: every
-serving form of `gtzan_hf.serving` with one window per pass and 8, and what the Space serves: the form its
-start-up calibration picked, through `gtzan_hf.demo.GenreClassifier(...).classify` on a WAV file (decoding
+`gtzan_hf.inference.songs.classify_song` with its defaults on the float32 model (8 windows per pass). Against it: every
+serving form of `gtzan_hf.serving.forms` with one window per pass and 8, and what the Space serves: the form its
+start-up calibration picked, through `gtzan_hf.serving.demo.GenreClassifier(...).classify` on a WAV file (decoding
 included). Runs are interleaved (a drift of the machine hits them alike), medians of `--repeats` after a warm-up; the
 peak memory is the growth of the process's peak RSS during a variant's runs (`/proc/self/clear_refs`).
 
@@ -35,14 +35,14 @@ import soundfile as sf
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from gtzan_hf.audio import to_mono
-from gtzan_hf.configuration_ssast import SSASTConfig
-from gtzan_hf.demo import GenreClassifier, cpu_count, serve_on_cpu
-from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
-from gtzan_hf.inference import classify_song, load_classifier
-from gtzan_hf.modeling_ssast import SSASTForAudioClassification
-from gtzan_hf.serving import FORMS, bfloat16_is_native, build_form, calibration_windows
-from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
+from gtzan_hf.data.synthetic import GTZAN_GENRES, synthesize_song
+from gtzan_hf.inference.audio import to_mono
+from gtzan_hf.inference.songs import classify_song, load_classifier
+from gtzan_hf.models.configuration_ssast import SSASTConfig
+from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
+from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
+from gtzan_hf.serving.demo import GenreClassifier, cpu_count, serve_on_cpu
+from gtzan_hf.serving.forms import FORMS, bfloat16_is_native, build_form, calibration_windows
 
 SAMPLING_RATE = 22050
 BATCHED = 8  # classify_song's default

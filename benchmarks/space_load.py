@@ -8,7 +8,7 @@ API (`/classify`) by concurrent gradio_client clients sending good and bad uploa
 Reports requests sent, good answers, clear errors (the page's message, naming the upload), unexpected exceptions
 (anything else: a server error, a generic message, a timeout), the server's peak RSS, and the median and maximum
 latency. First, with the server idle, one 9.5-minute 48 kHz stereo WAV: how far it raises the server's peak RSS (the
-per-request memory bound documented in `gtzan_hf.demo`).
+per-request memory bound documented in `gtzan_hf.serving.demo`).
 """
 
 import argparse
@@ -26,10 +26,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from gtzan_hf.configuration_ssast import SSASTConfig
-from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
-from gtzan_hf.modeling_ssast import SSASTForAudioClassification
-from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
+from gtzan_hf.data.synthetic import GTZAN_GENRES, synthesize_song
+from gtzan_hf.models.configuration_ssast import SSASTConfig
+from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
+from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
 
 APP = Path(__file__).resolve().parents[1] / "space" / "app.py"
 

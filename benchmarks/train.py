@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from gtzan_hf.cli import CONFIGS_DIR, mixed_precision_defaults, read_config_file
-from gtzan_hf.configuration_ssast import SSASTConfig
-from gtzan_hf.modeling_ssast import SSASTForAudioClassification
-from gtzan_hf.trainer import AudioClassificationTrainer, AudioTrainingArguments
+from gtzan_hf.commands.cli import CONFIGS_DIR, mixed_precision_defaults, read_config_file
+from gtzan_hf.models.configuration_ssast import SSASTConfig
+from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
+from gtzan_hf.training.trainer import AudioClassificationTrainer, AudioTrainingArguments
 
 # GTZAN random split: 80 % of the 999 readable songs, one random crop per song and epoch.
 GTZAN_TRAIN_SONGS = 799

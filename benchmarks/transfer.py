@@ -4,7 +4,7 @@ set, and compare with the same fine-tuning from scratch, over k folds that toget
     python scripts/benchmark.py transfer [--seed 1 2 3 4] [--pretrain-seed 42 7 11] [--folds 3] [--audio clean|hard]
         [--workdir DIR] [--pretrain "--max_steps 600"] [--finetune "--learning_rate 1e-4 --layer_decay 0.75"]
 
-The audio (written on first use, reused afterwards) is the generated corpus (`gtzan_hf.synthetic`):
+The audio (written on first use, reused afterwards) is the generated corpus (`gtzan_hf.data.synthetic`):
 - **labeled**: `--songs-per-genre` songs of `--seconds` per genre (6 of 10 s: per fold 2 per genre to train on, so
   that fine-tuning from scratch stays far from the 90 %+ it reaches on the full generated corpus);
 - **unlabeled pool**: `--pool-songs-per-genre` songs of `--pool-seconds`, drawn from other seeds, so that no labeled
@@ -39,9 +39,9 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter
 
-from gtzan_hf.finetune import parse_finetune_args, run_finetune
-from gtzan_hf.pretrain import parse_pretrain_args, run_pretrain
-from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
+from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
+from gtzan_hf.commands.pretrain import parse_pretrain_args, run_pretrain
+from gtzan_hf.data.synthetic import GTZAN_GENRES, synthesize_song
 
 SAMPLING_RATE = 22050
 POOL_SEED = 1000  # the unlabeled pool's songs come from a seed no labeled set uses

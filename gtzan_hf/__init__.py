@@ -2,11 +2,11 @@
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
 
-from .configuration_cnn import CNNConfig
-from .configuration_ssast import SSASTConfig
-from .feature_extraction_ssast import SSASTFeatureExtractor
-from .modeling_cnn import CNNForAudioClassification
-from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining, SSASTModel, SSASTPreTrainedModel
+from .models.configuration_cnn import CNNConfig
+from .models.configuration_ssast import SSASTConfig
+from .models.feature_extraction_ssast import SSASTFeatureExtractor
+from .models.modeling_cnn import CNNForAudioClassification
+from .models.modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining, SSASTModel, SSASTPreTrainedModel
 
 # Once the package is imported, saved folders load through the Auto classes without `trust_remote_code`; elsewhere
 # the code saved with them (auto_map) does the same.

@@ -6,10 +6,10 @@ Convert an original SSAST/AST checkpoint or a transformers AST model into an SSA
 
 CHECKPOINT: a released self-supervised checkpoint (SSAST-{Base,Small,Tiny}-{Patch,Frame}-{250,400}.pth), a fine-tuned
 checkpoint saved by the original SSAST/AST code, or a transformers ASTForAudioClassification folder or Hub id
-(e.g. MIT/ast-finetuned-audioset-10-10-0.4593). See `gtzan_hf.convert`.
+(e.g. MIT/ast-finetuned-audioset-10-10-0.4593). See `gtzan_hf.models.convert`.
 """
 
-from gtzan_hf.convert import cli
+from gtzan_hf.commands.convert import cli
 
 if __name__ == "__main__":
     cli()

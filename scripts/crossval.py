@@ -5,10 +5,10 @@
         --output_dir runs/course-project-seeds
 
 Arguments: those of `scripts/finetune.py`, plus `--num_folds K` and/or `--seeds S1 S2 ...` (see
-`gtzan_hf.crossval`). Running the same command again skips finished sub-runs.
+`gtzan_hf.commands.crossval`). Running the same command again skips finished sub-runs.
 """
 
-from gtzan_hf.crossval import cli
+from gtzan_hf.commands.crossval import cli
 
 if __name__ == "__main__":
     cli()

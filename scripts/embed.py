@@ -1,15 +1,15 @@
-"""Embeddings of every window of a dataset from a frozen SSAST model, as parquet (see `gtzan_hf.embeddings`).
+"""Embeddings of every window of a dataset from a frozen SSAST model, as parquet (see `gtzan_hf.commands.embed`).
 
     python scripts/embed.py SSAST-Base-Patch-400 --dataset /data/gtzan --split fault-filtered --output_dir emb/base
     python scripts/embed.py runs/ssast-gtzan --dataset /data/gtzan --pooling patches --layer 6 --output_dir emb/l6
 
 MODEL: a fine-tuned or converted SSAST folder or Hub id, a scripts/pretrain.py output, an original .pth or a released
 name (both converted on the fly with --freq_stride/--time_stride/--max_length). Arguments:
-`gtzan_hf.embeddings.EmbedArguments` and `gtzan_hf.cli.DataArguments` (split and window settings); `--help` lists
-them.
+`gtzan_hf.commands.embed.EmbedArguments` and `gtzan_hf.commands.cli.DataArguments` (split and window settings);
+`--help` lists them.
 """
 
-from gtzan_hf.embeddings import cli
+from gtzan_hf.commands.embed import cli
 
 if __name__ == "__main__":
     cli()

@@ -5,11 +5,11 @@
         --output_dir runs/ensemble
     python scripts/evaluate_model.py --compare runs/cnn-gtzan runs/ssast-gtzan runs/ensemble  # as Table 1
 
-Arguments: `gtzan_hf.evaluation.EvaluateArguments` and `gtzan_hf.cli.DataArguments` (the same split, seed and
-window settings as the training run); `--help` lists them.
+Arguments: `gtzan_hf.commands.evaluate.EvaluateArguments` and `gtzan_hf.commands.cli.DataArguments` (the same split,
+seed and window settings as the training run); `--help` lists them.
 """
 
-from gtzan_hf.evaluation import cli
+from gtzan_hf.commands.evaluate import cli
 
 if __name__ == "__main__":
     cli()

@@ -1,4 +1,4 @@
-"""A linear probe on frozen embeddings written by scripts/embed.py (see `gtzan_hf.probe`).
+"""A linear probe on frozen embeddings written by scripts/embed.py (see `gtzan_hf.commands.probe`).
 
     python scripts/probe.py emb/base --output_dir probes/base
 
@@ -6,7 +6,7 @@ Writes probe_metrics.json (`{"validation": {...}, "test": {...}}`, as a fine-tun
 matrices and probe_config.json (the C values tried, their validation song accuracy, the one kept).
 """
 
-from gtzan_hf.probe import cli
+from gtzan_hf.commands.probe import cli
 
 if __name__ == "__main__":
     cli()

@@ -3,20 +3,21 @@
     MODEL_ID=runs/quickstart python space/app.py     # a local folder or a Hub id (default: the published model)
 
 `TRUST_REMOTE_CODE=1` lets a model folder whose type is not SSAST or the CNN run the code it ships; `GTZAN_HF_SERVING`
-forces a serving form (`gtzan_hf.serving`) instead of the fastest one measured at start-up.
+forces a serving form (`gtzan_hf.serving.forms`) instead of the fastest one measured at start-up.
 
-The page only: loading, decoding, windowing, voting and the figures are `gtzan_hf.demo`, `gtzan_hf.inference` and
-`gtzan_hf.plots`.
+The page only: loading, decoding, windowing, voting and the figures are `gtzan_hf.serving.demo`,
+`gtzan_hf.inference.songs` and `gtzan_hf.inference.plots`.
 """
 
 import logging
 import os
-from pathlib import Path
 
 import gradio as gr
 
-from gtzan_hf.demo import (
+from gtzan_hf.inference.plots import spectrogram_figure, timeline_figure
+from gtzan_hf.serving.demo import (
     DEFAULT_MODEL_ID,
+    EXAMPLE_CLIPS,
     FORMATS,
     MAX_SECONDS,
     MIN_SECONDS,
@@ -24,9 +25,7 @@ from gtzan_hf.demo import (
     GenreClassifier,
     serve_on_cpu,
 )
-from gtzan_hf.plots import spectrogram_figure, timeline_figure
 
-EXAMPLES = sorted((Path(__file__).parent / "examples").glob("*.ogg"))
 TIMELINE_HEADERS = ["start (s)", "end (s)", "genre", "probability"]
 
 
@@ -94,7 +93,7 @@ def build_demo(model_id: str, trust_remote_code: bool = False) -> gr.Blocks:
         # after the public event, whose name it would otherwise take; the medley with overlapping windows, so that
         # its timeline shows the change
         gr.Examples(
-            [[str(path), window / 2 if path.stem.startswith("medley") else window] for path in EXAMPLES],
+            [[str(path), window / 2 if path.stem.startswith("medley") else window] for path in EXAMPLE_CLIPS],
             inputs=[audio, hop],
             outputs=outputs,
             fn=classify,

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from gtzan_hf import SSASTFeatureExtractor
-from gtzan_hf.configuration_ssast import SSASTConfig
-from gtzan_hf.modeling_ssast import SSASTForAudioClassification
-from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
+from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
+from gtzan_hf.models.configuration_ssast import SSASTConfig
+from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
 
 # Outputs of the original SSAST code, shipped in tests/fixtures; a checkout without them (e.g. a sparse one) falls back
 # to the project's shared folder beside it.

@@ -10,19 +10,19 @@ import torch
 from huggingface_hub import constants
 
 from gtzan_hf import SSASTConfig, SSASTForAudioClassification
-from gtzan_hf.checkpoints import (
+from gtzan_hf.commands.cli import run
+from gtzan_hf.commands.convert import main as convert_main
+from gtzan_hf.commands.finetune import ModelArguments, build_model, check_model_source
+from gtzan_hf.commands.pretrain import PretrainingModelArguments, build_pretraining_model
+from gtzan_hf.models.checkpoints import (
     MIRROR_ENV,
     RELEASED_CHECKPOINTS,
     checkpoint_provenance,
     released_name,
     resolve_checkpoint,
 )
-from gtzan_hf.cli import run
-from gtzan_hf.convert import main as convert_main
-from gtzan_hf.convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
-from gtzan_hf.finetune import ModelArguments, build_model, check_model_source
-from gtzan_hf.modeling_ssast import SSASTForPreTraining
-from gtzan_hf.pretrain import PretrainingModelArguments, build_pretraining_model
+from gtzan_hf.models.convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
+from gtzan_hf.models.modeling_ssast import SSASTForPreTraining
 
 NAME = "SSAST-Tiny-Patch-400"
 

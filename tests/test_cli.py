@@ -1,7 +1,7 @@
 """User errors on the command line: one `error:` line saying what was found, what was expected and what to do, exit
 status 1, no traceback (`--traceback` shows it), the model checked before any data is prepared, no Hub contact for
 a local-looking path, and nothing written for a refused command. The scripts run as subprocesses (all at once, the
-imports dominate); the many other cases go through the same `gtzan_hf.cli.run` in this process."""
+imports dominate); the many other cases go through the same `gtzan_hf.commands.cli.run` in this process."""
 
 import os
 import subprocess
@@ -15,9 +15,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from gtzan_hf import convert, evaluation, finetune, pretrain
-from gtzan_hf.cli import run
-from gtzan_hf.synthetic import generate_corpus
+from gtzan_hf.commands import convert, finetune, pretrain
+from gtzan_hf.commands import evaluate as evaluation
+from gtzan_hf.commands.cli import run
+from gtzan_hf.data.synthetic import generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 

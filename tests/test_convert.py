@@ -9,7 +9,7 @@ from conftest import REFERENCE_FIXTURES
 from transformers import ASTConfig, ASTForAudioClassification
 
 from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassification
-from gtzan_hf.convert import (
+from gtzan_hf.models.convert import (
     from_original_checkpoint,
     pretraining_model_from_original_checkpoint,
     to_original_checkpoint,

@@ -9,13 +9,13 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
+from gtzan_hf.commands.evaluate import main as evaluation_main
+from gtzan_hf.commands.finetune import build_model, build_trainer, parse_finetune_args, run_finetune
 from gtzan_hf.data import load_splits
 from gtzan_hf.data.augmentation import spec_augment
-from gtzan_hf.evaluation import main as evaluation_main
-from gtzan_hf.finetune import build_model, build_trainer, parse_finetune_args, run_finetune
-from gtzan_hf.model_card import write_model_card
-from gtzan_hf.reports import comparison_table
-from gtzan_hf.synthetic import generate_corpus
+from gtzan_hf.data.synthetic import generate_corpus
+from gtzan_hf.reports.evaluation import comparison_table
+from gtzan_hf.reports.model_card import write_model_card
 
 REPO = Path(__file__).resolve().parents[1]
 # the course project's own lists, as read from its repository (outside the package: an independent reference)

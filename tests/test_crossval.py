@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from gtzan_hf.crossval import run_crossval
-from gtzan_hf.synthetic import generate_corpus
+from gtzan_hf.commands.crossval import run_crossval
+from gtzan_hf.data.synthetic import generate_corpus
 
 TINY_CROSSVAL = [
     "--preset", "quickstart", "--num_train_epochs", "1", "--max_length", "128",

@@ -11,10 +11,10 @@ import soundfile as sf
 import torchaudio.datasets.gtzan as torchaudio_gtzan
 from datasets import Dataset, Features, Value
 
-from gtzan_hf.audio import decode_audio
 from gtzan_hf.data import load_splits
 from gtzan_hf.data.sources import _from_hub
-from gtzan_hf.synthetic import generate_corpus
+from gtzan_hf.data.synthetic import generate_corpus
+from gtzan_hf.inference.audio import decode_audio
 
 GENRES = ("blues", "jazz", "metal")
 

@@ -7,11 +7,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from gtzan_hf.audio import decode_audio
 from gtzan_hf.data import SSASTDataCollator, build_datasets, fbank_array
-from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
-from gtzan_hf.synthetic import generate_corpus
-from gtzan_hf.windowing import segment_starts, window_fbank
+from gtzan_hf.data.synthetic import generate_corpus
+from gtzan_hf.inference.audio import decode_audio
+from gtzan_hf.inference.windowing import segment_starts, window_fbank
+from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 
 GENRES = ("classical", "disco", "metal")
 # 3.2 s songs, 1 s windows: like GTZAN's 30 s songs and 10 s windows, scaled down 10x (320 frames -> 3 windows)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassification
-from gtzan_hf.embeddings import window_embeddings
-from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
+from gtzan_hf.commands.embed import window_embeddings
+from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 GENRES = list(GTZAN_GENRES[:3])

@@ -11,10 +11,10 @@ import torch
 from matplotlib.image import imread
 
 from gtzan_hf import SSASTFeatureExtractor
-from gtzan_hf.cli import DataArguments, preset_names
+from gtzan_hf.commands.cli import DataArguments, preset_names
+from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune, specaugment_example
 from gtzan_hf.data import build_datasets
-from gtzan_hf.finetune import parse_finetune_args, run_finetune, specaugment_example
-from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus
+from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = [

@@ -15,9 +15,9 @@ import torch
 from datasets import Audio, Dataset, Features, Value
 from hub_server import LocalHub
 
+from gtzan_hf.commands.pretrain import parse_pretrain_args, run_pretrain
 from gtzan_hf.data import load_corpus
-from gtzan_hf.pretrain import parse_pretrain_args, run_pretrain
-from gtzan_hf.synthetic import generate_corpus
+from gtzan_hf.data.synthetic import generate_corpus
 
 GENRES = ("blues", "jazz", "metal")
 ARCHIVE_REPO = "someone/gtzan-archive"
@@ -208,7 +208,7 @@ def test_streaming_pretraining_without_torchcodec(hub, songs, tmp_path, monkeypa
             "--disable_tqdm", "true",
         ]
     )  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="gtzan_hf.pretrain"):
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.commands.pretrain"):
         trainer = run_pretrain(*arguments)
     assert trainer.state.global_step == 2
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

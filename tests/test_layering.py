@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "gtzan_hf"
-HEAVY = ("datasets", "sklearn", "pyarrow", "evaluate", "gtzan_hf.trainer", "gtzan_hf.data")
+PACKAGE = Path(__file__).resolve().parents[1] / "gtzan_hf" / "models"
+HEAVY = ("datasets", "sklearn", "pyarrow", "evaluate", "gtzan_hf.training.trainer", "gtzan_hf.data")
 
 
-@pytest.mark.parametrize("module", ["gtzan_hf.inference", "gtzan_hf.serving", "gtzan_hf.plots", "gtzan_hf.demo"])
+@pytest.mark.parametrize(
+    "module",
+    ["gtzan_hf.inference.songs", "gtzan_hf.serving.forms", "gtzan_hf.inference.plots", "gtzan_hf.serving.demo"],
+)
 def test_serving_imports_no_data_or_training_stack(module):
     names = "{m if m.startswith('gtzan_hf') else m.split('.')[0] for m in sys.modules}"
     code = f"import sys, {module}; print(sorted({names}))"

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from gtzan_hf.configuration_cnn import CNNConfig
-from gtzan_hf.modeling_cnn import CNNForAudioClassification
+from gtzan_hf.models.configuration_cnn import CNNConfig
+from gtzan_hf.models.modeling_cnn import CNNForAudioClassification
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Self-supervised pretraining (gtzan_hf.pretrain, scripts/pretrain.py) on a generated corpus, tiny models, CPU."""
+"""Self-supervised pretraining (gtzan_hf.commands.pretrain, scripts/pretrain.py) on a generated corpus, tiny models,
+CPU."""
 
 import logging
 import shutil
@@ -14,19 +15,25 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassification
-from gtzan_hf.convert import adapt_position_embeddings, pretraining_model_from_original_checkpoint
-from gtzan_hf.data import load_corpus
-from gtzan_hf.data.sources import UNLABELED
-from gtzan_hf.finetune import ModelArguments, build_feature_extractor, build_model, parse_finetune_args, run_finetune
-from gtzan_hf.modeling_ssast import SSASTForPreTraining
-from gtzan_hf.pretrain import (
+from gtzan_hf.commands.finetune import (
+    ModelArguments,
+    build_feature_extractor,
+    build_model,
+    parse_finetune_args,
+    run_finetune,
+)
+from gtzan_hf.commands.pretrain import (
     ORIGINAL_CHECKPOINT_NAME,
     PretrainingModelArguments,
     build_pretraining_model,
     parse_pretrain_args,
     run_pretrain,
 )
-from gtzan_hf.synthetic import generate_corpus
+from gtzan_hf.data import load_corpus
+from gtzan_hf.data.sources import UNLABELED
+from gtzan_hf.data.synthetic import generate_corpus
+from gtzan_hf.models.convert import adapt_position_embeddings, pretraining_model_from_original_checkpoint
+from gtzan_hf.models.modeling_ssast import SSASTForPreTraining
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REFERENCE_FIXTURES
@@ -274,7 +281,7 @@ def test_streaming_skips_bad_files_and_trains(corpus, workdir, caplog):
     for index, song in enumerate(songs):  # files at the top and at any depth: no class folders needed
         shutil.copy(song, source / ("nested/deeper" if index % 2 else "") / f"song{index}.wav")
     (source / "broken.wav").write_bytes(b"not audio at all")
-    with caplog.at_level(logging.WARNING, logger="gtzan_hf.pretrain"):
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.commands.pretrain"):
         trainer = run_pretrain(
             *pretrain_args(
                 corpus, workdir, workdir / "streamed", "--dataset", str(source), "--streaming", "--dataset_stats",

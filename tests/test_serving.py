@@ -1,5 +1,5 @@
-"""The serving forms of a classifier (gtzan_hf.serving) and the calibration that picks one, on a tiny SSAST saved on
-the spot. No timing is asserted: only that the form kept is the fastest of those measured and agreeing."""
+"""The serving forms of a classifier (gtzan_hf.serving.forms) and the calibration that picks one, on a tiny SSAST saved
+on the spot. No timing is asserted: only that the form kept is the fastest of those measured and agreeing."""
 
 import copy
 import logging
@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from gtzan_hf import serving
-from gtzan_hf.inference import load_classifier
+from gtzan_hf.inference.songs import load_classifier
+from gtzan_hf.serving import forms as serving
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def _logits(model, windows):
 def test_each_form_computes_the_float32_logits_closely(classifier, name):
     pytest.importorskip({"int8": "torchao", "onnx-int8": "onnxruntime", "bfloat16": "torch"}[name])
     model, feature_extractor = classifier
-    windows = serving.calibration_windows(feature_extractor, seed=1)
+    windows = serving.calibration_windows(feature_extractor)
     form = serving.build_form(name, model, windows)
     reference, served = _logits(model, windows), _logits(form, windows)
     assert served.shape == reference.shape == (len(windows), model.config.num_labels)
@@ -71,7 +71,7 @@ def test_a_form_whose_top1_differs_is_not_served(classifier, monkeypatch, caplog
         return form
 
     monkeypatch.setattr(serving, "build_form", build_with_a_swapped_head)
-    with caplog.at_level(logging.WARNING, logger="gtzan_hf.serving"):
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.serving.forms"):
         chosen = serving.choose_serving_form(model, feature_extractor, ["float32", "bfloat16"])
     assert chosen.name == "float32" and all(key.startswith("float32") for key in chosen.candidates)
     assert "bfloat16 skipped" in caplog.text and "top-1 differs from float32" in caplog.text
@@ -101,7 +101,7 @@ def test_the_onnx_forms_share_one_export_and_a_failed_calibration_serves_float32
         raise RuntimeError("no exporter here")
 
     monkeypatch.setattr(serving, "export_onnx", fail)
-    with caplog.at_level(logging.WARNING, logger="gtzan_hf.serving"):
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.serving.forms"):
         chosen = serving.choose_serving_form(model, feature_extractor, ["onnx", "onnx-int8"])
     assert chosen.name == "float32" and chosen.speedup == 1.0
     assert caplog.text.count("skipped: RuntimeError: no exporter here") == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from gtzan_hf.synthetic import GTZAN_GENRES
+from gtzan_hf.data.synthetic import GTZAN_GENRES
 
 # The README's "Publishing" snippet, verbatim.
 PIPELINE_SNIPPET = """\

@@ -1,5 +1,5 @@
-"""The functions behind the Gradio Space (gtzan_hf.demo, whole-song inference and its figures, loading without running
-a folder's code), with tiny models saved on the spot."""
+"""The functions behind the Gradio Space (gtzan_hf.serving.demo, whole-song inference and its figures, loading
+without running a folder's code), with tiny models saved on the spot."""
 
 import json
 import os
@@ -13,15 +13,16 @@ import soundfile as sf
 import torch
 
 from gtzan_hf import SSASTFeatureExtractor
-from gtzan_hf.configuration_cnn import CNNConfig
-from gtzan_hf.demo import EXAMPLES, DemoError, GenreClassifier, cpu_count, load_recording, write_examples
-from gtzan_hf.inference import load_classifier
-from gtzan_hf.modeling_cnn import CNNForAudioClassification
-from gtzan_hf.modeling_ssast import SSASTForAudioClassification
-from gtzan_hf.plots import spectrogram_figure, timeline_figure
-from gtzan_hf.synthetic import GTZAN_GENRES, synthesize_song
+from gtzan_hf.data.synthetic import GTZAN_GENRES, synthesize_song, write_space_examples
+from gtzan_hf.inference.plots import spectrogram_figure, timeline_figure
+from gtzan_hf.inference.songs import load_classifier
+from gtzan_hf.models.configuration_cnn import CNNConfig
+from gtzan_hf.models.modeling_cnn import CNNForAudioClassification
+from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
+from gtzan_hf.serving.demo import EXAMPLE_CLIPS, DemoError, GenreClassifier, cpu_count, load_recording
 
 SPACE = Path(__file__).resolve().parents[1] / "space"
+
 LABELS = {"id2label": dict(enumerate(GTZAN_GENRES)), "label2id": {g: i for i, g in enumerate(GTZAN_GENRES)}}
 
 
@@ -155,12 +156,12 @@ def test_unreachable_model_is_reported_not_raised(monkeypatch, tmp_path):
         problem = classifier.load()
         assert model_id in problem and "MODEL_ID" in problem
         with pytest.raises(DemoError, match="MODEL_ID"):
-            classifier.classify(str(SPACE / "examples" / EXAMPLES[0][0]))
+            classifier.classify(str(EXAMPLE_CLIPS[0]))
 
 
 def test_hop_outside_the_slider_range_is_refused(tiny_ssast):
     with pytest.raises(DemoError, match="hop"):
-        GenreClassifier(str(tiny_ssast), forms=["float32"]).classify(str(SPACE / "examples" / EXAMPLES[0][0]), 1.0)
+        GenreClassifier(str(tiny_ssast), forms=["float32"]).classify(str(EXAMPLE_CLIPS[0]), 1.0)
 
 
 def test_figures_draw_the_prediction(tiny_ssast, tmp_path):
@@ -183,13 +184,13 @@ def test_figures_draw_the_prediction(tiny_ssast, tmp_path):
 
 
 def test_examples_shipped_with_the_space_are_the_generated_ones(tmp_path):
-    written = write_examples(tmp_path)
-    assert sorted(path.name for path in written) == sorted(path.name for path in (SPACE / "examples").glob("*.ogg"))
-    for path in written:
-        shipped, rate = load_recording(SPACE / "examples" / path.name)
+    written = write_space_examples(tmp_path)
+    assert sorted(path.name for path in written) == [path.name for path in EXAMPLE_CLIPS]
+    for shipped_path, path in zip(EXAMPLE_CLIPS, sorted(written)):
+        shipped, rate = load_recording(shipped_path)
         regenerated, regenerated_rate = load_recording(path)
         assert rate == regenerated_rate and shipped.shape == regenerated.shape
-        assert 10.0 <= shipped.shape[0] / rate <= 20.0 and (SPACE / "examples" / path.name).stat().st_size < 200_000
+        assert 10.0 <= shipped.shape[0] / rate <= 20.0 and shipped_path.stat().st_size < 200_000
 
 
 def test_cpu_count_respects_the_affinity():
@@ -216,8 +217,8 @@ from pathlib import Path
 
 Path({marker!r}).write_text("the folder's code ran")
 
-from gtzan_hf.configuration_ssast import SSASTConfig
-from gtzan_hf.modeling_ssast import SSASTForAudioClassification
+from gtzan_hf.models.configuration_ssast import SSASTConfig
+from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
 
 
 class ForeignConfig(SSASTConfig):
@@ -280,7 +281,7 @@ def test_messages_name_the_upload_not_the_server_folder(tmp_path):
 
 def test_song_filter_bank_by_chunks_is_the_whole_songs(monkeypatch):
     """Long songs are featurised by chunks of frames (bounded memory): the frames are those of one pass."""
-    from gtzan_hf import inference
+    from gtzan_hf.inference import songs as inference
 
     monkeypatch.setattr(inference, "CHUNK_FRAMES", 300)
     extractor = SSASTFeatureExtractor()
@@ -294,7 +295,7 @@ def test_song_filter_bank_by_chunks_is_the_whole_songs(monkeypatch):
 
 def test_windows_by_chunks_give_the_same_predictions(tiny_ssast, monkeypatch):
     """Windows are classified CHUNK_WINDOWS at a time (bounded memory): the same probabilities as all at once."""
-    from gtzan_hf import inference
+    from gtzan_hf.inference import songs as inference
 
     model, feature_extractor = load_classifier(str(tiny_ssast))
     waveform = song(seconds=47.0)

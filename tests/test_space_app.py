@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gtzan_hf.demo import GenreClassifier
-from gtzan_hf.serving import SERVING_ENV
-from gtzan_hf.synthetic import synthesize_song
+from gtzan_hf.data.synthetic import synthesize_song
+from gtzan_hf.serving.demo import GenreClassifier
+from gtzan_hf.serving.forms import SERVING_ENV
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the tests talk to 127.0.0.1 only
 SPACE = Path(__file__).resolve().parents[1] / "space"
@@ -101,8 +101,8 @@ def test_the_hop_slider_follows_the_model_input(tmp_path):
     import torch
 
     from gtzan_hf import SSASTFeatureExtractor
-    from gtzan_hf.configuration_cnn import CNNConfig
-    from gtzan_hf.modeling_cnn import CNNForAudioClassification
+    from gtzan_hf.models.configuration_cnn import CNNConfig
+    from gtzan_hf.models.modeling_cnn import CNNForAudioClassification
 
     torch.manual_seed(0)
     CNNForAudioClassification(CNNConfig(channels=[4], hidden_size=8, num_labels=2)).save_pretrained(tmp_path)

@@ -8,8 +8,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
-from gtzan_hf.feature_extraction_ssast import SSASTFeatureExtractor
-from gtzan_hf.synthetic import GTZAN_GENRES, generate_corpus, main, synthesize_song
+from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus, main, synthesize_song
+from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 
 
 def _digest(paths):

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from gtzan_hf.configuration_cnn import CNNConfig
-from gtzan_hf.modeling_cnn import CNNForAudioClassification
-from gtzan_hf.trainer import AudioClassificationTrainer, AudioTrainingArguments
+from gtzan_hf.models.configuration_cnn import CNNConfig
+from gtzan_hf.models.modeling_cnn import CNNForAudioClassification
+from gtzan_hf.training.trainer import AudioClassificationTrainer, AudioTrainingArguments
 
 NUM_LABELS = 3
 FRAMES, BINS = 32, 16
@@ -215,8 +215,8 @@ def test_parameter_groups_follow_the_models_declaration(tmp_path):
 
 @pytest.mark.parametrize("layer_decay", [1.0, 0.5])
 def test_ssast_layer_wise_learning_rates(tmp_path, layer_decay):
-    from gtzan_hf.configuration_ssast import SSASTConfig
-    from gtzan_hf.modeling_ssast import SSASTForAudioClassification
+    from gtzan_hf.models.configuration_ssast import SSASTConfig
+    from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
 
     config = SSASTConfig.from_size(
         "tiny", num_hidden_layers=2, max_length=64, freq_stride=16, time_stride=16, num_labels=NUM_LABELS

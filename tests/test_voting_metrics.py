@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from gtzan_hf.inference.voting import song_predictions, vote
 from gtzan_hf.metrics import song_level_metrics
-from gtzan_hf.voting import song_predictions, vote
 
 
 def test_soft_vote_follows_mean_probability_not_majority():

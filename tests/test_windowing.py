@@ -1,6 +1,6 @@
 import pytest
 
-from gtzan_hf.windowing import segment_starts
+from gtzan_hf.inference.windowing import segment_starts
 
 
 @pytest.mark.parametrize(

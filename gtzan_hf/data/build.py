@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from datasets import Dataset
 
-from ..windowing import seconds_to_frames, segment_starts
+from ..inference.windowing import seconds_to_frames, segment_starts
 from .augmentation import SPEC_AUGMENT_AXES, default_waveform_augmentation
 from .cache import build_fbank_cache, fbank_array
 from .sources import load_corpus

@@ -22,7 +22,7 @@ from datasets import Dataset, Features, Value, concatenate_datasets
 from datasets.fingerprint import Hasher
 from filelock import FileLock, Timeout
 
-from ..audio import decode_audio
+from ..inference.audio import decode_audio
 from .sources import Corpus, default_cache_dir
 
 logger = logging.getLogger(__name__)

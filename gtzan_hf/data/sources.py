@@ -23,7 +23,7 @@ from datasets import Audio, ClassLabel, Dataset, Features, Value
 from datasets.fingerprint import Hasher
 from filelock import FileLock
 
-from ..audio import audio_problem
+from ..inference.audio import audio_problem
 
 logger = logging.getLogger(__name__)
 
@@ -322,5 +322,6 @@ def _load_hub_source(
         raise ValueError(
             f"{source!r} is not a local folder or list, and could not be loaded from the Hugging Face Hub "
             f"({type(error).__name__}: {first_line}). Without internet, download GTZAN elsewhere and pass its folder "
-            "(genres/<genre>/<genre>.000NN.wav), or generate a corpus with `python -m gtzan_hf.synthetic OUT_DIR`."
+            "(genres/<genre>/<genre>.000NN.wav), or generate a corpus with "
+            "`python -m gtzan_hf.data.synthetic OUT_DIR`."
         ) from error

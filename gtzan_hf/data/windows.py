@@ -13,8 +13,8 @@ import pyarrow as pa
 import torch
 from datasets import Dataset
 
-from ..audio import decode_audio
-from ..windowing import FRAMES_PER_SECOND, random_start
+from ..inference.audio import decode_audio
+from ..inference.windowing import FRAMES_PER_SECOND, random_start
 from .augmentation import spec_augment
 
 

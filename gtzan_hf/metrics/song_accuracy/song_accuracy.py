@@ -5,7 +5,7 @@ import evaluate
 import numpy as np
 from sklearn.metrics import f1_score
 
-from gtzan_hf.voting import softmax, song_predictions
+from gtzan_hf.inference.voting import softmax, song_predictions
 
 _DESCRIPTION = """
 Accuracy of a classifier that predicts each song from its segments (e.g. three 10 s windows of a 30 s GTZAN track).

@@ -7,8 +7,8 @@ whose own layout `hf cache` tools expect), and returns its path.
 A download is written to a temporary file in that folder, its size checked against `Content-Length`, synced to disk
 and verified as a loadable original pretraining checkpoint before it is renamed into place: a partial or corrupt file
 is never used. Next to each checkpoint, `<name>.pth.provenance.json` records its provenance (official URL, where it
-was downloaded from, sha256: the original repository publishes no checksum), which `gtzan_hf.convert` stores in the
-converted model's config as `source_checkpoint`. [`load_original_checkpoint`] reads any original `.pth` safely.
+was downloaded from, sha256: the original repository publishes no checksum), which `gtzan_hf.models.convert` stores in
+the converted model's config as `source_checkpoint`. [`load_original_checkpoint`] reads any original `.pth` safely.
 
 `SSAST_CHECKPOINT_MIRROR=<url prefix>` fetches `<prefix>/<name>.pth` instead (clusters without Dropbox, tests).
 Offline (`HF_HUB_OFFLINE=1`) the cached file is used; with nothing cached, the error says which URL to fetch by hand

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
+from ..models.configuration_cnn import CNNConfig
+from ..models.configuration_ssast import SSASTConfig
+from ..models.convert import model_type_of
+from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from .audio import to_mono
-from .configuration_cnn import CNNConfig
-from .configuration_ssast import SSASTConfig
-from .convert import model_type_of
-from .feature_extraction_ssast import SSASTFeatureExtractor
 from .voting import vote
 from .windowing import FRAMES_PER_SECOND, seconds_to_frames, segment_starts, window_fbank
 
@@ -128,7 +128,7 @@ def classify_song(
     Args:
         waveform: `(num_samples,)` mono or `(num_samples, num_channels)` audio, float in [-1, 1], any rate.
         sampling_rate: its sampling rate; it is downmixed and resampled to the feature extractor's.
-        model: a classifier, or a serving form of one ([`gtzan_hf.serving`]): `model(input_values=...).logits`.
+        model: a classifier, or a serving form of one ([`gtzan_hf.serving.forms`]): `model(input_values=...).logits`.
         window_seconds: window length (the training crop, 10 s in the course project's recipe).
         hop_seconds: distance between window starts (default `window_seconds`: no overlap).
         batch_size: windows per forward pass.

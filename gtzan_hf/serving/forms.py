@@ -26,20 +26,20 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .feature_extraction_ssast import SSASTFeatureExtractor
-from .synthetic import GTZAN_GENRES, synthesize_song
+from ..inference.audio import decode_audio
+from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 
 logger = logging.getLogger(__name__)
 
 SERVING_ENV = "GTZAN_HF_SERVING"
 FORMS = ("float32", "bfloat16", "int8", "onnx", "onnx-int8")
-# Calibration windows: one per genre of a generated medley. Timing them one per pass and all in one pass tells the
-# batch size; agreement on all of them makes a form eligible.
-CALIBRATION_GENRES = ("metal", "classical", "reggae")
+# Calibration windows: the start of three of the Space's example clips (`examples/`, generated music of three genres).
+# Timing them one per pass and all in one pass tells the batch size; agreement on all of them makes a form eligible.
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+CALIBRATION_CLIPS = ("metal.ogg", "classical.ogg", "reggae.ogg")
 
 
 def bfloat16_is_native() -> bool:
@@ -175,12 +175,10 @@ def build_form(
     raise ValueError(f"Unknown serving form {name!r}; expected one of {', '.join(FORMS)}.")
 
 
-def calibration_windows(feature_extractor: SSASTFeatureExtractor, seed: int = 0) -> torch.Tensor:
-    """`(len(CALIBRATION_GENRES), max_length, num_mel_bins)` model inputs: a generated window of each genre."""
+def calibration_windows(feature_extractor: SSASTFeatureExtractor) -> torch.Tensor:
+    """`(len(CALIBRATION_CLIPS), max_length, num_mel_bins)` model inputs: the first window of each calibration clip."""
     rate = feature_extractor.sampling_rate
-    seconds = feature_extractor.max_length / 100 + 0.015  # the last 25 ms frame reaches 15 ms past its start
-    clips = [synthesize_song(genre, np.random.default_rng([seed, GTZAN_GENRES.index(genre)]), seconds, rate)
-             for genre in CALIBRATION_GENRES]  # fmt: skip
+    clips = [decode_audio(str(EXAMPLES_DIR / name), rate) for name in CALIBRATION_CLIPS]
     return feature_extractor(clips, sampling_rate=rate, return_tensors="pt")["input_values"]
 
 

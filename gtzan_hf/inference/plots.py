@@ -5,7 +5,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from .inference import SongPrediction
+from .songs import SongPrediction
 from .windowing import FRAMES_PER_SECOND
 
 

@@ -16,8 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..reports.evaluation import SplitPredictions, split_metrics, write_confusion_matrices
 from .cli import entry_point, parse_args
-from .reports import SplitPredictions, split_metrics, write_confusion_matrices
 
 logger = logging.getLogger(__name__)
 

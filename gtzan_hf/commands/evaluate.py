@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.collator import evaluation_dataloader
+from ..inference.songs import check_label_names, load_classifier
+from ..models.convert import model_type_of
+from ..reports.evaluation import SplitPredictions, comparison_table, predict, write_evaluation_reports
 from .cli import DataArguments, check_model_path, entry_point, load_datasets, parse_args, resolve_dataset
-from .convert import model_type_of
-from .data.collator import evaluation_dataloader
-from .inference import check_label_names, load_classifier
-from .reports import SplitPredictions, comparison_table, predict, write_evaluation_reports
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix
 
-from .metrics import song_level_metrics
-from .plots import show_fbank
-from .voting import softmax, song_predictions
+from ..inference.plots import show_fbank
+from ..inference.voting import softmax, song_predictions
+from ..metrics import song_level_metrics
 
 METRIC_KEYS = (
     "clip_accuracy",

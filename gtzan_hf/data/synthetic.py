@@ -6,7 +6,7 @@ style (drum pattern, tempo range, bass line, lead instrument and register, chord
 its tempo, key, melody, levels, timbre details, pattern variations and noise at random, so a model has to learn the
 style rather than memorise a clip. The same seed writes the same files.
 
-    python -m gtzan_hf.synthetic OUT_DIR --songs-per-genre 100 --seed 0
+    python -m gtzan_hf.data.synthetic OUT_DIR --songs-per-genre 100 --seed 0
 """
 
 import argparse
@@ -323,6 +323,29 @@ def generate_corpus(
         return pool.map(_write_song, jobs, chunksize=8)
 
 
+# The Gradio Space's example clips, shipped in `gtzan_hf/serving/examples/`: (file name, [(genre, seconds), ...]); a
+# medley shows the timeline.
+SPACE_EXAMPLES = (
+    ("metal.ogg", [("metal", 12.0)]),
+    ("classical.ogg", [("classical", 12.0)]),
+    ("reggae.ogg", [("reggae", 12.0)]),
+    ("medley-jazz-disco.ogg", [("jazz", 10.0), ("disco", 10.0)]),
+)
+
+
+def write_space_examples(out_dir: str | os.PathLike, seed: int = 2026, sampling_rate: int = 22050) -> list[Path]:
+    """Write the Space's example clips ([`SPACE_EXAMPLES`]) as mono Ogg Vorbis; the same seed writes the same audio."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, (name, parts) in enumerate(SPACE_EXAMPLES):
+        rng = np.random.default_rng([seed, index])
+        audio = np.concatenate([synthesize_song(genre, rng, seconds, sampling_rate) for genre, seconds in parts])
+        sf.write(out_dir / name, audio, sampling_rate, format="OGG", subtype="VORBIS")
+        paths.append(out_dir / name)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="folder to write <genre>/<genre>.000NN.wav into")
@@ -331,7 +354,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per song")
     parser.add_argument("--sampling-rate", type=int, default=22050)
     parser.add_argument("--num-proc", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument(
+        "--space-examples",
+        action="store_true",
+        help="write the Space's example clips instead (gtzan_hf/serving/examples)",
+    )
     args = parser.parse_args(argv)
+    if args.space_examples:
+        for path in write_space_examples(args.out_dir):
+            print(f"{path}: {path.stat().st_size / 1024:.0f} KiB")
+        return
     paths = generate_corpus(
         args.out_dir, args.songs_per_genre, args.seed, args.duration, args.sampling_rate, num_proc=args.num_proc
     )

@@ -24,7 +24,7 @@ from transformers import HfArgumentParser
 
 logger = logging.getLogger(__name__)
 
-CONFIGS_DIR = Path(__file__).parent / "configs"
+CONFIGS_DIR = Path(__file__).parents[1] / "configs"
 # Exceptions that carry a user's mistake (a path, a file, a flag, a split, the Hub offline), not a bug: reported as one
 # line. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, yaml.YAMLError)
@@ -111,7 +111,7 @@ def resolve_dataset(args: AudioSourceArguments) -> str:
         raise ValueError("No --dataset given: pass a GTZAN folder, a CSV/JSON list or a Hub dataset id.")
     folder = Path(args.generated_corpus_dir)
     if not folder.exists():
-        from .synthetic import generate_corpus
+        from ..data.synthetic import generate_corpus
 
         logger.info("Writing a generated GTZAN-shaped corpus to %s", folder)
         generate_corpus(folder, args.generate_songs_per_genre, seed=0, duration=args.generate_seconds)
@@ -121,7 +121,7 @@ def resolve_dataset(args: AudioSourceArguments) -> str:
 def load_datasets(data_args: DataArguments, feature_extractor):
     """[`build_datasets`] with the settings of `data_args` (its `dataset` resolved, see [`resolve_dataset`]): an
     [`SSASTDatasets`]. The data stack is imported here, so that commands that read no data start fast."""
-    from .data import build_datasets
+    from ..data import build_datasets
 
     masks = (data_args.freq_mask, data_args.time_mask)
     return build_datasets(

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers import EvalPrediction, Trainer, TrainingArguments, get_scheduler
 
-from .metrics import song_level_metrics
+from ..metrics import song_level_metrics
 
 
 @dataclass
@@ -131,7 +131,7 @@ class AudioClassificationTrainer(Trainer):
         return scheduler
 
     def create_model_card(self, **kwargs) -> None:
-        # A fine-tuning run writes its own card with results (gtzan_hf.model_card); keep it when pushing.
+        # A fine-tuning run writes its own card with results (gtzan_hf.reports.model_card); keep it when pushing.
         if not (Path(self.args.output_dir) / "README.md").exists():
             super().create_model_card(**kwargs)
 

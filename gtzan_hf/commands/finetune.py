@@ -12,7 +12,28 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForAudioClassification, set_seed
 
-from .checkpoints import RELEASED_CHECKPOINTS, released_name, resolve_checkpoint
+from ..data import SSASTDataCollator, SSASTDatasets
+from ..data.augmentation import spec_augment
+from ..data.collator import evaluation_dataloader
+from ..inference.songs import check_label_names, load_classifier
+from ..inference.windowing import seconds_to_frames
+from ..models.checkpoints import RELEASED_CHECKPOINTS, released_name, resolve_checkpoint
+from ..models.configuration_cnn import CNNConfig
+from ..models.configuration_ssast import SSASTConfig
+from ..models.convert import (
+    DEFAULT_FINETUNING_STRIDES,
+    classifier_from_pretraining_model,
+    from_original_checkpoint,
+    is_pretraining_folder,
+    model_type_of,
+    original_checkpoint_kind,
+)
+from ..models.feature_extraction_ssast import SSASTFeatureExtractor
+from ..models.modeling_cnn import CNNForAudioClassification
+from ..models.modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
+from ..reports.evaluation import predict, write_evaluation_reports, write_learning_curves, write_spectrogram_pair
+from ..reports.model_card import write_model_card
+from ..training.trainer import AudioClassificationTrainer, AudioTrainingArguments
 from .cli import (
     CommandLine,
     DataArguments,
@@ -25,27 +46,6 @@ from .cli import (
     resume_checkpoint,
     use_dataset_stats,
 )
-from .configuration_cnn import CNNConfig
-from .configuration_ssast import SSASTConfig
-from .convert import (
-    DEFAULT_FINETUNING_STRIDES,
-    classifier_from_pretraining_model,
-    from_original_checkpoint,
-    is_pretraining_folder,
-    model_type_of,
-    original_checkpoint_kind,
-)
-from .data import SSASTDataCollator, SSASTDatasets
-from .data.augmentation import spec_augment
-from .data.collator import evaluation_dataloader
-from .feature_extraction_ssast import SSASTFeatureExtractor
-from .inference import check_label_names, load_classifier
-from .model_card import write_model_card
-from .modeling_cnn import CNNForAudioClassification
-from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
-from .reports import predict, write_evaluation_reports, write_learning_curves, write_spectrogram_pair
-from .trainer import AudioClassificationTrainer, AudioTrainingArguments
-from .windowing import seconds_to_frames
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,8 @@
 """What the Gradio Space (`space/app.py`) does behind its page: load the served model once, check and decode a
-recording within bounds, classify it by windows and soft voting ([`gtzan_hf.inference.classify_song`]) and lay
+recording within bounds, classify it by windows and soft voting ([`gtzan_hf.inference.songs.classify_song`]) and lay
 out the results. Every problem a visitor can cause or meet is a [`DemoError`] whose message says what to do.
-
-    python -m gtzan_hf.demo space/examples   # (re)write the Space's generated example clips
 """
 
-import argparse
 import logging
 import os
 import threading
@@ -16,11 +13,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import read_audio, samples_problem, to_mono
-from .inference import SongPrediction, classify_song, load_classifier
-from .serving import choose_serving_form
-from .synthetic import synthesize_song
-from .windowing import FRAMES_PER_SECOND
+from ..inference.audio import read_audio, samples_problem, to_mono
+from ..inference.songs import SongPrediction, classify_song, load_classifier
+from ..inference.windowing import FRAMES_PER_SECOND
+from .forms import EXAMPLES_DIR, choose_serving_form
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +25,14 @@ DEFAULT_MODEL_ID = "gtzan-hf/ssast-gtzan"
 MIN_SECONDS = 1.0
 # 10 minutes. Measured: a 9.5-minute 48 kHz stereo WAV raises the Space's peak RSS by 0.73 GB, whatever the hop
 # (`python scripts/benchmark.py space_load`). Decoding (220 MB of float32), the downmix and the resampling set
-# that peak; the filter bank and the windows, worked on by bounded chunks (`gtzan_hf.inference`), stay below it.
+# that peak; the filter bank and the windows, worked on by bounded chunks (`gtzan_hf.inference.songs`), stay below it.
 MAX_SECONDS = 600.0
 # Window of the course project's recipe (the training crop); a model with a shorter input (`max_length` frames) gets
 # its own.
 WINDOW_SECONDS = 10.0
 FORMATS = "WAV, FLAC, OGG or MP3"
+# The example clips the page offers (generated music: `python -m gtzan_hf.data.synthetic --space-examples DIR`).
+EXAMPLE_CLIPS = sorted(EXAMPLES_DIR.glob("*.ogg"))
 
 
 class DemoError(Exception):
@@ -136,9 +134,9 @@ class DemoResult:
 class GenreClassifier:
     """
     The page's model: loaded once (`load`), shared by all requests, in the serving form calibration found fastest
-    on this machine among `forms` ([`gtzan_hf.serving.choose_serving_form`]). A model that cannot be loaded leaves
-    `problem` set, and `classify` retries the load, so a Hub hiccup at start-up does not need a restart. A folder
-    whose code is not the package's is refused unless `trust_remote_code`.
+    on this machine among `forms` ([`gtzan_hf.serving.forms.choose_serving_form`]). A model that cannot be loaded
+    leaves `problem` set, and `classify` retries the load, so a Hub hiccup at start-up does not need a restart. A
+    folder whose code is not the package's is refused unless `trust_remote_code`.
     """
 
     def __init__(self, model_id: str, forms: list[str] | None = None, trust_remote_code: bool = False):
@@ -206,37 +204,3 @@ def serve_on_cpu() -> int:
     threads = cpu_count()
     torch.set_num_threads(threads)
     return threads
-
-
-# Generated example clips shipped with the Space: (file name, [(genre, seconds), ...]); a medley shows the timeline.
-EXAMPLES = (
-    ("metal.ogg", [("metal", 12.0)]),
-    ("classical.ogg", [("classical", 12.0)]),
-    ("reggae.ogg", [("reggae", 12.0)]),
-    ("medley-jazz-disco.ogg", [("jazz", 10.0), ("disco", 10.0)]),
-)
-
-
-def write_examples(out_dir: str | os.PathLike, seed: int = 2026, sampling_rate: int = 22050) -> list[Path]:
-    """Write the Space's example clips ([`EXAMPLES`]) as mono Ogg Vorbis; the same seed writes the same audio."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, (name, parts) in enumerate(EXAMPLES):
-        rng = np.random.default_rng([seed, index])
-        audio = np.concatenate([synthesize_song(genre, rng, seconds, sampling_rate) for genre, seconds in parts])
-        sf.write(out_dir / name, audio, sampling_rate, format="OGG", subtype="VORBIS")
-        paths.append(out_dir / name)
-    return paths
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write the Gradio Space's generated example clips.")
-    parser.add_argument("out_dir", nargs="?", default="space/examples")
-    args = parser.parse_args(argv)
-    for path in write_examples(args.out_dir):
-        print(f"{path}: {path.stat().st_size / 1024:.0f} KiB")
-
-
-if __name__ == "__main__":
-    main()

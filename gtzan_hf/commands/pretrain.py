@@ -22,7 +22,15 @@ import transformers
 from datasets import Audio, Dataset, IterableDataset
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from .audio import read_audio, samples_problem, to_mono
+from ..data import build_fbank_cache, fbank_array, load_corpus
+from ..data.sources import hub_archive_folder
+from ..data.windows import FbankWindowTransform
+from ..inference.audio import read_audio, samples_problem, to_mono
+from ..inference.windowing import random_start
+from ..models.configuration_ssast import SSASTConfig
+from ..models.convert import is_pretraining_folder, pretraining_model_from_original_checkpoint, to_original_checkpoint
+from ..models.feature_extraction_ssast import SSASTFeatureExtractor
+from ..models.modeling_ssast import SSASTForPreTraining
 from .cli import (
     AudioSourceArguments,
     CommandLine,
@@ -34,15 +42,7 @@ from .cli import (
     resume_checkpoint,
     use_dataset_stats,
 )
-from .configuration_ssast import SSASTConfig
-from .convert import is_pretraining_folder, pretraining_model_from_original_checkpoint, to_original_checkpoint
-from .data import build_fbank_cache, fbank_array, load_corpus
-from .data.sources import hub_archive_folder
-from .data.windows import FbankWindowTransform
-from .feature_extraction_ssast import SSASTFeatureExtractor
 from .finetune import is_original_checkpoint
-from .modeling_ssast import SSASTForPreTraining
-from .windowing import random_start
 
 logger = logging.getLogger(__name__)
 

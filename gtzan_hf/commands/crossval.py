@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..reports.evaluation import METRIC_KEYS, TABLE_KEYS, accuracy_table
+from ..reports.model_card import write_model_card
 from .cli import entry_point
 from .finetune import parse_finetune_args, run_finetune
-from .model_card import write_model_card
-from .reports import METRIC_KEYS, TABLE_KEYS, accuracy_table
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def _run_on_gpus(jobs: list[tuple[str, list[str]]]) -> None:
-    """Every job as its own `gtzan_hf.finetune` process, one per visible GPU at a time."""
+    """Every job as its own `gtzan_hf.commands.finetune` process, one per visible GPU at a time."""
     devices = queue.Queue()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     for device in visible.split(",") if visible else range(torch.cuda.device_count()):
@@ -68,7 +68,7 @@ def _run_on_gpus(jobs: list[tuple[str, list[str]]]) -> None:
         device = devices.get()
         try:
             logger.info("%s on GPU %s", name, device)
-            command = [sys.executable, "-m", "gtzan_hf.finetune", *argv]
+            command = [sys.executable, "-m", "gtzan_hf.commands.finetune", *argv]
             subprocess.run(command, check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": device})
         finally:
             devices.put(device)

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from .feature_extraction_ssast import MAX_AMPLITUDE  # +60 dBFS: the feature extractor refuses more
+from ..models.feature_extraction_ssast import MAX_AMPLITUDE  # +60 dBFS: the feature extractor refuses more
 
 # A file shorter than this holds no 25 ms Kaldi frame once resampled: it cannot be featurised.
 MIN_DURATION_SECONDS = 0.03

@@ -1,6 +1,6 @@
 """
 Embeddings of every window of a dataset from a frozen SSAST encoder, written as parquet through `datasets`, e.g. for
-linear probes (`gtzan_hf.probe`) or any downstream model. `scripts/embed.py` is its command line.
+linear probes (`gtzan_hf.commands.probe`) or any downstream model. `scripts/embed.py` is its command line.
 
 Output folder:
 - `windows/{train,validation,test}-NNNNN.parquet`: one row per window, with `song_id`, `label` (`ClassLabel`),
@@ -29,12 +29,12 @@ import torch
 from datasets import ClassLabel, Dataset, Features, List, Value
 from huggingface_hub.utils import tqdm
 
+from ..data.collator import evaluation_dataloader
+from ..inference.windowing import FRAMES_PER_SECOND
+from ..models.modeling_ssast import SSASTModel
 from .cli import DataArguments, entry_point, load_datasets, parse_args, resolve_dataset
-from .data.collator import evaluation_dataloader
-from .evaluation import resolve_device
+from .evaluate import resolve_device
 from .finetune import ModelArguments, build_feature_extractor, build_model, check_model_source
-from .modeling_ssast import SSASTModel
-from .windowing import FRAMES_PER_SECOND
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Reports of runs and evaluations: metrics.json and figures, comparison tables, model cards."""
