@@ -20,7 +20,6 @@ from filelock import FileLock
 from transformers import TrainerCallback
 
 from gtzan_hf import SSASTFeatureExtractor
-from gtzan_hf.commands.cli import is_complete_checkpoint, resume_checkpoint
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
 from gtzan_hf.commands.pretrain import (
     ORIGINAL_CHECKPOINT_NAME,
@@ -34,6 +33,7 @@ from gtzan_hf.data.synthetic import generate_corpus
 from gtzan_hf.inference.audio import samples_problem
 from gtzan_hf.models.feature_extraction_ssast import MAX_AMPLITUDE
 from gtzan_hf.serving.demo import DemoError, load_recording
+from gtzan_hf.training.resume import is_complete_checkpoint, resume_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 GENRES = ("blues", "jazz", "rock")
@@ -141,7 +141,7 @@ KILLED_BUILD = """
 import sys, time
 from pathlib import Path
 from gtzan_hf import SSASTFeatureExtractor
-from gtzan_hf.commands.cli import is_complete_checkpoint, resume_checkpoint
+from gtzan_hf.training.resume import is_complete_checkpoint, resume_checkpoint
 from gtzan_hf.data import build_fbank_cache, load_corpus
 
 corpus_dir, cache_dir, started = sys.argv[1:]
@@ -271,7 +271,7 @@ def test_a_file_far_beyond_full_scale_is_skipped_named_and_never_reaches_trainin
 
     caplog.clear()  # the same command again: the run is finished, nothing is redone
     before = {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()}
-    with caplog.at_level(logging.WARNING, logger="gtzan_hf.commands.cli"):
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.training.resume"):
         assert run_finetune(*parse_finetune_args(arguments)[:3]) is None
     assert any("holds a finished run" in r.getMessage() for r in caplog.records)
     assert {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()} == before
@@ -342,7 +342,7 @@ def test_an_incomplete_checkpoint_is_skipped_and_the_run_resumes_from_the_previo
 ):
     run = _killed_run(pretrained, tmp_path, damage)
     recorder = StepRecorder()
-    with caplog.at_level(logging.INFO, logger="gtzan_hf.commands.cli"):
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.training.resume"):
         trainer = _pretrain(corpus, pretrained, run, callbacks=[recorder])
     messages = [r.getMessage() for r in caplog.records]
     assert f"Skipping {run / 'checkpoint-4'}: incomplete (a save that was interrupted); it will be overwritten." in (
@@ -358,14 +358,14 @@ def test_a_finished_run_is_not_redone_unless_overwritten(pretrained, corpus, tmp
     run = tmp_path / "run"
     shutil.copytree(pretrained / "run", run)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
-    with caplog.at_level(logging.INFO, logger="gtzan_hf.commands.cli"):
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.training.resume"):
         assert _pretrain(corpus, pretrained, run) is None
     assert any(f"{run} holds a finished run" in r.getMessage() for r in caplog.records)
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
 
     caplog.clear()
     recorder = StepRecorder()
-    with caplog.at_level(logging.INFO, logger="gtzan_hf.commands.cli"):
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.training.resume"):
         _pretrain(corpus, pretrained, run, "--overwrite_output_dir", callbacks=[recorder])
     assert recorder.steps == [1, 2, 3, 4]
     assert any(r.getMessage().startswith(f"Starting a fresh run in {run}") for r in caplog.records)
@@ -373,7 +373,7 @@ def test_a_finished_run_is_not_redone_unless_overwritten(pretrained, corpus, tmp
 
 
 def test_resuming_says_where_it_starts(pretrained, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="gtzan_hf.commands.cli"):
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.training.resume"):
         assert resume_checkpoint(tmp_path) is None
     assert caplog.records[-1].getMessage() == f"Starting a fresh run in {tmp_path}"
     checkpoint = _killed_run(pretrained, tmp_path, _truncate_weights) / "checkpoint-4"

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors import safe_open
 from transformers import HfArgumentParser
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,6 @@ CONFIGS_DIR = Path(__file__).parents[1] / "configs"
 # Exceptions that carry a user's mistake (a path, a file, a flag, a split, the Hub offline), not a bug: reported as one
 # line. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, yaml.YAMLError)
-WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")
 # Files the commands read: a name ending so is a path, never a Hub id.
 FILE_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".safetensors", ".csv", ".json", ".jsonl", ".yaml", ".yml"})
 
@@ -296,78 +294,3 @@ def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | No
 def entry_point(main: Callable[[Sequence[str] | None], object]) -> Callable[[], None]:
     """The console entry point (`gtzan-finetune`, ...) and script body of `main`: [`run`] on `sys.argv`."""
     return functools.partial(run, main)
-
-
-def is_complete_checkpoint(folder: Path) -> bool:
-    """Whether a `checkpoint-N` folder was written to the end: its trainer state parses and its weights open."""
-    try:
-        json.loads((folder / "trainer_state.json").read_text())
-        weights = next((folder / name for name in WEIGHTS_NAMES if (folder / name).is_file()), None)
-        if weights is None:
-            return False
-        if weights.suffix == ".safetensors":
-            with safe_open(weights, framework="pt") as handle:
-                handle.keys()
-        else:
-            torch.load(weights, map_location="cpu", weights_only=True)
-        return True
-    except Exception:  # whatever the reader raises (SafetensorError, EOFError, JSONDecodeError...): not usable
-        return False
-
-
-def resume_checkpoint(
-    output_dir: str | os.PathLike, resume_from_checkpoint: str | None = None, overwrite: bool = False
-) -> str | None:
-    """
-    The checkpoint a run continues from: `resume_from_checkpoint` when given, else (unless `overwrite`) the newest
-    complete `checkpoint-N` of `output_dir` (an incomplete one, left by a save that was killed, is skipped with a
-    warning), else `None`. Logs which.
-    """
-    if overwrite and not resume_from_checkpoint:
-        logger.info("Starting a fresh run in %s (--overwrite_output_dir): its checkpoints are overwritten", output_dir)
-        return None
-    if resume_from_checkpoint:
-        if not is_complete_checkpoint(Path(resume_from_checkpoint)):
-            raise ValueError(
-                f"--resume_from_checkpoint {resume_from_checkpoint} is not a complete checkpoint (trainer_state.json "
-                "and model weights): name another checkpoint-N folder."
-            )
-        logger.info("Resuming from %s", resume_from_checkpoint)
-        return resume_from_checkpoint
-    folders = sorted(
-        (p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for folder in folders:
-        if is_complete_checkpoint(folder):
-            logger.info("Resuming from %s", folder)
-            return str(folder)
-        logger.warning("Skipping %s: incomplete (a save that was interrupted); it will be overwritten.", folder)
-    logger.info("Starting a fresh run in %s", output_dir)
-    return None
-
-
-def finished_run(output_dir: str | os.PathLike, marker: str, training_args, overwrite: bool) -> bool:
-    """
-    Whether `output_dir` holds a run that already went as far as `training_args` ask (its final `marker` file and a
-    final `trainer_state.json` at or past `max_steps`, or else `num_train_epochs`), and `overwrite` does not ask to
-    redo it; says so. Asking for more steps or epochs than were run continues the run instead.
-    """
-    output_dir = Path(output_dir)
-    state_file = output_dir / "trainer_state.json"
-    if overwrite or not (output_dir / marker).is_file() or not state_file.is_file():
-        return False
-    state = json.loads(state_file.read_text())
-    if training_args.max_steps > 0:
-        done = state.get("global_step", 0) >= training_args.max_steps
-    else:
-        done = state.get("epoch", 0) >= training_args.num_train_epochs - 1e-6
-    if done:
-        logger.warning(
-            "%s holds a finished run (%s): nothing to do. Pass --overwrite_output_dir to train it again, or choose "
-            "another --output_dir.",
-            output_dir,
-            marker,
-        )
-    return done

@@ -33,17 +33,16 @@ from ..models.modeling_cnn import CNNForAudioClassification
 from ..models.modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
 from ..reports.evaluation import predict, write_evaluation_reports, write_learning_curves, write_spectrogram_pair
 from ..reports.model_card import write_model_card
+from ..training.resume import finished_run, resume_checkpoint
 from ..training.trainer import AudioClassificationTrainer, AudioTrainingArguments
 from .cli import (
     CommandLine,
     DataArguments,
     check_model_path,
     entry_point,
-    finished_run,
     load_datasets,
     parse_args,
     resolve_dataset,
-    resume_checkpoint,
     use_dataset_stats,
 )
 

@@ -31,15 +31,14 @@ from ..models.configuration_ssast import SSASTConfig
 from ..models.convert import is_pretraining_folder, pretraining_model_from_original_checkpoint, to_original_checkpoint
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from ..models.modeling_ssast import SSASTForPreTraining
+from ..training.resume import finished_run, resume_checkpoint
 from .cli import (
     AudioSourceArguments,
     CommandLine,
     check_model_path,
     entry_point,
-    finished_run,
     parse_args,
     resolve_dataset,
-    resume_checkpoint,
     use_dataset_stats,
 )
 from .finetune import is_original_checkpoint
