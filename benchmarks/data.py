@@ -21,7 +21,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from gtzan_hf.data import SSASTDataCollator, build_datasets
+from gtzan_hf.data import DataConfig, SSASTDataCollator, build_datasets
 from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
 from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 
@@ -105,7 +105,8 @@ def main(argv: list[str]) -> None:
     timings = []
     for _ in ("cold", "warm"):
         start = time.perf_counter()
-        data = build_datasets(corpus_dir, feature_extractor, num_proc=args.num_proc, cache_dir=cache_dir)
+        config = DataConfig(dataset=str(corpus_dir), preprocessing_num_workers=args.num_proc, cache_dir=str(cache_dir))
+        data = build_datasets(config, feature_extractor)
         timings.append(time.perf_counter() - start)
     cache_bytes = sum(Path(f["filename"]).stat().st_size for f in data.fbanks.cache_files)
     print(f"load + check + split + fbank cache, cold: {timings[0]:.1f} s; warm (cache reused): {timings[1]:.1f} s")

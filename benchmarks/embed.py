@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from transformers import ASTConfig, ASTForAudioClassification
 
-from gtzan_hf.commands.cli import DataArguments
 from gtzan_hf.commands.embed import EmbedArguments, run_embed, window_embeddings
+from gtzan_hf.data import DataConfig
 from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
 from gtzan_hf.models.configuration_ssast import SSAST_SIZES
 from gtzan_hf.models.convert import from_original_checkpoint
@@ -74,7 +74,7 @@ def _end_to_end(model_dir: Path, corpus: Path, args: argparse.Namespace) -> floa
     embed_args = EmbedArguments(
         model=str(model_dir), output_dir=str(model_dir / "embeddings"), batch_size=args.batch_size, device=args.device
     )
-    data_args = DataArguments(dataset=str(corpus), cache_dir=str(corpus.parent / "cache"))
+    data_args = DataConfig(dataset=str(corpus), cache_dir=str(corpus.parent / "cache"))
     start = time.perf_counter()
     counts = run_embed(embed_args, data_args)
     return sum(counts.values()) / (time.perf_counter() - start)

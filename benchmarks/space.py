@@ -37,9 +37,10 @@ from sklearn.linear_model import LogisticRegression
 
 from gtzan_hf.data.synthetic import GTZAN_GENRES, synthesize_song
 from gtzan_hf.inference.audio import to_mono
-from gtzan_hf.inference.songs import classify_song, load_classifier
+from gtzan_hf.inference.songs import classify_song
 from gtzan_hf.models.configuration_ssast import SSASTConfig
 from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
+from gtzan_hf.models.loading import load_classifier
 from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
 from gtzan_hf.serving.demo import GenreClassifier, cpu_count, serve_on_cpu
 from gtzan_hf.serving.forms import FORMS, bfloat16_is_native, build_form, calibration_windows

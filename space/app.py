@@ -32,10 +32,10 @@ TIMELINE_HEADERS = ["start (s)", "end (s)", "genre", "probability"]
 def build_demo(model_id: str, trust_remote_code: bool = False) -> gr.Blocks:
     classifier = GenreClassifier(model_id, trust_remote_code=trust_remote_code)
     classifier.load()  # now, so that the first visitor does not wait; a failure is shown and retried per request
-    window = classifier.window_seconds  # the model's input length, at most WINDOW_SECONDS
+    window, default_hop = classifier.window_seconds, classifier.hop_seconds  # the model's own
     serving = f"served as {classifier.form.describe()}" if classifier.form else "not loaded"
 
-    def classify(audio: str | None, hop_seconds: float = window):
+    def classify(audio: str | None, hop_seconds: float = default_hop):
         try:
             result = classifier.classify(audio, hop_seconds)
         except DemoError as error:
@@ -53,7 +53,7 @@ def build_demo(model_id: str, trust_remote_code: bool = False) -> gr.Blocks:
         gr.Markdown(
             "# What genre is this song?\n"
             f"Upload a song ({FORMATS}, {MIN_SECONDS:g} s to {MAX_SECONDS / 60:g} minutes) or record one. It is cut "
-            f"into {window:g} s windows (the model's input), each classified by the model; their mean probabilities "
+            f"into {window:g} s windows (the model's own), each classified by the model; their mean probabilities "
             f"give the genre. Model: `{model_id}`, {serving}.",
             elem_id="about",
         )
@@ -64,7 +64,7 @@ def build_demo(model_id: str, trust_remote_code: bool = False) -> gr.Blocks:
                 hop = gr.Slider(
                     0.25 * window,
                     window,
-                    value=window,
+                    value=default_hop,
                     step=window / 20,
                     label="Hop between windows (s)",
                     info=f"Below {window:g} s the windows overlap: a finer timeline, more to compute.",

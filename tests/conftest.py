@@ -25,7 +25,8 @@ REFERENCE_FIXTURES = next(
 
 @pytest.fixture(scope="session")
 def tiny_ssast(tmp_path_factory):
-    """Folder of a random tiny SSAST genre classifier (2 layers, stride 16, 1024 frames) and its feature extractor."""
+    """Folder of a random tiny SSAST genre classifier (2 layers, stride 16, 1024 frames) and its feature extractor,
+    which records 10 s windows every 10 s, as a fine-tuning run's does."""
     path = tmp_path_factory.mktemp("tiny-ssast")
     torch.manual_seed(0)
     config = SSASTConfig.from_size(
@@ -39,7 +40,7 @@ def tiny_ssast(tmp_path_factory):
         label2id={genre: label for label, genre in enumerate(GTZAN_GENRES)},
     )
     SSASTForAudioClassification(config).save_pretrained(path)
-    SSASTFeatureExtractor(max_length=1024).save_pretrained(path)
+    SSASTFeatureExtractor(max_length=1024, window_seconds=10.0, hop_seconds=10.0).save_pretrained(path)
     return path
 
 

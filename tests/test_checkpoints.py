@@ -12,8 +12,6 @@ from huggingface_hub import constants
 from gtzan_hf import SSASTConfig, SSASTForAudioClassification
 from gtzan_hf.commands.cli import run
 from gtzan_hf.commands.convert import main as convert_main
-from gtzan_hf.commands.finetune import ModelArguments, build_model, check_model_source
-from gtzan_hf.commands.pretrain import PretrainingModelArguments, build_pretraining_model
 from gtzan_hf.models.checkpoints import (
     MIRROR_ENV,
     RELEASED_CHECKPOINTS,
@@ -22,6 +20,12 @@ from gtzan_hf.models.checkpoints import (
     resolve_checkpoint,
 )
 from gtzan_hf.models.convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
+from gtzan_hf.models.loading import (
+    ModelArguments,
+    PretrainingModelArguments,
+    build_classifier,
+    build_pretraining_model,
+)
 from gtzan_hf.models.modeling_ssast import SSASTForPreTraining
 
 NAME = "SSAST-Tiny-Patch-400"
@@ -197,14 +201,13 @@ def test_fine_tuning_and_pretraining_start_from_a_released_name(mirror, original
     model, checkpoint = original_checkpoint
     mirror.files[f"{NAME}.pth"] = checkpoint
     model_args = ModelArguments(model_name_or_path=NAME, freq_stride=16, time_stride=16, max_length=128)
-    check_model_source(model_args)  # downloads before any data is prepared
+    source = model_args.resolve()  # downloads before any data is prepared
     assert mirror.requests == [f"/{NAME}.pth"]
-    classifier = build_model(model_args, ["a", "b", "c"])
+    classifier = build_classifier(source, model_args, ["a", "b", "c"])
     assert classifier.config.source_checkpoint["sha256"] == hashlib.sha256(checkpoint).hexdigest()
     torch.testing.assert_close(classifier.ssast.encoder.state_dict(), model.ssast.encoder.state_dict())
-    pretraining, _ = build_pretraining_model(
-        PretrainingModelArguments(model_name_or_path=f"{NAME.lower()}.pth", num_masked_patches=8)
-    )
+    pretraining_args = PretrainingModelArguments(model_name_or_path=f"{NAME.lower()}.pth", num_masked_patches=8)
+    pretraining, _ = build_pretraining_model(pretraining_args.resolve(), pretraining_args)
     assert pretraining.config.source_checkpoint["url"] == RELEASED_CHECKPOINTS[NAME]
     assert len(mirror.requests) == 1
 

@@ -102,7 +102,7 @@ def test_the_converter_and_the_evaluator_refuse_bad_inputs_in_one_line(files, tm
     assert not (tmp_path / "converted").exists()
     for model, says in [
         (files / "list-config", "holds a list"),
-        (files / "empty.pth", "is a file; expected a saved model folder"),
+        (files / "empty.pth", "is an original SSAST/AST checkpoint file; expected a trained classifier"),
         (files / "corpus", "folder without config.json"),
     ]:
         argv = [str(model), "--dataset", str(files / "corpus"), "--output_dir", str(tmp_path / "evaluation")]

@@ -10,10 +10,11 @@ import torch
 from huggingface_hub import ModelCard
 
 from gtzan_hf.commands.evaluate import main as evaluation_main
-from gtzan_hf.commands.finetune import build_model, build_trainer, parse_finetune_args, run_finetune
-from gtzan_hf.data import load_splits
+from gtzan_hf.commands.finetune import build_trainer, parse_finetune_args, run_finetune
+from gtzan_hf.data import DataConfig, load_splits
 from gtzan_hf.data.augmentation import spec_augment
 from gtzan_hf.data.synthetic import generate_corpus
+from gtzan_hf.models.loading import build_classifier
 from gtzan_hf.reports.evaluation import comparison_table
 from gtzan_hf.reports.model_card import write_model_card
 
@@ -21,6 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 # the course project's own lists, as read from its repository (outside the package: an independent reference)
 REFERENCE_LISTS = REPO.parent / "shared" / "seed" / "splits"
 FIXTURES = REPO / "tests" / "fixtures" / "ssast_reference"
+
+
+def splits_of(source, split_file=None, **settings):
+    """`load_splits` of `source` with the data settings given (the rest: `DataConfig`'s defaults)."""
+    return load_splits(DataConfig(dataset=str(source), **settings), split_file)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +49,7 @@ def reference_lists(name: str) -> dict[str, list[str]]:
 
 
 def test_course_project_splits_have_the_project_songs(gtzan_named_corpus, tmp_path, caplog):
-    splits = load_splits(
+    splits = splits_of(
         gtzan_named_corpus, split="course-project", split_file=tmp_path / "splits.json", cache_dir=tmp_path
     )
     sizes = {name: len(part) for name, part in splits.items()}
@@ -61,7 +67,7 @@ def test_course_project_splits_have_the_project_songs(gtzan_named_corpus, tmp_pa
     assert {name: set(songs) for name, songs in saved["song_ids"].items()} == ids
     assert [entry["song_id"] for entry in saved["skipped"]] == ["jazz.00054"]
 
-    splits = load_splits(gtzan_named_corpus, split="course-project-30s", cache_dir=tmp_path)
+    splits = splits_of(gtzan_named_corpus, split="course-project-30s", cache_dir=tmp_path)
     # jazz.00054 is listed for training but unreadable: skipped (and reported as such), not missing
     assert {name: len(part) for name, part in splits.items()} == {"train": 799, "validation": 100, "test": 100}
     test_genres = Counter(song_id.split(".")[0] for song_id in splits["test"]["song_id"])
@@ -74,7 +80,7 @@ def test_course_project_splits_have_the_project_songs(gtzan_named_corpus, tmp_pa
 def test_course_project_split_warns_about_missing_songs_and_refuses_other_names(tmp_path, caplog):
     root = tmp_path / "few"
     generate_corpus(root, songs_per_genre=3, seed=0, duration=0.5, genres=("blues", "rock"))
-    splits = load_splits(root, split="course-project", cache_dir=tmp_path)
+    splits = splits_of(root, split="course-project", cache_dir=tmp_path)
     assert sum(len(part) for part in splits.values()) == 6
     assert "993 songs of the course-project lists are not in this corpus" in caplog.text
     other = tmp_path / "other" / "speech"
@@ -82,7 +88,7 @@ def test_course_project_split_warns_about_missing_songs_and_refuses_other_names(
     for wav in (root / "blues").glob("*.wav"):
         (other / f"clip-{wav.stem}.wav").write_bytes(wav.read_bytes())
     with pytest.raises(ValueError, match="needs GTZAN's song ids"):
-        load_splits(tmp_path / "other", split="course-project", cache_dir=tmp_path)
+        splits_of(tmp_path / "other", split="course-project", cache_dir=tmp_path)
 
 
 def test_swapped_spec_augment_masks_frames_with_the_frequency_width():
@@ -104,7 +110,7 @@ def test_frame_checkpoint_through_finetune_keeps_frame_strides(tmp_path):
         ["--model_name_or_path", str(FIXTURES / "pretrain_frame_tiny_d2.pth"), "--max_length", "200",
          "--output_dir", str(tmp_path)]
     )[0]  # fmt: skip
-    model = build_model(model_args, ["a", "b"])
+    model = build_classifier(model_args.resolve(), model_args, ["a", "b"])
     assert (model.config.patch_freq, model.config.patch_time) == (128, 2)
     assert (model.config.freq_stride, model.config.time_stride) == (128, 1)
     assert model.config.patch_grid == (1, 199)
@@ -112,7 +118,7 @@ def test_frame_checkpoint_through_finetune_keeps_frame_strides(tmp_path):
         ["--model_name_or_path", str(FIXTURES / "pretrain_frame_tiny_d2.pth"), "--max_length", "200",
          "--tstride", "2", "--output_dir", str(tmp_path)]
     )[0]  # fmt: skip
-    assert build_model(explicit, ["a", "b"]).config.time_stride == 2
+    assert build_classifier(explicit.resolve(), explicit, ["a", "b"]).config.time_stride == 2
 
 
 EXACT_RUN = [

@@ -11,12 +11,17 @@ import soundfile as sf
 import torchaudio.datasets.gtzan as torchaudio_gtzan
 from datasets import Dataset, Features, Value
 
-from gtzan_hf.data import load_splits
+from gtzan_hf.data import DataConfig, load_splits
 from gtzan_hf.data.sources import _from_hub
 from gtzan_hf.data.synthetic import generate_corpus
 from gtzan_hf.inference.audio import decode_audio
 
 GENRES = ("blues", "jazz", "metal")
+
+
+def splits_of(source, split_file=None, **settings):
+    """`load_splits` of `source` with the data settings given (the rest: `DataConfig`'s defaults)."""
+    return load_splits(DataConfig(dataset=str(source), **settings), split_file)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,7 @@ def test_gtzan_layouts_give_labels_and_song_ids(corpus, tmp_path, layout):
         source = tmp_path
     else:
         source = corpus
-    splits = load_splits(source)
+    splits = splits_of(source)
     ids = _all_ids(splits)
     assert sorted(ids) == sorted(f"{g}.{i:05d}" for g in GENRES for i in range(10))
     assert splits["train"].features["label"].names == list(GENRES)
@@ -63,7 +68,7 @@ def test_gtzan_layouts_give_labels_and_song_ids(corpus, tmp_path, layout):
 
 
 def test_random_and_kfold_splits_are_by_song_stratified_and_deterministic(corpus, tmp_path):
-    splits = load_splits(corpus, split="random", seed=0, split_file=tmp_path / "splits.json")
+    splits = splits_of(corpus, split="random", split_seed=0, split_file=tmp_path / "splits.json")
     sizes = {name: len(part) for name, part in splits.items()}
     assert sizes == {"train": 24, "validation": 3, "test": 3}
     ids = _all_ids(splits)
@@ -75,26 +80,26 @@ def test_random_and_kfold_splits_are_by_song_stratified_and_deterministic(corpus
         name: list(splits[name]["song_id"]) for name in splits
     }
     assert saved["num_skipped"] == 0 and saved["label_names"] == list(GENRES)
-    again = load_splits(corpus, split="random", seed=0)
+    again = splits_of(corpus, split="random", split_seed=0)
     assert {n: list(again[n]["song_id"]) for n in again} == {n: list(splits[n]["song_id"]) for n in splits}
-    other = load_splits(corpus, split="random", seed=1)
+    other = splits_of(corpus, split="random", split_seed=1)
     assert list(other["test"]["song_id"]) != list(splits["test"]["song_id"])
 
-    folds = [load_splits(corpus, split="kfold", fold=k, num_folds=5) for k in range(5)]
+    folds = [splits_of(corpus, split="kfold", fold=k, num_folds=5) for k in range(5)]
     tests = [set(f["test"]["song_id"]) for f in folds]
     assert set().union(*tests) == set(ids) and sum(len(t) for t in tests) == 30
     for k, fold in enumerate(folds):
         assert set(fold["validation"]["song_id"]) == tests[(k + 1) % 5]
         assert len(set(_all_ids(fold))) == 30
     with pytest.raises(ValueError, match="fold must be"):
-        load_splits(corpus, split="kfold", fold=5, num_folds=5)
+        splits_of(corpus, split="kfold", fold=5, num_folds=5)
 
 
 def test_fault_filtered_split_and_corrupt_jazz_00054(tmp_path, caplog):
     """All 1000 GTZAN names (tiny files): the artist-filtered lists give 443/197/290; the corrupt jazz.00054 of
     Kaggle's copy is skipped, reported, and leaves 442 training songs."""
     generate_corpus(tmp_path / "genres", songs_per_genre=100, seed=0, duration=0.1, num_proc=2)
-    splits = load_splits(tmp_path, split="fault-filtered", split_file=tmp_path / "ff.json")
+    splits = splits_of(tmp_path, split="fault-filtered", split_file=tmp_path / "ff.json")
     assert {n: len(p) for n, p in splits.items()} == {"train": 443, "validation": 197, "test": 290}
     assert set(splits["test"]["song_id"]) == set(torchaudio_gtzan.filtered_test)
     assert set(splits["train"]["song_id"]) == set(torchaudio_gtzan.filtered_train)
@@ -102,7 +107,7 @@ def test_fault_filtered_split_and_corrupt_jazz_00054(tmp_path, caplog):
 
     (tmp_path / "genres" / "jazz" / "jazz.00054.wav").write_bytes(b"\x00" * 4096)  # "does not start with RIFF id"
     with caplog.at_level(logging.WARNING):
-        splits = load_splits(tmp_path, split="fault-filtered", split_file=tmp_path / "ff.json")
+        splits = splits_of(tmp_path, split="fault-filtered", split_file=tmp_path / "ff.json")
     assert len(splits["train"]) == 442 and "jazz.00054" not in splits["train"]["song_id"]
     assert any("jazz.00054" in r.getMessage() and "unreadable" in r.getMessage() for r in caplog.records)
     saved = json.loads((tmp_path / "ff.json").read_text())
@@ -120,7 +125,7 @@ def test_bad_files_are_skipped_with_a_warning_and_counted(corpus, tmp_path, capl
     for song_id, damage in bad.items():
         damage(tmp_path / "genres" / song_id.split(".")[0] / f"{song_id}.wav")
     with caplog.at_level(logging.WARNING):
-        splits = load_splits(tmp_path, split_file=tmp_path / "splits.json")
+        splits = splits_of(tmp_path, split_file=tmp_path / "splits.json")
     assert len(_all_ids(splits)) == 26 and not set(bad) & set(_all_ids(splits))
     warned = " ".join(r.getMessage() for r in caplog.records)
     for song_id in bad:
@@ -142,20 +147,20 @@ def test_class_folders_and_lists_with_any_labels_rates_and_channels(tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, 0.1 * rng.standard_normal((int(rate * (0.5 + index / 10)), channels)), rate)
             rows.append((f"sounds/train/{label}/{index:03d}.flac", label))
-    splits = load_splits(tmp_path / "sounds")
+    splits = splits_of(tmp_path / "sounds")
     ids = _all_ids(splits)
     assert len(set(ids)) == 30 and "dog/003" in ids  # "003" alone is not unique: the class is prefixed
     assert splits["train"].features["label"].names == ["bird", "cat", "dog"]
 
     (tmp_path / "list.csv").write_text("path,label\n" + "\n".join(f"{p},{lab}" for p, lab in rows))
     (tmp_path / "list.jsonl").write_text("\n".join(json.dumps({"file": p, "genre": lab}) for p, lab in rows))
-    for source, kwargs in ((tmp_path / "list.csv", {}), (tmp_path / "list.jsonl", {"label_column": "genre"})):
-        listed = load_splits(source, **kwargs)
+    for source, kwargs in ((tmp_path / "list.csv", {"label_column": "label"}), (tmp_path / "list.jsonl", {})):
+        listed = splits_of(source, **kwargs)
         assert sorted(_all_ids(listed)) == sorted(ids)
         for row in listed["test"]:
             assert listed["test"].features["label"].int2str(row["label"]) == row["song_id"].split("/")[0]
     with pytest.raises(ValueError, match="label column"):
-        load_splits(tmp_path / "list.jsonl")
+        splits_of(tmp_path / "list.jsonl", label_column="label")
 
 
 def test_stereo_44k_is_downmixed_and_resampled_to_16k_mono(tmp_path):
@@ -196,4 +201,4 @@ def test_hub_dataset_columns_and_offline_error(tmp_path, monkeypatch):
         _from_hub(str(tmp_path / "repo"), "audio", "label", None, None)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # as without a network, minus the retries
     with pytest.raises(ValueError, match="could not be loaded from the Hugging Face Hub"):
-        load_splits("gtzan-hf-tests/no-such-dataset-exists")
+        splits_of("gtzan-hf-tests/no-such-dataset-exists")

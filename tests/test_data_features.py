@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from gtzan_hf.data import SSASTDataCollator, build_datasets, fbank_array
+from gtzan_hf.data import DataConfig, SSASTDataCollator, build_datasets, fbank_array
 from gtzan_hf.data.synthetic import generate_corpus
 from gtzan_hf.inference.audio import decode_audio
 from gtzan_hf.inference.windowing import segment_starts, window_fbank
@@ -30,9 +30,20 @@ def extractor():
     return SSASTFeatureExtractor(num_mel_bins=32, max_length=128)
 
 
-def _build(corpus, extractor, cache_dir, **kwargs):
-    kwargs = {"crop_seconds": CROP, "num_proc": 1, "cache_dir": cache_dir, **kwargs}
-    return build_datasets(corpus, extractor, **kwargs)
+def _build(corpus, extractor, cache_dir, spec_augment=(36, 144), waveform_augment=False, **settings):
+    """`build_datasets` of `corpus` with 1 s windows, one process, the cache in `cache_dir`; `spec_augment` the
+    masks' widths (or `None`), `waveform_augment` a flag or an augmentation callable."""
+    masks = dict(zip(("freq_mask", "time_mask"), spec_augment or (0, 0)))
+    augmentation = None if isinstance(waveform_augment, bool) else waveform_augment
+    config = DataConfig(
+        dataset=str(corpus),
+        preprocessing_num_workers=1,
+        cache_dir=str(cache_dir),
+        waveform_augment=waveform_augment is True,
+        **masks,
+        **{"crop_seconds": CROP, **settings},
+    )
+    return build_datasets(config, extractor, augmentation)
 
 
 def _reference_fbank(corpus, song_id, extractor):
@@ -95,7 +106,7 @@ def test_static_training_uses_the_fixed_segments(corpus, extractor, tmp_path):
     assert torch.equal(data.train[5]["input_values"], data.train[5]["input_values"])
     with pytest.raises(ValueError, match="crop_strategy"):
         _build(corpus, extractor, tmp_path, crop_strategy="random")
-    with pytest.raises(ValueError, match="max_length"):
+    with pytest.raises(ValueError, match="reads at most 128 frames"):
         _build(corpus, extractor, tmp_path, crop_seconds=2.0)
 
 

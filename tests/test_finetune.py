@@ -11,9 +11,9 @@ import torch
 from matplotlib.image import imread
 
 from gtzan_hf import SSASTFeatureExtractor
-from gtzan_hf.commands.cli import DataArguments, preset_names
+from gtzan_hf.commands.cli import preset_names
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune, specaugment_example
-from gtzan_hf.data import build_datasets
+from gtzan_hf.data import DataConfig, build_datasets
 from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,8 +161,8 @@ def test_report_files_are_valid(finished_run):
 def test_specaugment_example_masks_a_copy(corpus):
     torch.manual_seed(0)
     extractor = SSASTFeatureExtractor(max_length=304)
-    data = build_datasets(corpus, extractor, crop_seconds=3.0, cache_dir=corpus.parent)
-    before, after = specaugment_example(data, DataArguments(crop_seconds=3.0, freq_mask=30, time_mask=60), extractor)
+    data = build_datasets(DataConfig(dataset=str(corpus), crop_seconds=3.0, cache_dir=str(corpus.parent)), extractor)
+    before, after = specaugment_example(data, DataConfig(crop_seconds=3.0, freq_mask=30, time_mask=60), extractor)
     raw = next(data.fbank_arrays("validation"))[:300].astype(np.float32)
     np.testing.assert_allclose(before[:300], (raw - extractor.mean) / (2 * extractor.std), rtol=1e-5, atol=1e-5)
     masked = before != after

@@ -15,24 +15,19 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassification
-from gtzan_hf.commands.finetune import (
-    ModelArguments,
-    build_feature_extractor,
-    build_model,
-    parse_finetune_args,
-    run_finetune,
-)
-from gtzan_hf.commands.pretrain import (
-    ORIGINAL_CHECKPOINT_NAME,
-    PretrainingModelArguments,
-    build_pretraining_model,
-    parse_pretrain_args,
-    run_pretrain,
-)
+from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
+from gtzan_hf.commands.pretrain import ORIGINAL_CHECKPOINT_NAME, parse_pretrain_args, run_pretrain
 from gtzan_hf.data import load_corpus
 from gtzan_hf.data.sources import UNLABELED
 from gtzan_hf.data.synthetic import generate_corpus
 from gtzan_hf.models.convert import adapt_position_embeddings, pretraining_model_from_original_checkpoint
+from gtzan_hf.models.loading import (
+    ModelArguments,
+    PretrainingModelArguments,
+    build_classifier,
+    build_feature_extractor,
+    build_pretraining_model,
+)
 from gtzan_hf.models.modeling_ssast import SSASTForPreTraining
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +150,7 @@ def test_continued_pretraining_from_an_original_checkpoint(corpus, workdir):
     model_args, data_args, training_args, _ = pretrain_args(
         corpus, workdir, workdir / "continued", "--model_name_or_path", str(ORIGINAL_PRETRAINED), "--max_steps", "3"
     )
-    model, feature_extractor = build_pretraining_model(model_args)
+    model, feature_extractor = build_pretraining_model(model_args.resolve(), model_args)
     assert model.config.num_masked_patches == NUM_MASKED and feature_extractor.max_length == 256
     for key, value in start.state_dict().items():
         assert torch.equal(value, model.state_dict()[key]), key
@@ -171,7 +166,8 @@ def test_continued_pretraining_from_an_original_checkpoint(corpus, workdir):
 
 def test_continuing_from_the_output_folder_keeps_its_objective_and_statistics(pretrained):
     _, run = pretrained
-    model, feature_extractor = build_pretraining_model(PretrainingModelArguments(model_name_or_path=str(run)))
+    model_args = PretrainingModelArguments(model_name_or_path=str(run))
+    model, feature_extractor = build_pretraining_model(model_args.resolve(), model_args)
     assert model.config.num_masked_patches == NUM_MASKED and model.config.max_length == 256
     saved = SSASTFeatureExtractor.from_pretrained(run)
     assert (feature_extractor.mean, feature_extractor.std) == (saved.mean, saved.std) != (-4.2677393, 4.5689974)
@@ -183,7 +179,7 @@ def test_output_folder_is_a_fine_tuning_start(pretrained):
     _, run = pretrained
     pretrained_model = SSASTForPreTraining.from_pretrained(run)
     model_args = ModelArguments(model_name_or_path=str(run), freq_stride=10, time_stride=10, max_length=400)
-    model = build_model(model_args, ["a", "b", "c"])
+    model = build_classifier(model_args.resolve(), model_args, ["a", "b", "c"])
     assert isinstance(model, SSASTForAudioClassification) and model.config.num_labels == 3
     assert (model.config.freq_stride, model.config.time_stride, model.config.max_length) == (10, 10, 400)
     encoder, start = model.state_dict(), pretrained_model.state_dict()
@@ -194,7 +190,7 @@ def test_output_folder_is_a_fine_tuning_start(pretrained):
         start["ssast.embeddings.position_embeddings"], 2, (8, 16), model.config.patch_grid
     )
     assert torch.equal(encoder["ssast.embeddings.position_embeddings"], positions)
-    feature_extractor = build_feature_extractor(model_args)
+    feature_extractor = build_feature_extractor(model_args.resolve(), model_args.max_length)
     assert feature_extractor.max_length == 400
     assert feature_extractor.mean == SSASTFeatureExtractor.from_pretrained(run).mean  # the corpus' own statistics
 
@@ -325,5 +321,5 @@ def test_continuing_from_a_fine_tuned_folder_is_refused(tmp_path):
     config = SSASTConfig.from_size("tiny", num_hidden_layers=1, max_length=64, num_labels=2)
     SSASTForAudioClassification(config).save_pretrained(tmp_path)
     model_args = parse_pretrain_args(["--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "o")])[0]
-    with pytest.raises(ValueError, match="no SSASTForPreTraining"):
-        build_pretraining_model(model_args)
+    with pytest.raises(ValueError, match="is a gtzan-hf model .*expected an original pretraining checkpoint"):
+        build_pretraining_model(model_args.resolve(), model_args)

@@ -23,12 +23,12 @@ from gtzan_hf import SSASTFeatureExtractor
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
 from gtzan_hf.commands.pretrain import (
     ORIGINAL_CHECKPOINT_NAME,
-    PretrainingDataArguments,
-    cached_crops,
     parse_pretrain_args,
     run_pretrain,
 )
 from gtzan_hf.data import build_fbank_cache, load_corpus
+from gtzan_hf.data.config import PretrainingDataConfig
+from gtzan_hf.data.pretraining import cached_crops
 from gtzan_hf.data.synthetic import generate_corpus
 from gtzan_hf.inference.audio import samples_problem
 from gtzan_hf.models.feature_extraction_ssast import MAX_AMPLITUDE
@@ -126,7 +126,7 @@ def test_a_cache_built_by_several_processes_is_checked_whole(corpus, extractor, 
 
 
 def test_pretraining_crops_come_from_every_song_after_a_damaged_cache(corpus, extractor, tmp_path, caplog):
-    data_args = PretrainingDataArguments(dataset=str(corpus), cache_dir=str(tmp_path), preprocessing_num_workers=1)
+    data_args = PretrainingDataConfig(dataset=str(corpus), cache_dir=str(tmp_path), preprocessing_num_workers=1)
     assert len(cached_crops(data_args, extractor, compute_stats=False)) == len(GENRES) * SONGS_PER_GENRE
     (arrow,) = tmp_path.glob("fbank-*/*.arrow")
     _cut_after_first_record(arrow)

@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from gtzan_hf.inference.songs import load_classifier
+from gtzan_hf.models.loading import load_classifier
 from gtzan_hf.serving import forms as serving
 
 

@@ -15,8 +15,8 @@ import torch
 from gtzan_hf import SSASTFeatureExtractor
 from gtzan_hf.data.synthetic import GTZAN_GENRES, synthesize_song, write_space_examples
 from gtzan_hf.inference.plots import spectrogram_figure, timeline_figure
-from gtzan_hf.inference.songs import load_classifier
 from gtzan_hf.models.configuration_cnn import CNNConfig
+from gtzan_hf.models.loading import load_classifier
 from gtzan_hf.models.modeling_cnn import CNNForAudioClassification
 from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
 from gtzan_hf.serving.demo import EXAMPLE_CLIPS, DemoError, GenreClassifier, cpu_count, load_recording

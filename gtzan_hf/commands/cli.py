@@ -1,6 +1,5 @@
-"""Command-line plumbing shared by fine-tuning, pretraining, evaluation and the other entry points: presets (YAML files
-in `gtzan_hf/configs/`), config files, the argument groups every data-reading command shares, resuming, and one
-clear line for user errors.
+"""Command-line plumbing shared by every entry point: presets (YAML files in `gtzan_hf/configs/`), config files,
+argument parsing into dataclasses, and one clear line for user errors.
 
 Priority of argument values, lowest first: the dataclass defaults, `--preset NAME`, `--config FILE.yaml|json`, the
 command line.
@@ -14,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,151 +26,6 @@ CONFIGS_DIR = Path(__file__).parents[1] / "configs"
 # Exceptions that carry a user's mistake (a path, a file, a flag, a split, the Hub offline), not a bug: reported as one
 # line. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, yaml.YAMLError)
-# Files the commands read: a name ending so is a path, never a Hub id.
-FILE_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".safetensors", ".csv", ".json", ".jsonl", ".yaml", ".yml"})
-
-
-@dataclass
-class AudioSourceArguments:
-    """Where the audio comes from and how it is prepared: shared by fine-tuning, pretraining and evaluation."""
-
-    dataset: str | None = field(
-        default=None,
-        metadata={"help": "Audio data: a folder, a CSV/JSON list or a Hub dataset id (GTZAN or any other)."},
-    )
-    audio_column: str = field(default="audio", metadata={"help": "Audio column of a Hub dataset."})
-    dataset_stats: bool = field(
-        default=False,
-        metadata={"help": "Normalise with the training audio's own mean/std instead of AudioSet's (from scratch)."},
-    )
-    generated_corpus_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder of the generated GTZAN-shaped corpus, written there on first use and used when no "
-            "--dataset is given (the offline quickstart)."
-        },
-    )
-    generate_songs_per_genre: int = field(default=30, metadata={"help": "Songs per genre of the generated corpus."})
-    generate_seconds: float = field(default=30.0, metadata={"help": "Length of generated songs."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for the fbank cache."})
-    cache_dir: str | None = field(default=None, metadata={"help": "datasets cache folder."})
-
-
-@dataclass
-class DataArguments(AudioSourceArguments):
-    """A labelled source, its song-level split and its windows: fine-tuning, evaluation, embeddings."""
-
-    label_column: str = field(default="genre", metadata={"help": "Label column of a Hub dataset."})
-    split: str = field(
-        default="random",
-        metadata={
-            "help": "random | fault-filtered | course-project (the course project's 799/99/101-song lists, "
-            "behind its 82.2 %) | course-project-30s (its 800/100/100 lists of Strategy B and the CNN) | kfold"
-        },
-    )
-    split_seed: int = field(default=0, metadata={"help": "Seed of the random and k-fold splits."})
-    fold: int = field(default=0, metadata={"help": "k-fold: the fold used as test split."})
-    num_folds: int = field(default=10, metadata={"help": "k-fold: the number of folds."})
-    crop_strategy: str = field(default="random-crop", metadata={"help": "random-crop | static (fixed windows)."})
-    crop_seconds: float = field(default=10.0, metadata={"help": "Length of training crops and evaluation windows."})
-    eval_segments: int | None = field(default=3, metadata={"help": "Evaluation windows per song (none: all)."})
-    eval_hop_seconds: float = field(default=10.0, metadata={"help": "Hop between evaluation windows."})
-    freq_mask: int = field(default=36, metadata={"help": "SpecAugment: widest frequency mask (bins); 0 disables."})
-    time_mask: int = field(default=144, metadata={"help": "SpecAugment: widest time mask (frames); 0 disables."})
-    spec_augment_axes: str = field(
-        default="standard",
-        metadata={
-            "help": "standard | swapped: the course project's masks, freq_mask spanning frames and time_mask mel "
-            "bins (clipped to the bins), as its code applied them."
-        },
-    )
-    waveform_augment: bool = field(default=False, metadata={"help": "audiomentations gain/noise/pitch/stretch."})
-    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables."})
-
-
-def use_dataset_stats(args: AudioSourceArguments, model_name_or_path: str | None) -> bool:
-    """Whether to normalise with the training audio's own mean/std: only from scratch. A starting model keeps the
-    statistics it was trained with; new ones would shift every input its weights learned to read."""
-    if args.dataset_stats and model_name_or_path is not None:
-        logger.warning("--dataset_stats ignored: a pretrained model keeps the statistics it was trained with.")
-    return args.dataset_stats and model_name_or_path is None
-
-
-def resolve_dataset(args: AudioSourceArguments) -> str:
-    """
-    The source to read: `--dataset` as given, or the generated corpus, written to `generated_corpus_dir` on first
-    use. Only that folder is ever generated into: a mistyped `--dataset` is reported, never filled with songs.
-    """
-    if args.dataset is not None:
-        check_local_path(args.dataset, "--dataset")
-        return args.dataset
-    if args.generated_corpus_dir is None:
-        raise ValueError("No --dataset given: pass a GTZAN folder, a CSV/JSON list or a Hub dataset id.")
-    folder = Path(args.generated_corpus_dir)
-    if not folder.exists():
-        from ..data.synthetic import generate_corpus
-
-        logger.info("Writing a generated GTZAN-shaped corpus to %s", folder)
-        generate_corpus(folder, args.generate_songs_per_genre, seed=0, duration=args.generate_seconds)
-    return str(folder)
-
-
-def load_datasets(data_args: DataArguments, feature_extractor):
-    """[`build_datasets`] with the settings of `data_args` (its `dataset` resolved, see [`resolve_dataset`]): an
-    [`SSASTDatasets`]. The data stack is imported here, so that commands that read no data start fast."""
-    from ..data import build_datasets
-
-    masks = (data_args.freq_mask, data_args.time_mask)
-    return build_datasets(
-        data_args.dataset,
-        feature_extractor,
-        split=data_args.split,
-        seed=data_args.split_seed,
-        fold=data_args.fold,
-        num_folds=data_args.num_folds,
-        crop_strategy=data_args.crop_strategy,
-        crop_seconds=data_args.crop_seconds,
-        eval_segments=data_args.eval_segments,
-        eval_hop_seconds=data_args.eval_hop_seconds,
-        spec_augment=masks if any(masks) else None,
-        spec_augment_axes=data_args.spec_augment_axes,
-        waveform_augment=data_args.waveform_augment,
-        num_proc=data_args.preprocessing_num_workers,
-        cache_dir=data_args.cache_dir,
-        audio_column=data_args.audio_column,
-        label_column=data_args.label_column,
-    )
-
-
-def looks_local(name: str) -> bool:
-    """Whether `name` can only be a local path, not a Hub id (`owner/name`): absolute or explicitly relative, more
-    than one `/`, the suffix of a file we read, or a first component that is a local folder (`runs/my-run` with
-    `runs/` here)."""
-    path = Path(name).expanduser()
-    return (
-        name.startswith((".", "~", os.sep))
-        or name.count("/") > 1
-        or path.suffix.lower() in FILE_SUFFIXES
-        or (len(path.parts) > 1 and Path(path.parts[0]).is_dir())
-    )
-
-
-def check_local_path(name: str, what: str) -> None:
-    """Refuse a local-looking path that does not exist before anything tries it as a Hub id."""
-    if looks_local(name) and not Path(name).expanduser().exists():
-        raise FileNotFoundError(f"{what} {name}: no such file or folder. Check the path (a Hub id is 'owner/name').")
-
-
-def check_model_path(name: str, what: str) -> None:
-    """Refuse, before any model is loaded or data prepared, a path that cannot hold a saved model: a local-looking
-    path that does not exist, a file, or a folder without config.json. Hub ids pass."""
-    check_local_path(name, what)
-    path = Path(name).expanduser()
-    expected = "expected a saved model folder (config.json and weights, such as a run's output_dir) or a Hub id"
-    if path.is_file():
-        raise ValueError(f"{what} {name} is a file; {expected}. Check the path.")
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{what} {name} is a folder without config.json; {expected}. Check the path.")
 
 
 def mixed_precision_defaults() -> dict:

@@ -1,7 +1,8 @@
 """`scripts/convert_ssast_checkpoint.py`: convert an original SSAST/AST checkpoint or a transformers AST model into an
-SSAST folder (`gtzan_hf.models.convert.convert_checkpoint`)."""
+SSAST folder (`gtzan_hf.models.loading.convert_checkpoint`)."""
 
-from ..models.convert import convert_checkpoint
+from ..models.loading import convert_checkpoint
+from ..models.source import CONVERTIBLE, CONVERTIBLE_EXPECTED, resolve_model
 from .cli import OneLineErrors, entry_point
 
 
@@ -43,13 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--traceback", action="store_true", help="show the traceback of errors")
     args = parser.parse_args(argv)
+    source = resolve_model(args.checkpoint, what="CHECKPOINT", kinds=CONVERTIBLE, expected=CONVERTIBLE_EXPECTED)
     if args.for_pretraining:
         model = convert_checkpoint(
-            args.checkpoint, args.output_dir, for_pretraining=True, num_masked_patches=args.num_masked_patches
+            source, args.output_dir, for_pretraining=True, num_masked_patches=args.num_masked_patches
         )
     else:
         model = convert_checkpoint(
-            args.checkpoint,
+            source,
             args.output_dir,
             freq_stride=args.freq_stride,
             time_stride=args.time_stride,

@@ -25,14 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..reports.evaluation import METRIC_KEYS, TABLE_KEYS, accuracy_table
+from ..reports.evaluation import accuracy_table, metric_keys, table_keys
 from ..reports.model_card import write_model_card
 from .cli import entry_point
 from .finetune import parse_finetune_args, run_finetune
 
 logger = logging.getLogger(__name__)
-
-SUMMARY_KEYS = tuple(key for key in METRIC_KEYS if key != "per_genre_accuracy")
 
 
 def sub_runs(num_folds: int | None, seeds: list[int] | None) -> list[tuple[str, list[str]]]:
@@ -49,7 +47,8 @@ def sub_runs(num_folds: int | None, seeds: list[int] | None) -> list[tuple[str, 
 
 def summarize(runs: list[dict]) -> dict:
     """Mean and sample standard deviation (ddof=1) of every test metric over `runs`."""
-    values = {key: np.array([run["test"][key] for run in runs]) for key in SUMMARY_KEYS}
+    keys = [key for key in metric_keys() if key != "per_genre_accuracy"]
+    values = {key: np.array([run["test"][key] for run in runs]) for key in keys}
     return {
         "mean": {key: float(v.mean()) for key, v in values.items()},
         "std": {key: float(v.std(ddof=1)) for key, v in values.items()},
@@ -91,7 +90,8 @@ def run_crossval(argv: list[str]) -> dict:
         raise ValueError("Cross-validation needs --num_folds K (K >= 2) and/or two or more --seeds.")
     output_dir = Path(known.output_dir)
     jobs = [(name, [*finetune_argv, *flags, "--output_dir", str(output_dir / name)]) for name, flags in runs]
-    parse_finetune_args(jobs[0][1])  # a bad flag is reported now, not after the first sub-run
+    # a bad flag or model is reported now, not after the first sub-run
+    parse_finetune_args(jobs[0][1])[0].resolve()
     if torch.cuda.device_count() > 1 and "LOCAL_RANK" not in os.environ:
         _run_on_gpus(jobs)
     else:
@@ -116,7 +116,7 @@ def run_crossval(argv: list[str]) -> dict:
     summary = {"description": description, "runs": results, **summarize(results)}
     (output_dir / "crossval.json").write_text(json.dumps(summary, indent=2))
     settings = json.loads((output_dir / runs[0][0] / "run_config.json").read_text())
-    cells = {key: f"{100 * summary['mean'][key]:.2f} ± {100 * summary['std'][key]:.2f} %" for key in TABLE_KEYS}
+    cells = {key: f"{100 * summary['mean'][key]:.2f} ± {100 * summary['std'][key]:.2f} %" for key in table_keys()}
     table = accuracy_table([(f"{output_dir.name} ({description})", settings, cells)])
     (output_dir / "crossval.md").write_text(table + "\n")
     print(table)

@@ -29,12 +29,15 @@ import torch
 from datasets import ClassLabel, Dataset, Features, List, Value
 from huggingface_hub.utils import tqdm
 
+from ..data import DataConfig, build_datasets
 from ..data.collator import evaluation_dataloader
+from ..inference.predict import iterate_predictions
 from ..inference.windowing import FRAMES_PER_SECOND
+from ..models.loading import ModelArguments, build_classifier, build_feature_extractor
 from ..models.modeling_ssast import SSASTModel
-from .cli import DataArguments, entry_point, load_datasets, parse_args, resolve_dataset
+from ..models.source import ModelSource
+from .cli import entry_point, parse_args
 from .evaluate import resolve_device
-from .finetune import ModelArguments, build_feature_extractor, build_model, check_model_source
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +104,7 @@ def window_embeddings(
     """
     outputs = encoder(input_values, output_hidden_states=layer is not None)
     hidden = outputs.last_hidden_state if layer is None else encoder.layernorm(outputs.hidden_states[layer])
-    num_cls_tokens = encoder.config.num_cls_tokens
-    if pooling == "mean":
-        return hidden[:, num_cls_tokens:].mean(dim=1)
-    if pooling == "cls":
-        return hidden[:, :num_cls_tokens].mean(dim=1)
-    return hidden[:, num_cls_tokens:].flatten(1)
+    return encoder.pool(hidden, pooling)
 
 
 class _ParquetShards:
@@ -147,11 +145,10 @@ def _dataset_card(configs: list[str]) -> str:
     return "\n".join(lines)
 
 
-def load_encoder(args: EmbedArguments, label_names: list[str]) -> SSASTModel:
-    """The encoder of `args.model`, built as fine-tuning builds its starting model: original checkpoints and
-    pretraining folders are converted with `args.freq_stride`, `args.time_stride` and `args.max_length`."""
-    model_args = _model_arguments(args)
-    encoder = getattr(build_model(model_args, label_names), "ssast", None)
+def load_encoder(source: ModelSource, args: EmbedArguments, label_names: list[str]) -> SSASTModel:
+    """The encoder of `source`, built as fine-tuning builds its starting model: original checkpoints, pretraining
+    folders and AST models are converted with `args.freq_stride`, `args.time_stride` and `args.max_length`."""
+    encoder = getattr(build_classifier(source, _model_arguments(args), label_names), "ssast", None)
     if encoder is None:
         raise ValueError(f"{args.model} is not an SSAST model: embeddings come from SSAST encoders.")
     depth = encoder.config.num_hidden_layers
@@ -170,20 +167,31 @@ def _model_arguments(args: EmbedArguments) -> ModelArguments:
     )
 
 
-def run_embed(args: EmbedArguments, data_args: DataArguments) -> dict[str, int]:
+def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
     """Writes the embeddings of every window of the train, validation and test splits (the fixed evaluation
     windows in every split, without augmentation); returns the number of windows of each split."""
     if args.model is None:
         raise ValueError("Name the model to embed with: MODEL (a folder, Hub id, .pth file or released name).")
     if args.pooling not in POOLINGS:
         raise ValueError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
-    check_model_source(_model_arguments(args))
-    data_args = replace(data_args, dataset=resolve_dataset(data_args), crop_strategy="static", waveform_augment=False)
-    data_args.freq_mask = data_args.time_mask = 0
-    data = load_datasets(data_args, build_feature_extractor(_model_arguments(args)))
-    encoder = load_encoder(args, data.label_names)
+    source = _model_arguments(args).resolve()  # a bad model is refused before any data is prepared
+    # the fixed windows of every split, train included: no crops, no augmentation
+    data_config = replace(
+        data_config,
+        dataset=data_config.resolved_dataset(),
+        crop_strategy="static",
+        waveform_augment=False,
+        freq_mask=0,
+        time_mask=0,
+    )
+    data = build_datasets(data_config, build_feature_extractor(source, args.max_length))
+    data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
+    encoder = load_encoder(source, args, data.label_names)
     device = resolve_device(args.device)
     encoder.to(device)
+
+    def step(input_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"embedding": window_embeddings(encoder, input_values, args.pooling, args.layer)}
 
     config = encoder.config
     shape = [*config.patch_grid, config.hidden_size] if args.pooling == "patches" else [config.hidden_size]
@@ -209,11 +217,9 @@ def run_embed(args: EmbedArguments, data_args: DataArguments) -> dict[str, int]:
         windows = _ParquetShards(output_dir / "windows", split, features, rows_per_shard)
         songs = {}  # song_id -> (sum of its windows' embeddings, their number, label)
         done = 0
-        batches = evaluation_dataloader(dataset, args.batch_size, data.num_labels)
-        for batch in tqdm(batches, desc=f"Embedding {split}", unit="batch"):
-            input_values = batch["input_values"].to(device)
-            embeddings = window_embeddings(encoder, input_values, args.pooling, args.layer).float().cpu().numpy()
-            labels = batch["labels"].tolist()
+        batches = tqdm(evaluation_dataloader(dataset, args.batch_size, data.num_labels), desc=f"Embedding {split}")
+        for row in iterate_predictions(step, batches, device):
+            embeddings, labels = row["embedding"], row["labels"].tolist()
             batch_songs = song_ids[done : done + len(labels)]
             windows.add(
                 song_id=batch_songs,
@@ -244,7 +250,7 @@ def run_embed(args: EmbedArguments, data_args: DataArguments) -> dict[str, int]:
         "num_hidden_layers": config.num_hidden_layers,
         "embedding_shape": shape,
         "num_windows": counts,
-        "data": asdict(data_args),
+        "data": asdict(data_config),
     }
     (output_dir / "embeddings_config.json").write_text(json.dumps(description, indent=2))
     data.info.save(output_dir / "splits.json")
@@ -256,8 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(argv or [])
     if argv and not argv[0].startswith("-"):  # `embed.py MODEL ...`
         argv = ["--model", *argv]
-    args, data_args, _ = parse_args((EmbedArguments, DataArguments), argv)
-    run_embed(args, data_args)
+    args, data_config, _ = parse_args((EmbedArguments, DataConfig), argv)
+    run_embed(args, data_config)
 
 
 cli = entry_point(main)

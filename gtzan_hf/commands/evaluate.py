@@ -6,7 +6,6 @@ run's own dataset, split, windows (from its `run_config.json`, checked against i
 (its saved feature extractor). Any flag overrides the saved value.
 """
 
-import dataclasses
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -15,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import DataConfig, build_datasets
 from ..data.collator import evaluation_dataloader
-from ..inference.songs import check_label_names, load_classifier
-from ..models.convert import model_type_of
-from ..reports.evaluation import SplitPredictions, comparison_table, predict, write_evaluation_reports
-from .cli import DataArguments, check_model_path, entry_point, load_datasets, parse_args, resolve_dataset
+from ..inference.predict import WindowPredictions, predict
+from ..models.loading import check_label_names, load_classifier
+from ..models.source import TRAINED, TRAINED_EXPECTED, ModelSource, resolve_model
+from ..reports.evaluation import comparison_table, write_evaluation_reports
+from .cli import entry_point, parse_args
 
 logger = logging.getLogger(__name__)
 
@@ -54,39 +55,40 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def evaluate_model(
-    model_id: str, data_args: DataArguments, batch_size: int, device: str, trust_remote_code: bool = False
-):
-    """Predictions of one model on the validation and test splits, featurised with its own feature extractor."""
-    model, feature_extractor = load_classifier(model_id, trust_remote_code=trust_remote_code)
-    data = load_datasets(data_args, feature_extractor)
-    check_label_names(model, data.label_names, model_id)
+def evaluate_model(source: ModelSource, data_config: DataConfig, batch_size: int, device: str):
+    """Predictions of one model on the validation and test splits, featurised with its own feature extractor, on
+    its own windows unless `data_config` names others."""
+    model, feature_extractor = load_classifier(source)
+    data = build_datasets(data_config, feature_extractor)
+    check_label_names(model, data.label_names, source.name)
+    model.to(device)
     predictions = {
-        split: predict(model, evaluation_dataloader(getattr(data, split), batch_size, data.num_labels), device)
+        split: predict(model, evaluation_dataloader(getattr(data, split), batch_size, data.num_labels), True)
         for split in SPLITS
     }
     return predictions, data
 
 
-def average_probabilities(members: list[SplitPredictions]) -> SplitPredictions:
+def average_probabilities(members: list[WindowPredictions]) -> WindowPredictions:
     """Ensemble of models evaluated on the same windows: log of the mean probability as logits."""
     first = members[0]
     for other in members[1:]:
         if not (np.array_equal(other.labels, first.labels) and np.array_equal(other.song_index, first.song_index)):
-            raise ValueError("Ensemble members were evaluated on different windows: use the same crop settings.")
+            raise ValueError(
+                "Ensemble members were evaluated on different windows: pass --crop_seconds and --eval_hop_seconds."
+            )
     mean = np.mean([member.probabilities() for member in members], axis=0)
-    return SplitPredictions(logits=np.log(mean + 1e-12), labels=first.labels, song_index=first.song_index)
+    return WindowPredictions(logits=np.log(mean + 1e-12), labels=first.labels, song_index=first.song_index)
 
 
-def saved_data_arguments(model: str | None) -> dict:
-    """The `DataArguments` a fine-tuning run in folder `model` was made with (its run_config.json), or `{}`."""
+def saved_data_settings(model: str | None) -> dict:
+    """The data settings a fine-tuning run in folder `model` was made with (its run_config.json), or `{}`."""
     if model is None or not (Path(model) / "run_config.json").is_file():
         return {}
-    saved = json.loads((Path(model) / "run_config.json").read_text())
-    return {f.name: saved[f.name] for f in dataclasses.fields(DataArguments) if f.name in saved}
+    return DataConfig.saved_values(json.loads((Path(model) / "run_config.json").read_text()))
 
 
-def check_same_songs(run_dir: str, data, data_args: DataArguments) -> None:
+def check_same_songs(run_dir: str, data, data_config: DataConfig) -> None:
     """When the split settings are the run's, the songs must be too: a changed corpus gives other figures."""
     saved = Path(run_dir) / "splits.json"
     if not saved.is_file():
@@ -95,50 +97,50 @@ def check_same_songs(run_dir: str, data, data_args: DataArguments) -> None:
     for split in SPLITS:
         if sorted(run_songs[split]) != sorted(data.song_ids[split]):
             raise ValueError(
-                f"The {split} songs of {data_args.dataset} ({data_args.split} split) differ from those in {saved}: "
-                "the dataset has changed since the run. Pass the run's dataset with --dataset, or another --split to "
-                "evaluate on other songs on purpose."
+                f"The {split} songs of {data_config.dataset} ({data_config.split} split) differ from those in "
+                f"{saved}: the dataset has changed since the run. Pass the run's dataset with --dataset, or another "
+                "--split to evaluate on other songs on purpose."
             )
 
 
-def run_evaluate(args: EvaluateArguments, data_args: DataArguments) -> dict | str:
+def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str:
     if args.compare:
         table = comparison_table(args.compare)
         print(table)
         return table
-    models = args.ensemble or ([args.model] if args.model else [])
-    if not models:
+    names = args.ensemble or ([args.model] if args.model else [])
+    if not names:
         raise ValueError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
-    for model_id in models:  # before any data is prepared
-        check_model_path(model_id, "MODEL")
-        model_type_of(model_id)
-    device = resolve_device(args.device)
-    saved = saved_data_arguments(models[0])
-    output_dir = Path(args.output_dir or (Path(models[0]) / "evaluation" if saved else "evaluation"))
-    data_args.dataset = resolve_dataset(data_args)
-    evaluated = [
-        evaluate_model(model_id, data_args, args.batch_size, device, args.trust_remote_code) for model_id in models
+    # resolved before any data is prepared: a bad model is refused at once
+    sources = [
+        resolve_model(
+            name, trust_remote_code=args.trust_remote_code, what="MODEL", kinds=TRAINED, expected=TRAINED_EXPECTED
+        )
+        for name in names
     ]
+    device = resolve_device(args.device)
+    saved = saved_data_settings(names[0])
+    output_dir = Path(args.output_dir or (Path(names[0]) / "evaluation" if saved else "evaluation"))
+    data_config.dataset = data_config.resolved_dataset()
+    evaluated = [evaluate_model(source, data_config, args.batch_size, device) for source in sources]
     data = evaluated[0][1]
     if len(evaluated) == 1:
         splits = evaluated[0][0]
     else:
         splits = {split: average_probabilities([pred[split] for pred, _ in evaluated]) for split in SPLITS}
     split_settings = ("dataset", "split", "split_seed", "fold", "num_folds")
-    if saved and all(saved.get(key) == getattr(data_args, key) for key in split_settings):
-        check_same_songs(models[0], data, data_args)
+    if saved and all(saved.get(key) == getattr(data_config, key) for key in split_settings):
+        check_same_songs(names[0], data, data_config)
     metrics = write_evaluation_reports(splits, data.label_names, output_dir)
     data.info.save(output_dir / "splits.json")
+    # the windows used, whether asked for or the model's own
+    data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     (output_dir / "evaluation_config.json").write_text(
-        json.dumps({**asdict(args), **asdict(data_args), "models": models}, indent=2)
+        json.dumps({**asdict(args), **asdict(data_config), "models": names}, indent=2)
     )
     for split in SPLITS:
-        logger.info(
-            "%s: clip accuracy %.4f, song accuracy %.4f",
-            split,
-            metrics[split]["clip_accuracy"],
-            metrics[split]["song_accuracy"],
-        )
+        clip, song = metrics[split]["clip_accuracy"], metrics[split]["song_accuracy"]
+        logger.info("%s: clip accuracy %.4f, song accuracy %.4f", split, clip, song)
     return metrics
 
 
@@ -147,10 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv and not argv[0].startswith("-"):  # `evaluate_model.py MODEL ...`
         argv = ["--model", *argv]
     # A run folder's own data settings (the first of an ensemble's) are the defaults; flags override them.
-    models = parse_args((EvaluateArguments, DataArguments), argv)[0]
+    models = parse_args((EvaluateArguments, DataConfig), argv)[0]
     first = models.model or next(iter(models.ensemble), None)
-    args, data_args, _ = parse_args((EvaluateArguments, DataArguments), argv, defaults=saved_data_arguments(first))
-    run_evaluate(args, data_args)
+    args, data_config, _ = parse_args((EvaluateArguments, DataConfig), argv, defaults=saved_data_settings(first))
+    run_evaluate(args, data_config)
 
 
 cli = entry_point(main)

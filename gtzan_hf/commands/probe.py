@@ -16,7 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..reports.evaluation import SplitPredictions, split_metrics, write_confusion_matrices
+from ..inference.predict import WindowPredictions
+from ..reports.evaluation import split_metrics, write_confusion_matrices
 from .cli import entry_point, parse_args
 
 logger = logging.getLogger(__name__)
@@ -55,11 +56,11 @@ def _split_arrays(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return columns["embedding"].astype(np.float32), columns["label"], song_index
 
 
-def _predictions(probe, arrays) -> SplitPredictions:
+def _predictions(probe, arrays) -> WindowPredictions:
     embeddings, labels, song_index = arrays
     # Log-probabilities as logits: the metric's softmax gives the probe's probabilities back.
     logits = np.log(np.clip(probe.predict_proba(embeddings), 1e-12, None))
-    return SplitPredictions(logits=logits, labels=labels, song_index=song_index)
+    return WindowPredictions(logits=logits, labels=labels, song_index=song_index)
 
 
 def fit_probe(arrays: dict, label_names: list[str], c_values: list[float], max_iter: int = 2000):

@@ -2,8 +2,11 @@
 
 import torch
 
-# Which axis each mask width applies to, as (axis of `freq_mask`, axis of `time_mask`) in `(batch, frames, mel_bins)`.
-SPEC_AUGMENT_AXES = {"standard": (2, 1), "swapped": (1, 2)}
+from ..recipes import plugins
+
+# Which axis each mask width applies to, as (axis of `freq_mask`, axis of `time_mask`) in `(batch, frames, mel_bins)`:
+# the standard one, then the recipes' (`gtzan_hf.recipes`, e.g. the course project's swapped axes).
+SPEC_AUGMENT_AXES = {"standard": (2, 1), **dict(plugins("SPEC_AUGMENT_AXES"))}
 
 
 def spec_augment(input_values: torch.Tensor, freq_mask: int, time_mask: int, axes: str = "standard") -> torch.Tensor:
@@ -15,10 +18,9 @@ def spec_augment(input_values: torch.Tensor, freq_mask: int, time_mask: int, axe
     the mask fits). Those rewrite the whole batch through a `masked_fill` (measured 3x slower per clip here); this
     zeroes only the masked cells.
 
-    `axes="swapped"` reproduces the course project's mistake: its masks met a `(1, frames, bins)` tensor, so the
-    frequency mask (`freq_mask`, 36) spanned frames and the time mask (`time_mask`, 144) spanned mel bins. Its width
-    is drawn below the 128 bins here, so up to 127 bins are masked; torchaudio's draw, wider than the bins one time in
-    nine, then blanked the whole clip.
+    `axes` names other axes ([`SPEC_AUGMENT_AXES`]): `"swapped"` is the course project's, whose frequency mask spanned
+    frames and time mask mel bins. A mask is never wider than its axis: a 144-wide mask on 128 mel bins masks up to
+    127 of them (the course project's torchaudio draw, wider than the bins one time in nine, blanked the whole clip).
     """
     if axes not in SPEC_AUGMENT_AXES:
         raise ValueError(f"Unknown SpecAugment axes {axes!r}: choose one of {tuple(SPEC_AUGMENT_AXES)}.")

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 # Feature-extractor settings applied after the cached fbank (padding, normalisation): they do not key the cache.
 _POST_FBANK_SETTINGS = frozenset(
     {"max_length", "do_normalize", "mean", "std", "padding_value", "padding_side", "return_attention_mask"}
-    | {"feature_extractor_type", "processor_class", "auto_map"}
+    | {"window_seconds", "hop_seconds", "feature_extractor_type", "processor_class", "auto_map"}
 )
 _CACHE_VERSION = 2  # 2: a folder of .arrow files, renamed into place when complete
 _LOCK_NAME = ".lock"

@@ -1,29 +1,32 @@
 """Song-level train/validation/test splits: always by song, deterministic, and saved with the run."""
 
-import csv
 import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from ..recipes import plugins
 from .sources import Corpus, load_corpus
 
 logger = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "validation", "test")
-# The course project's own song lists (M. Beghdad and D. Mokhtari), shipped in `splits/`: `course-project` is the
-# split of its headline figures (Strategy A, 10 s clips: 799/99/101 songs, `jazz.00054` in none), `course-project-30s`
-# the split of its Strategy B and CNN runs (800/100/100 songs).
-COURSE_PROJECT_LISTS = {
-    "course-project": Path(__file__).parent / "splits" / "course_project_10s_clips.csv",
-    "course-project-30s": Path(__file__).parent / "splits" / "course_project_30s_songs.csv",
-}
-SPLITS = ("random", "fault-filtered", *COURSE_PROJECT_LISTS, "kfold")
+
+
+def fault_filtered_lists() -> dict[str, list[str]]:
+    """The artist-filtered GTZAN split (Kereliuk, Sturm & Larsen 2015) as torchaudio ships its lists."""
+    from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
+
+    return {"train": filtered_train, "validation": filtered_valid, "test": filtered_test}
+
+
+# Fixed song lists by split name: GTZAN's artist-filtered split, then the recipes' (`gtzan_hf.recipes`).
+SPLIT_LISTS = {"fault-filtered": fault_filtered_lists, **dict(plugins("SPLIT_LISTS"))}
+SPLITS = ("random", *SPLIT_LISTS, "kfold")
 
 
 @dataclass
@@ -65,23 +68,6 @@ def _stratified(order: np.ndarray, labels: np.ndarray, size: float, seed: int) -
         ) from error
 
 
-def _fault_filtered_lists() -> dict[str, list[str]]:
-    """The artist-filtered GTZAN split (Kereliuk, Sturm & Larsen 2015) as torchaudio ships its lists."""
-    from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
-
-    return {"train": filtered_train, "validation": filtered_valid, "test": filtered_test}
-
-
-def _course_project_lists(split: str) -> dict[str, list[str]]:
-    """The song ids of one of the course project's splits, from its CSV (`song_id`, `genre`, `split`)."""
-    names = {"train": "train", "val": "validation", "test": "test"}
-    lists = {name: [] for name in SPLIT_NAMES}
-    with open(COURSE_PROJECT_LISTS[split], newline="") as handle:
-        for row in csv.DictReader(handle):
-            lists[names[row["split"]]].append(row["song_id"])
-    return lists
-
-
 def _listed(
     split: str, lists: dict[str, list[str]], song_ids: list[str], skipped: list[dict]
 ) -> tuple[dict[str, list[int]], list[str]]:
@@ -119,15 +105,14 @@ def split_indices(
     - `random`: stratified by class and seeded: `1 - validation_size - test_size` / `validation_size` / `test_size`
       (80/10/10 by default);
     - `fault-filtered`: GTZAN's artist-filtered 443/197/290 lists (songs outside them are excluded);
-    - `course-project`, `course-project-30s`: the course project's own lists (799/99/101 and 800/100/100 songs);
+    - the recipes' song lists (`gtzan_hf.recipes`): `course-project`, `course-project-30s`, the course project's own
+      lists (799/99/101 and 800/100/100 songs);
     - `kfold`: stratified `num_folds`-fold: fold `fold` is the test set, fold `fold + 1` (cyclically) the
       validation set, the rest the training set.
     Songs are ordered by id first, so the result does not depend on the order files were found in.
     """
-    if split == "fault-filtered":
-        return _listed(split, _fault_filtered_lists(), song_ids, skipped or [])
-    if split in COURSE_PROJECT_LISTS:
-        return _listed(split, _course_project_lists(split), song_ids, skipped or [])
+    if split in SPLIT_LISTS:
+        return _listed(split, SPLIT_LISTS[split](), song_ids, skipped or [])
     order = np.argsort(np.asarray(song_ids), kind="stable")
     labels_array = np.asarray(labels)
     if split == "random":
@@ -151,18 +136,28 @@ def split_indices(
     return {name: sorted(int(i) for i in part) for name, part in zip(SPLIT_NAMES, (train, validation, test))}, []
 
 
-def split_corpus(corpus: Corpus, split: str = "random", seed: int = 0, fold: int = 0, num_folds: int = 10, **kwargs):
-    """`(indices per split, SplitInfo)` for a loaded corpus; keyword arguments go to `split_indices`."""
+def split_corpus(corpus: Corpus, config) -> tuple[dict[str, list[int]], SplitInfo]:
+    """`(row indices per split, SplitInfo)` of a loaded corpus under `config`'s split settings (a [`DataConfig`]:
+    `split`, `split_seed`, `fold`, `num_folds`, `validation_size`, `test_size`)."""
     song_ids = list(corpus.songs["song_id"])
     indices, excluded = split_indices(
-        song_ids, list(corpus.songs["label"]), split, seed, fold, num_folds, skipped=corpus.skipped, **kwargs
+        song_ids,
+        list(corpus.songs["label"]),
+        config.split,
+        config.split_seed,
+        config.fold,
+        config.num_folds,
+        validation_size=config.validation_size,
+        test_size=config.test_size,
+        skipped=corpus.skipped,
     )
+    kfold = config.split == "kfold"
     info = SplitInfo(
         source=corpus.source,
-        split=split,
-        seed=seed,
-        fold=fold if split == "kfold" else None,
-        num_folds=num_folds if split == "kfold" else None,
+        split=config.split,
+        seed=config.split_seed,
+        fold=config.fold if kfold else None,
+        num_folds=config.num_folds if kfold else None,
         label_names=corpus.label_names,
         song_ids={name: [song_ids[i] for i in rows] for name, rows in indices.items()},
         skipped=corpus.skipped,
@@ -172,36 +167,21 @@ def split_corpus(corpus: Corpus, split: str = "random", seed: int = 0, fold: int
     return indices, info
 
 
-def load_splits(
-    source: str | os.PathLike,
-    split: str = "random",
-    seed: int = 0,
-    fold: int = 0,
-    num_folds: int = 10,
-    validation_size: float = 0.1,
-    test_size: float = 0.1,
-    split_file: str | os.PathLike | None = None,
-    **corpus_kwargs,
-) -> DatasetDict:
+def load_splits(config, split_file: str | os.PathLike | None = None) -> DatasetDict:
     """
     Load a source and split it by song.
 
     Args:
-        source: a local folder, a CSV/JSON list or a Hub dataset id (see [`load_corpus`]).
-        split: `"random"` (stratified, seeded), `"fault-filtered"` (GTZAN's artist-filtered split),
-            `"course-project"` / `"course-project-30s"` (the course project's lists) or `"kfold"`.
-        seed, fold, num_folds, validation_size, test_size: see [`split_indices`].
+        config: a [`DataConfig`]: the source (`dataset`, columns) and the split (`split`, `split_seed`, `fold`,
+            `num_folds`, `validation_size`, `test_size`; see [`split_indices`]).
         split_file: where to write the song ids of every split and the skipped files (JSON), if anywhere.
-        **corpus_kwargs: `audio_column`, `label_column`, `path_column`, `revision`, `num_proc`, `cache_dir`.
 
     Returns:
         `DatasetDict` with `train`, `validation` and `test`, one row per song: `audio` (`{"path", "bytes"}`, decode
-        with [`decode_audio`]), `label` (`ClassLabel`) and `song_id`.
+        with [`~gtzan_hf.inference.audio.decode_audio`]), `label` (`ClassLabel`) and `song_id`.
     """
-    corpus = load_corpus(source, **corpus_kwargs)
-    indices, info = split_corpus(
-        corpus, split, seed, fold, num_folds, validation_size=validation_size, test_size=test_size
-    )
+    corpus = load_corpus(config.resolved_dataset(), label_column=config.label_column, **config.corpus_options())
+    indices, info = split_corpus(corpus, config)
     if split_file is not None:
         info.save(split_file)
     return DatasetDict({name: corpus.songs.select(rows) for name, rows in indices.items()})

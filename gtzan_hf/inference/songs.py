@@ -1,19 +1,18 @@
-"""Whole-song inference: load a classifier, cut a song into windows as in evaluation, classify them in batches and
-vote. Shared by the evaluation tooling and the Gradio Space."""
+"""Whole-song inference: cut a song into the model's windows ([`~gtzan_hf.inference.windowing.model_windows`]),
+classify them in batches with the prediction loop and vote. Used by the Gradio Space and by anyone classifying a
+recording (`classify_song`)."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-from ..models.configuration_cnn import CNNConfig
-from ..models.configuration_ssast import SSASTConfig
-from ..models.convert import model_type_of
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from .audio import to_mono
+from .predict import iterate_predictions, placement
 from .voting import vote
-from .windowing import FRAMES_PER_SECOND, seconds_to_frames, segment_starts, window_fbank
+from .windowing import FRAMES_PER_SECOND, model_windows, segment_starts, window_fbank
 
 
 @dataclass
@@ -26,6 +25,7 @@ class SongPrediction:
     probabilities: np.ndarray  # (labels,) soft vote: mean of the window probabilities
     fbank: np.ndarray  # (frames, mel_bins) the song's normalised filter bank, as the model saw it
     window_seconds: float = 10.0
+    vote: str = "soft"  # the rule of `label` ([`~gtzan_hf.inference.voting.vote_rules`])
 
     @property
     def duration(self) -> float:
@@ -39,36 +39,13 @@ class SongPrediction:
 
     @property
     def label(self) -> str:
-        return self.label_names[vote(self.window_probabilities, "soft")]
+        """The song's class under the `vote` rule."""
+        return self.label_names[vote(self.window_probabilities, self.vote)]
 
     def top(self, k: int = 5) -> dict[str, float]:
         """The `k` most probable classes, most probable first."""
         order = np.argsort(-self.probabilities)[:k]
         return {self.label_names[i]: float(self.probabilities[i]) for i in order}
-
-
-# The model types whose code is the package's own (registered with the Auto classes on import): loading them runs
-# nothing from the folder.
-OWN_MODEL_TYPES = (SSASTConfig.model_type, CNNConfig.model_type)
-
-
-def load_classifier(model_id: str, trust_remote_code: bool = False, **kwargs):
-    """
-    `(model, feature_extractor)` of a saved or Hub SSAST / CNN classifier (any folder written by `save_pretrained`),
-    in evaluation mode, built from the package's own classes. A folder of another `model_type` would run the code it
-    ships (`auto_map`): it is refused unless `trust_remote_code` (`--trust_remote_code` in the scripts,
-    `TRUST_REMOTE_CODE=1` for the Space).
-    """
-    model_type = model_type_of(model_id)
-    if model_type not in OWN_MODEL_TYPES and not trust_remote_code:
-        raise ValueError(
-            f"{model_id} holds a {model_type!r} model, not SSAST or the CNN: loading it would run the code shipped "
-            "in its folder. If you trust it, pass --trust_remote_code (scripts) or set TRUST_REMOTE_CODE=1 (the "
-            "Space)."
-        )
-    model = AutoModelForAudioClassification.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
-    feature_extractor = AutoFeatureExtractor.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
-    return model.eval(), feature_extractor
 
 
 # Windows held at once by `classify_song`: the model's input for 16 windows of 1024 frames is 8 MB, and with it the
@@ -101,63 +78,55 @@ def song_fbank(waveform: torch.Tensor, feature_extractor: SSASTFeatureExtractor)
     )
 
 
-def check_label_names(model, label_names: list[str], source: str) -> None:
-    """Refuse to score a model on a dataset whose classes are not the ones it predicts, in the same order."""
-    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    if model_labels != list(label_names):
-        raise ValueError(
-            f"{source} predicts {model_labels} but the dataset's classes are {list(label_names)}: evaluate on the "
-            "dataset the model was trained for."
-        )
-
-
-@torch.inference_mode()
 def classify_song(
     waveform: np.ndarray,
     sampling_rate: int,
     model: torch.nn.Module,
     feature_extractor: SSASTFeatureExtractor,
-    window_seconds: float = 10.0,
+    window_seconds: float | None = None,
     hop_seconds: float | None = None,
     batch_size: int = 8,
+    vote: str = "soft",
 ) -> SongPrediction:
     """
-    Classify a whole recording by fixed windows and soft voting, as the evaluation does. The song's filter bank is
-    computed once; its windows are cut, normalised and classified `CHUNK_WINDOWS` at a time.
+    Classify a whole recording by fixed windows and a song-level vote, as the evaluation does. The song's filter bank
+    is computed once; its windows are cut, normalised and classified `CHUNK_WINDOWS` at a time.
 
     Args:
         waveform: `(num_samples,)` mono or `(num_samples, num_channels)` audio, float in [-1, 1], any rate.
         sampling_rate: its sampling rate; it is downmixed and resampled to the feature extractor's.
         model: a classifier, or a serving form of one ([`gtzan_hf.serving.forms`]): `model(input_values=...).logits`.
-        window_seconds: window length (the training crop, 10 s in the course project's recipe).
-        hop_seconds: distance between window starts (default `window_seconds`: no overlap).
+        window_seconds, hop_seconds: the windows (default: those the model was trained and evaluated on, else its
+            whole input without overlap; see [`~gtzan_hf.inference.windowing.model_windows`]).
         batch_size: windows per forward pass.
+        vote: the song-level vote of `SongPrediction.label` (`probabilities` are always the soft vote's).
     """
+    windows = model_windows(feature_extractor, window_seconds, hop_seconds)
     samples = np.asarray(waveform, dtype=np.float32)
     mono = to_mono(samples[:, None] if samples.ndim == 1 else samples, sampling_rate, feature_extractor.sampling_rate)
     fbank = song_fbank(torch.from_numpy(mono), feature_extractor)
     del samples, mono
-    window_frames = seconds_to_frames(window_seconds)
-    hop_frames = seconds_to_frames(hop_seconds or window_seconds)
-    starts = segment_starts(fbank.shape[0], window_frames, hop_frames)
-    parameter = next(model.parameters(), None)  # inputs go where the weights are, in their dtype (e.g. bfloat16)
-    device, dtype = (parameter.device, parameter.dtype) if parameter is not None else ("cpu", torch.float32)
-    probabilities = []
-    for first in range(0, len(starts), CHUNK_WINDOWS):
-        chunk = starts[first : first + CHUNK_WINDOWS]
-        # the chunk's windows, padded before normalisation as in training
-        windows = window_fbank(
-            fbank[chunk[0] : chunk[-1] + window_frames],
-            window_frames,
-            hop_frames,
-            num_segments=len(chunk),
-            pad_to=feature_extractor.max_length,
-        )
-        windows = feature_extractor.normalize(windows, inplace=True)
-        for batch in windows.split(batch_size):
-            logits = model(input_values=batch.to(device, dtype)).logits
-            probabilities.append(logits.float().softmax(-1).cpu())
-    probabilities = torch.cat(probabilities).numpy()
+    starts = segment_starts(fbank.shape[0], windows.frames, windows.hop_frames)
+
+    def batches() -> Iterator[dict]:
+        for first in range(0, len(starts), CHUNK_WINDOWS):
+            chunk = starts[first : first + CHUNK_WINDOWS]
+            # the chunk's windows, padded before normalisation as in training
+            chunk_windows = window_fbank(
+                fbank[chunk[0] : chunk[-1] + windows.frames],
+                windows.frames,
+                windows.hop_frames,
+                num_segments=len(chunk),
+                pad_to=feature_extractor.max_length,
+            )
+            for batch in feature_extractor.normalize(chunk_windows, inplace=True).split(batch_size):
+                yield {"input_values": batch}
+
+    def step(input_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"probabilities": model(input_values=input_values).logits.float().softmax(-1)}
+
+    rows = iterate_predictions(step, batches(), *placement(model))
+    probabilities = np.concatenate([row["probabilities"] for row in rows])
     id2label = model.config.id2label
     return SongPrediction(
         label_names=[id2label[i] for i in range(len(id2label))],
@@ -165,5 +134,6 @@ def classify_song(
         window_probabilities=probabilities,
         probabilities=probabilities.mean(axis=0),
         fbank=feature_extractor.normalize(fbank, inplace=True).numpy(),
-        window_seconds=window_seconds,
+        window_seconds=windows.seconds,
+        vote=vote,
     )

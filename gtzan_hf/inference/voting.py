@@ -1,11 +1,80 @@
-"""Song-level voting over the predictions of a song's segments (windows).
+"""Song-level votes over the predictions of a song's windows, from one registry of rules.
 
-One place for the rules, used by the evaluation metric, `scripts/evaluate_model.py` and the Gradio Space.
+A [`VoteRule`] names a rule, the metric key it is reported under (`metrics.json`, the Trainer's logs), its label in
+tables and model cards, and its function. The evaluation metric, the reports, the model cards and
+[`~gtzan_hf.inference.songs.classify_song`] read [`vote_rules`]; recipes with rules of their own
+([`gtzan_hf.recipes`]) plug them in.
 """
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
-VOTING_RULES = ("soft", "hard", "hybrid", "course-project")
+
+@dataclass(frozen=True)
+class VoteRule:
+    """One song-level vote: `choose` maps a song's `(windows, labels)` probabilities to a class index."""
+
+    name: str  # as `classify_song(vote=...)` names it
+    metric: str  # key of the song accuracy under this rule
+    vote_label: str  # the vote in words, for tables and model cards: "soft vote"
+    description: str
+    choose: Callable[[np.ndarray], int]
+    in_tables: bool = False  # a column of the comparison tables (`--compare`, cross-validation)
+
+    @property
+    def label(self) -> str:
+        return f"song accuracy ({self.vote_label})"
+
+
+def majority_counts(probabilities: np.ndarray) -> np.ndarray:
+    """`(labels,)` how many windows have each class as their top class."""
+    return np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1])
+
+
+def _soft(probabilities: np.ndarray) -> int:
+    return int(probabilities.mean(axis=0).argmax())
+
+
+def _hard(probabilities: np.ndarray) -> int:
+    return int(majority_counts(probabilities).argmax())
+
+
+def _hybrid(probabilities: np.ndarray) -> int:
+    counts = majority_counts(probabilities)
+    return int(np.where(counts == counts.max(), probabilities.mean(axis=0), -np.inf).argmax())
+
+
+BUILTIN_RULES = (
+    VoteRule("soft", "song_accuracy", "soft vote", "the mean probability (the headline)", _soft, in_tables=True),
+    VoteRule("hard", "song_accuracy_hard", "majority", "the windows' majority, ties to the lowest class", _hard),
+    VoteRule(
+        "hybrid",
+        "song_accuracy_hybrid",
+        "hybrid vote",
+        "the windows' majority, ties broken by the tied classes' mean probability",
+        _hybrid,
+    ),
+)
+
+
+@cache
+def vote_rules() -> dict[str, VoteRule]:
+    """Every vote rule by name: the built-in ones, then the recipes' ([`gtzan_hf.recipes`]), in that order."""
+    from ..recipes import plugins  # recipes build on this module: read once, on first use
+
+    return {rule.name: rule for rule in (*BUILTIN_RULES, *plugins("VOTE_RULES"))}
+
+
+def vote(probabilities: np.ndarray, rule: str = "soft") -> int:
+    """Predicted class of one song from the `(num_segments, num_labels)` probabilities of its windows (see
+    [`vote_rules`] for the rules)."""
+    rules = vote_rules()
+    if rule not in rules:
+        raise ValueError(f"Unknown voting rule {rule!r}: choose one of {', '.join(rules)}.")
+    return rules[rule].choose(probabilities)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -13,31 +82,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def vote(probabilities: np.ndarray, rule: str = "soft") -> int:
-    """
-    Predicted class of one song from the `(num_segments, num_labels)` probabilities of its segments.
-
-    - `soft`: argmax of the mean probability (the default and the headline figure);
-    - `hard`: majority of the segments' argmaxes, ties going to the lowest class index;
-    - `hybrid`: majority of the segments' argmaxes, ties broken by the mean probability of the tied classes;
-    - `course-project`: the course project's hybrid, behind its 82.2 %: majority of the segments' argmaxes; without a
-      single majority (a 1-1-1 tie of three windows), the argmax of the mean probability over *all* classes, which
-      may be a class no segment voted for.
-    """
-    mean_probabilities = probabilities.mean(axis=0)
-    if rule == "soft":
-        return int(mean_probabilities.argmax())
-    counts = np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1])
-    if rule == "hard":
-        return int(counts.argmax())
-    if rule == "hybrid":
-        tied = counts == counts.max()
-        return int(np.where(tied, mean_probabilities, -np.inf).argmax())
-    if rule == "course-project":
-        return int(counts.argmax()) if (counts == counts.max()).sum() == 1 else int(mean_probabilities.argmax())
-    raise ValueError(f"Unknown voting rule {rule!r}: choose one of {VOTING_RULES}.")
 
 
 def song_predictions(

@@ -146,6 +146,23 @@ def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return state_dict
 
 
+def checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
+    """`"pretraining"` or `"finetuned"`: the kind of an original state dict (`module.` prefixes or not). Other state
+    dicts are refused with a message saying what they hold."""
+    keys = {key.removeprefix("module.") for key in state_dict}
+    if {"p_input_fdim", "v.pos_embed"} <= keys:
+        return "pretraining"
+    if {"mlp_head.1.weight", "v.pos_embed"} <= keys:
+        return "finetuned"
+    found = ", ".join(sorted(keys)[:8]) or "no keys"
+    raise ValueError(
+        f"Unknown checkpoint format: found keys {found}{' ...' if len(keys) > 8 else ''}. Expected an original SSAST "
+        "pretraining checkpoint (module.v.*, module.p_input_fdim, module.cpredlayer.*) or a fine-tuned SSAST/AST "
+        "checkpoint (v.*, mlp_head.*), or a transformers ASTForAudioClassification folder or Hub id: check that this "
+        "is the checkpoint you meant."
+    )
+
+
 def _download(name: str, target: Path) -> None:
     url = download_url(name)
     by_hand = f"download {url} by hand and save it as {target}"

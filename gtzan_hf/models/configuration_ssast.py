@@ -11,6 +11,10 @@ SSAST_SIZES = {
     "base": {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072},
 }
 
+# The original fine-tuning recipes' strides, (freq_stride, time_stride): overlapping 16x16 patches every 10 bins and
+# frames, or 128x2 frame patches every frame.
+FINETUNING_STRIDES = {"patch": (10, 10), "frame": (128, 1)}
+
 # save_pretrained records only the saved class in `auto_map`; listing every class lets each Auto class (with
 # trust_remote_code=True) open any SSAST folder, e.g. AutoModel on a fine-tuned classifier.
 AUTO_MAP = {
@@ -177,4 +181,4 @@ class SSASTConfig(PreTrainedConfig):
 
 SSASTConfig.register_for_auto_class()
 
-__all__ = ["SSASTConfig"]
+__all__ = ["FINETUNING_STRIDES", "SSASTConfig"]

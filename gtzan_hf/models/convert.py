@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import ASTFeatureExtractor, ASTForAudioClassification, PreTrainedConfig
+from transformers import ASTForAudioClassification
 
-from .checkpoints import checkpoint_provenance, load_original_checkpoint, resolve_checkpoint
-from .configuration_ssast import SSASTConfig
-from .feature_extraction_ssast import SSASTFeatureExtractor
+from .checkpoints import checkpoint_kind, checkpoint_provenance, load_original_checkpoint
+from .configuration_ssast import FINETUNING_STRIDES, SSASTConfig
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
+from .source import AST, CONVERTIBLE, CONVERTIBLE_EXPECTED, ModelSource, require_kind, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +49,9 @@ KEY_MAPPING = (
 )
 # Original keys with no counterpart: timm's unused ImageNet heads and the pretraining input size (read separately).
 UNUSED_ORIGINAL_KEYS = re.compile(r"v\.head(_dist)?\.(weight|bias)|p_input_[ft]dim")
-# The original fine-tuning recipes: stride 10 for 16x16 patches, 1 frame for 128x2 frames.
-DEFAULT_FINETUNING_STRIDES = {"patch": (10, 10), "frame": (128, 1)}
 # The original code interpolates the time axis of the positional embeddings on a grid of 8 frequency rows.
 INTERPOLATION_ROWS = 8
 HEAD_DIM = 64
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def _compile(source: str, target: str) -> tuple[re.Pattern, str]:
@@ -74,26 +71,6 @@ def _rename(key: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
 
 def _strip_data_parallel(state_dict: dict) -> dict:
     return {key.removeprefix("module."): value for key, value in state_dict.items()}
-
-
-def original_checkpoint_kind(path: str | Path) -> str:
-    """`"pretraining"` or `"finetuned"`: the kind of an original `.pth`, read safely. Other files are refused with a
-    message saying what they hold."""
-    return _checkpoint_kind(_read_original(path))
-
-
-def _checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
-    if "p_input_fdim" in state_dict and "v.pos_embed" in state_dict:
-        return "pretraining"
-    if "mlp_head.1.weight" in state_dict and "v.pos_embed" in state_dict:
-        return "finetuned"
-    found = ", ".join(sorted(state_dict)[:8]) or "no keys"
-    raise ValueError(
-        f"Unknown checkpoint format: found keys {found}{' ...' if len(state_dict) > 8 else ''}. Expected an original "
-        "SSAST pretraining checkpoint (module.v.*, module.p_input_fdim, module.cpredlayer.*) or a fine-tuned "
-        "SSAST/AST checkpoint (v.*, mlp_head.*), or a transformers ASTForAudioClassification folder or Hub id: "
-        "check that this is the checkpoint you meant."
-    )
 
 
 def _architecture(state_dict: dict[str, torch.Tensor]) -> dict:
@@ -185,7 +162,7 @@ def _finetuning_config(
     state_dict, freq_stride, time_stride, max_length, num_mel_bins, pooling, config_kwargs
 ) -> SSASTConfig:
     architecture = _architecture(state_dict)
-    default_freq_stride, default_time_stride = DEFAULT_FINETUNING_STRIDES[
+    default_freq_stride, default_time_stride = FINETUNING_STRIDES[
         "frame" if architecture["patch_freq"] == num_mel_bins else "patch"
     ]
     return SSASTConfig(
@@ -308,76 +285,23 @@ def _from_transformers_ast(
     return _build_classifier(config, converted, new_head=() if keep_head else ("classifier.dense.",))
 
 
-def _config_dict(source: str | Path) -> dict:
-    """The config.json of a saved folder or Hub id, read without running any code."""
-    config = PreTrainedConfig.get_config_dict(str(source))[0]
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"The config.json of {source} holds a {type(config).__name__}; expected a mapping of model settings, as "
-            "save_pretrained writes it. Save the model again, or pass another folder."
-        )
-    return config
-
-
-def model_type_of(source: str | Path) -> str | None:
-    """The `model_type` of a saved folder or Hub id, read from its config.json without running any code."""
-    return _config_dict(source).get("model_type")
-
-
-def is_pretraining_folder(source: str | Path) -> bool:
-    """Whether `source` holds an `SSASTForPreTraining` (the output of scripts/pretrain.py)."""
-    return "SSASTForPreTraining" in (_config_dict(source).get("architectures") or ())
-
-
-def _load_ast(source: str) -> ASTForAudioClassification:
-    model_type = model_type_of(source)
-    if model_type == "ssast":
-        raise ValueError(
-            f"{source} is already an SSAST model: load it with SSASTForAudioClassification.from_pretrained."
-        )
-    if model_type != "audio-spectrogram-transformer":
-        raise ValueError(
-            f"{source} holds a {model_type!r} model; expected a transformers ASTForAudioClassification "
-            "(model_type 'audio-spectrogram-transformer') or an original SSAST/AST .pth checkpoint."
-        )
-    return ASTForAudioClassification.from_pretrained(source)
-
-
-def _original_file(checkpoint, config_kwargs: dict):
+def _open(checkpoint, config_kwargs: dict) -> dict[str, torch.Tensor] | ASTForAudioClassification:
     """
-    `checkpoint` with a released name (`SSAST-Base-Patch-400`) replaced by its cached file, downloaded on first use.
-    For an original checkpoint file, its provenance (file name and sha256, the official link for a released one)
-    goes into `config_kwargs` as `source_checkpoint`, which the model's config saves.
+    The state dict of an original checkpoint (a file, a released name, a resolved [`ModelSource`] or a state dict,
+    `module.` prefixes dropped), or the transformers AST model of a folder or Hub id. A file's provenance (its name
+    and sha256, the official link for a released one) goes into `config_kwargs` as `source_checkpoint`, which the
+    converted model's config saves.
     """
-    if not isinstance(checkpoint, (str, Path)):
-        return checkpoint
-    path = resolve_checkpoint(checkpoint)
-    if not path.is_file():
-        return checkpoint  # a folder, a Hub id, or nothing: told apart by the caller
-    if "source_checkpoint" not in config_kwargs:
-        config_kwargs["source_checkpoint"] = checkpoint_provenance(path)
-    return path
-
-
-def _read_original(checkpoint: str | Path | dict) -> dict[str, torch.Tensor]:
-    state_dict = checkpoint if isinstance(checkpoint, dict) else load_original_checkpoint(checkpoint)
-    return _strip_data_parallel(state_dict)
-
-
-def _is_transformers_source(checkpoint) -> bool:
-    if isinstance(checkpoint, ASTForAudioClassification):
-        return True
-    if isinstance(checkpoint, dict):
-        return False
-    path = Path(checkpoint)
-    if path.exists():
-        return path.is_dir()
-    if HUB_ID.fullmatch(str(checkpoint)) and path.suffix not in (".pth", ".pt", ".bin", ".ckpt"):
-        return True
-    raise FileNotFoundError(
-        f"No file or folder at {checkpoint}: expected an original .pth checkpoint, a transformers AST folder or a Hub "
-        "id such as MIT/ast-finetuned-audioset-10-10-0.4593."
-    )
+    if isinstance(checkpoint, (ASTForAudioClassification, dict)):
+        return checkpoint if isinstance(checkpoint, ASTForAudioClassification) else _strip_data_parallel(checkpoint)
+    if isinstance(checkpoint, ModelSource):
+        source = require_kind(checkpoint, CONVERTIBLE, CONVERTIBLE_EXPECTED, "Checkpoint")
+    else:
+        source = resolve_model(checkpoint, what="Checkpoint", kinds=CONVERTIBLE, expected=CONVERTIBLE_EXPECTED)
+    if source.kind == AST:
+        return ASTForAudioClassification.from_pretrained(source.location)
+    config_kwargs.setdefault("source_checkpoint", checkpoint_provenance(source.location))
+    return _strip_data_parallel(load_original_checkpoint(source.location))
 
 
 def from_original_checkpoint(
@@ -423,18 +347,16 @@ def from_original_checkpoint(
     Returns:
         [`SSASTForAudioClassification`] in evaluation mode.
     """
-    checkpoint = _original_file(checkpoint, config_kwargs)
-    if _is_transformers_source(checkpoint):
-        ast = checkpoint if isinstance(checkpoint, ASTForAudioClassification) else _load_ast(str(checkpoint))
-        if num_mel_bins not in (128, ast.config.num_mel_bins):
+    state_dict = _open(checkpoint, config_kwargs)
+    if isinstance(state_dict, ASTForAudioClassification):
+        if num_mel_bins not in (128, state_dict.config.num_mel_bins):
             raise ValueError(
-                f"This AST model reads {ast.config.num_mel_bins} mel bins, not {num_mel_bins}: leave num_mel_bins "
-                "unset."
+                f"This AST model reads {state_dict.config.num_mel_bins} mel bins, not {num_mel_bins}: leave "
+                "num_mel_bins unset."
             )
         geometry = {"freq_stride": freq_stride, "time_stride": time_stride, "max_length": max_length}
-        return _from_transformers_ast(ast, num_labels, pooling, config_kwargs, **geometry).eval()
-    state_dict = _read_original(checkpoint)
-    kind = _checkpoint_kind(state_dict)
+        return _from_transformers_ast(state_dict, num_labels, pooling, config_kwargs, **geometry).eval()
+    kind = checkpoint_kind(state_dict)
     if num_labels is None and kind == "finetuned" and "id2label" not in config_kwargs:
         num_labels = state_dict["mlp_head.1.weight"].shape[0]
     if num_labels is not None:
@@ -453,9 +375,8 @@ def pretraining_model_from_original_checkpoint(checkpoint: str | Path | dict, **
     pretraining on music. `checkpoint` is a file, a state dict or a released name, as for
     [`from_original_checkpoint`]; `config_kwargs` set further [`SSASTConfig`] fields, e.g. `num_masked_patches`.
     """
-    checkpoint = _original_file(checkpoint, config_kwargs)
-    state_dict = _read_original(checkpoint)
-    if _checkpoint_kind(state_dict) != "pretraining":
+    state_dict = _open(checkpoint, config_kwargs)
+    if isinstance(state_dict, ASTForAudioClassification) or checkpoint_kind(state_dict) != "pretraining":
         raise ValueError(
             "A fine-tuned checkpoint has no pretraining heads: expected an original pretraining checkpoint."
         )
@@ -507,37 +428,3 @@ def to_original_checkpoint(model: SSASTForAudioClassification | SSASTForPreTrain
         state_dict["p_input_tdim"] = torch.tensor(model.config.max_length)
         state_dict = {f"module.{key}": value for key, value in state_dict.items()}
     return state_dict
-
-
-def convert_checkpoint(
-    checkpoint: str | Path, output_dir: str | Path, *, for_pretraining: bool = False, **kwargs
-) -> SSASTForAudioClassification | SSASTForPreTraining:
-    """
-    Converts `checkpoint` (see [`from_original_checkpoint`], whose keyword arguments `kwargs` are) and saves the model
-    with a matching [`SSASTFeatureExtractor`] (`max_length` = the model's frames; a transformers AST source's
-    normalisation statistics are kept) to `output_dir`, loadable with `from_pretrained` and the Auto classes
-    (`trust_remote_code=True`). With `for_pretraining`, an original pretraining checkpoint becomes an
-    [`SSASTForPreTraining`] instead.
-    """
-    checkpoint = _original_file(checkpoint, kwargs)
-    if for_pretraining:
-        model = pretraining_model_from_original_checkpoint(checkpoint, **kwargs)
-    else:
-        model = from_original_checkpoint(checkpoint, **kwargs)
-    statistics = {}
-    if _is_transformers_source(checkpoint):
-        try:
-            ast_extractor = ASTFeatureExtractor.from_pretrained(str(checkpoint))
-            statistics = {
-                "mean": ast_extractor.mean,
-                "std": ast_extractor.std,
-                "do_normalize": ast_extractor.do_normalize,
-            }
-        except OSError:
-            logger.warning("%s has no feature extractor config: using the AudioSet statistics.", checkpoint)
-    feature_extractor = SSASTFeatureExtractor(
-        num_mel_bins=model.config.num_mel_bins, max_length=model.config.max_length, **statistics
-    )
-    model.save_pretrained(output_dir)
-    feature_extractor.save_pretrained(output_dir)
-    return model

@@ -49,6 +49,12 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
             Mean of the filter bank values (AudioSet's by default; see [`~SSASTFeatureExtractor.compute_stats`]).
         std (`float`, *optional*, defaults to 4.5689974):
             Standard deviation of the filter bank values; the normalisation divides by twice this value.
+        window_seconds (`float`, *optional*):
+            The length of the windows the model was trained on, recorded by a fine-tuning run: a waveform is cut to
+            this length before padding to `max_length`, as the training windows were. `None`: `max_length` frames.
+        hop_seconds (`float`, *optional*):
+            The hop between the windows the model was evaluated on, recorded by a fine-tuning run; whole songs are
+            classified by windows of `window_seconds` every `hop_seconds` (`gtzan_hf.inference.classify_song`).
     """
 
     model_input_names = ["input_values"]
@@ -63,6 +69,8 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         do_normalize=True,
         mean=AUDIOSET_MEAN,
         std=AUDIOSET_STD,
+        window_seconds=None,
+        hop_seconds=None,
         **kwargs,
     ):
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
@@ -71,6 +79,8 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         self.do_normalize = do_normalize
         self.mean = mean
         self.std = std
+        self.window_seconds = window_seconds
+        self.hop_seconds = hop_seconds
 
     def fbank(self, waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
         """
@@ -222,11 +232,13 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         if len(waveforms) == 0:
             raise ValueError("Got an empty batch: pass at least one waveform.")
 
+        # the training window's frames (100 per second), then padding to the input: as the model was trained
+        window_frames = round(self.window_seconds * 100) if self.window_seconds else self.max_length
         features = []
         for waveform in waveforms:
             waveform = torch.as_tensor(np.asarray(waveform) if isinstance(waveform, (list, tuple)) else waveform)
-            fbank = self.pad_or_truncate(self.fbank(waveform.to(device) if device is not None else waveform))
-            features.append(self.normalize(fbank))
+            fbank = self.fbank(waveform.to(device) if device is not None else waveform)[:window_frames]
+            features.append(self.normalize(self.pad_or_truncate(fbank)))
         input_values = torch.stack(features)
 
         if return_tensors in ("pt", TensorType.PYTORCH):

@@ -328,6 +328,23 @@ class SSASTModel(SSASTPreTrainedModel):
     def get_input_embeddings(self) -> SSASTPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
+    def pool(self, sequence_output: torch.Tensor, pooling: str | None = None) -> torch.Tensor:
+        """
+        A clip representation of `sequence_output` of shape `(batch_size, num_cls_tokens + num_patches, hidden_size)`
+        (class tokens first): `"mean"`, the mean of the patch tokens, or `"cls"`, the mean of the class tokens, of
+        shape `(batch_size, hidden_size)`; or `"patches"`, the patch tokens flattened frequency-major, of shape
+        `(batch_size, num_patches * hidden_size)`. `pooling` defaults to `config.pooling`.
+        """
+        pooling = pooling or self.config.pooling
+        num_cls_tokens = self.config.num_cls_tokens
+        if pooling == "mean":
+            return sequence_output[:, num_cls_tokens:].mean(dim=1)
+        if pooling == "cls":
+            return sequence_output[:, :num_cls_tokens].mean(dim=1)
+        if pooling == "patches":
+            return sequence_output[:, num_cls_tokens:].flatten(1)
+        raise ValueError(f"Unknown pooling {pooling!r}: choose 'mean', 'cls' or 'patches'.")
+
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
@@ -361,12 +378,7 @@ class SSASTModel(SSASTPreTrainedModel):
 
         hidden_states = self.encoder(self.embeddings(input_values, bool_masked_pos), **kwargs)
         sequence_output = self.layernorm(hidden_states)
-        num_cls_tokens = self.config.num_cls_tokens
-        if self.config.pooling == "mean":
-            pooled_output = sequence_output[:, num_cls_tokens:].mean(dim=1)
-        else:
-            pooled_output = sequence_output[:, :num_cls_tokens].mean(dim=1)
-        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=self.pool(sequence_output))
 
 
 class SSASTClassificationHead(nn.Module):

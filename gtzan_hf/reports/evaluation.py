@@ -3,73 +3,30 @@ curves, a t-SNE map of the embeddings, a SpecAugment example, and a comparison t
 
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix
 
 from ..inference.plots import show_fbank
-from ..inference.voting import softmax, song_predictions
+from ..inference.predict import WindowPredictions
+from ..inference.voting import song_predictions, vote_rules
 from ..metrics import song_level_metrics
 
-METRIC_KEYS = (
-    "clip_accuracy",
-    "song_accuracy",
-    "song_accuracy_hard",
-    "song_accuracy_hybrid",
-    "song_accuracy_course_project",
-    "macro_f1",
-    "per_genre_accuracy",
-)
+
+def metric_keys() -> tuple[str, ...]:
+    """The keys of a split's entry in metrics.json: clip accuracy, the song accuracy of every vote rule
+    ([`~gtzan_hf.inference.voting.vote_rules`]), macro F1 and per-genre accuracy."""
+    return ("clip_accuracy", *(rule.metric for rule in vote_rules().values()), "macro_f1", "per_genre_accuracy")
 
 
-@dataclass
-class SplitPredictions:
-    """Everything the reports need about one evaluated split, one row per segment."""
-
-    logits: np.ndarray  # (segments, labels)
-    labels: np.ndarray  # (segments,)
-    song_index: np.ndarray  # (segments,)
-    embeddings: np.ndarray | None = None  # (segments, hidden): the classifier's input
-
-    def probabilities(self) -> np.ndarray:
-        return softmax(self.logits)
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, dataloader, device: str | torch.device = "cpu") -> SplitPredictions:
-    """
-    Logits and pooled embeddings of every segment. The embedding is what enters the model's `classifier` (the
-    pooled SSAST representation, the CNN's globally pooled feature map), captured with a forward pre-hook.
-    """
-    model.eval().to(device)
-    captured = []
-    hook = model.classifier.register_forward_pre_hook(lambda _, args: captured.append(args[0].float().cpu()))
-    logits, labels, songs = [], [], []
-    try:
-        for batch in dataloader:
-            logits.append(model(input_values=batch["input_values"].to(device)).logits.float().cpu())
-            labels.append(batch["labels"])
-            songs.append(batch["song_index"])
-    finally:
-        hook.remove()
-    return SplitPredictions(
-        logits=torch.cat(logits).numpy(),
-        labels=torch.cat(labels).numpy(),
-        song_index=torch.cat(songs).numpy(),
-        embeddings=torch.cat(captured).numpy(),
-    )
-
-
-def split_metrics(predictions: SplitPredictions, label_names: list[str]) -> dict:
+def split_metrics(predictions: WindowPredictions, label_names: list[str]) -> dict:
     """The metrics.json entry of one split (fractions in [0, 1])."""
     metrics = song_level_metrics(predictions.logits, predictions.labels, predictions.song_index, label_names)
-    return {key: metrics[key] for key in (*METRIC_KEYS, "num_clips", "num_songs")}
+    return {key: metrics[key] for key in (*metric_keys(), "num_clips", "num_songs")}
 
 
 def _write_confusion(matrix: np.ndarray, label_names: list[str], title: str, path_stem: Path) -> None:
@@ -94,7 +51,7 @@ def _write_confusion(matrix: np.ndarray, label_names: list[str], title: str, pat
     figure.savefig(path_stem.with_suffix(".png"), dpi=120)
 
 
-def write_confusion_matrices(predictions: SplitPredictions, label_names: list[str], output_dir: Path, split: str):
+def write_confusion_matrices(predictions: WindowPredictions, label_names: list[str], output_dir: Path, split: str):
     """Clip-level and song-level (soft voting) confusion matrices, as PNG and CSV."""
     labels = range(len(label_names))
     clip = confusion_matrix(predictions.labels, predictions.logits.argmax(axis=1), labels=labels)
@@ -149,7 +106,7 @@ def write_learning_curves(log_history: list[dict], output_dir: Path) -> None:
         writer.writerows(train + evaluation)
 
 
-def write_tsne(predictions: SplitPredictions, label_names: list[str], output_dir: Path, split: str, seed: int = 0):
+def write_tsne(predictions: WindowPredictions, label_names: list[str], output_dir: Path, split: str, seed: int = 0):
     """2-D t-SNE map of the segment embeddings, coloured by true genre."""
     embeddings = predictions.embeddings
     if embeddings is None or len(embeddings) < 3:
@@ -183,7 +140,7 @@ def write_spectrogram_pair(before: np.ndarray, after: np.ndarray, path: Path) ->
 
 
 def write_evaluation_reports(
-    splits: dict[str, SplitPredictions], label_names: list[str], output_dir: str | Path, seed: int = 0
+    splits: dict[str, WindowPredictions], label_names: list[str], output_dir: str | Path, seed: int = 0
 ) -> dict:
     """metrics.json (`{split: {clip_accuracy, song_accuracy, ...}}`), confusion matrices, per-genre charts and t-SNE
     maps of every evaluated split. Returns the metrics."""
@@ -235,24 +192,28 @@ def window_names(settings: dict) -> tuple[str, str]:
     return f"{crop:g} s clip", song
 
 
-TABLE_KEYS = ("clip_accuracy", "song_accuracy", "song_accuracy_course_project")
+def table_keys() -> tuple[str, ...]:
+    """The metrics of the comparison tables: clip accuracy, then the song accuracy of each vote rule marked
+    `in_tables` (the soft vote, the course project's)."""
+    return ("clip_accuracy", *(rule.metric for rule in vote_rules().values() if rule.in_tables))
 
 
 def accuracy_table(rows: list[tuple[str, dict, dict[str, str]]]) -> str:
     """
     Markdown table in the course project's Table 1 layout (model, clip accuracy, song accuracy), plus the song
-    accuracy under the course project's vote. `rows` are `(name, settings, cells by TABLE_KEYS)`; the headers name
-    the windows when all rows share them, else a Windows column does.
+    accuracy under each other vote rule marked `in_tables`. `rows` are `(name, settings, cells by table_keys())`; the
+    headers name the windows when all rows share them, else a Windows column does.
     """
     names = {window_names(settings) for _, settings, _ in rows}
     windows_column = len(names) > 1
     clip, song = ("clip", "song") if windows_column else names.pop()
-    header = ["Model", *(["Windows"] if windows_column else [])]
-    header += [f"Accuracy ({clip})", f"Accuracy ({song})", f"Accuracy ({song}, course project's vote)"]
+    header = ["Model", *(["Windows"] if windows_column else []), f"Accuracy ({clip})", f"Accuracy ({song})"]
+    rules = [rule for rule in vote_rules().values() if rule.in_tables and rule.name != "soft"]
+    header += [f"Accuracy ({song}, {rule.vote_label})" for rule in rules]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, settings, cells in rows:
         windows = [" / ".join(window_names(settings))] if windows_column else []
-        lines.append("| " + " | ".join([name, *windows, *(cells[key] for key in TABLE_KEYS)]) + " |")
+        lines.append("| " + " | ".join([name, *windows, *(cells[key] for key in table_keys())]) + " |")
     return "\n".join(lines)
 
 
@@ -264,6 +225,6 @@ def comparison_table(run_dirs: list[str | Path], split: str = "test") -> str:
         if not metrics_file.exists():
             raise FileNotFoundError(f"{metrics_file} not found: is {run_dir} the output_dir of a finished run?")
         figures = json.loads(metrics_file.read_text())[split]
-        cells = {key: f"{100 * figures[key]:.2f} %" for key in TABLE_KEYS}
+        cells = {key: f"{100 * figures[key]:.2f} %" for key in table_keys()}
         rows.append((run_dir.name, read_run_settings(run_dir), cells))
     return accuracy_table(rows)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..commands.cli import looks_local
 from ..data.synthetic import GENERATED_CORPUS_MARKER, GTZAN_GENRES
+from ..models.source import is_hub_id
 from .evaluation import describe_windows
 
 LICENSE = "bsd-3-clause"  # the toolkit's and the released SSAST checkpoints' license
@@ -43,10 +43,6 @@ RECIPE_KEYS = (
 )
 
 
-def _is_hub_id(name: str | None) -> bool:
-    return bool(name) and not Path(name).exists() and not looks_local(name) and name.count("/") == 1
-
-
 def describe_dataset(source: str, label_names: list[str], song_ids: dict[str, list[str]]) -> dict:
     """
     What the run's data was, judged from the data itself: a generated corpus (its marker file), GTZAN (GTZAN's ten
@@ -65,7 +61,7 @@ def describe_dataset(source: str, label_names: list[str], song_ids: dict[str, li
         }
     all_ids = [song_id for ids in song_ids.values() for song_id in ids]
     if set(label_names) == set(GTZAN_GENRES) and all(GTZAN_SONG_ID.fullmatch(song_id) for song_id in all_ids):
-        hub_id = source if _is_hub_id(source) else GTZAN_HUB_ID
+        hub_id = source if is_hub_id(source) else GTZAN_HUB_ID
         return {
             "name": "GTZAN",
             "type": hub_id,
@@ -73,7 +69,7 @@ def describe_dataset(source: str, label_names: list[str], song_ids: dict[str, li
             "is_gtzan": True,
             "text": "GTZAN (Tzanetakis & Cook 2002): 1000 clips of 30 s, 100 per genre, 22 050 Hz",
         }
-    hub_id = source if _is_hub_id(source) else None
+    hub_id = source if is_hub_id(source) else None
     return {"name": name, "type": hub_id or name, "hub_id": hub_id, "is_gtzan": False, "text": f"`{name}`"}
 
 
@@ -161,7 +157,7 @@ def build_model_card(run_dir: str | Path, repo_id: str | None = None, crossval: 
         pipeline_tag="audio-classification",
         tags=["audio-classification", "gtzan-hf", model_type or "ssast"]
         + (["music-genre-classification", "gtzan"] if dataset["is_gtzan"] else []),
-        base_model=source if _is_hub_id(source) else None,
+        base_model=source if is_hub_id(source) else None,
         datasets=[dataset["hub_id"]] if dataset["hub_id"] else None,
         metrics=["accuracy", "f1"],
         eval_results=eval_results or None,

@@ -14,8 +14,9 @@ import soundfile as sf
 import torch
 
 from ..inference.audio import read_audio, samples_problem, to_mono
-from ..inference.songs import SongPrediction, classify_song, load_classifier
-from ..inference.windowing import FRAMES_PER_SECOND
+from ..inference.songs import SongPrediction, classify_song
+from ..inference.windowing import model_windows
+from ..models.loading import load_classifier
 from .forms import EXAMPLES_DIR, choose_serving_form
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,7 @@ MIN_SECONDS = 1.0
 # (`python scripts/benchmark.py space_load`). Decoding (220 MB of float32), the downmix and the resampling set
 # that peak; the filter bank and the windows, worked on by bounded chunks (`gtzan_hf.inference.songs`), stay below it.
 MAX_SECONDS = 600.0
-# Window of the course project's recipe (the training crop); a model with a shorter input (`max_length` frames) gets
-# its own.
+# The page's window while no model is loaded; a loaded model's own are used (`model_windows`).
 WINDOW_SECONDS = 10.0
 FORMATS = "WAV, FLAC, OGG or MP3"
 # The example clips the page offers (generated music: `python -m gtzan_hf.data.synthetic --space-examples DIR`).
@@ -149,10 +149,18 @@ class GenreClassifier:
 
     @property
     def window_seconds(self) -> float:
-        """`WINDOW_SECONDS`, or the model's input length where that is shorter (e.g. 5.12 s for 512 frames)."""
+        """The model's window ([`~gtzan_hf.inference.windowing.model_windows`]: the one it was trained on, else its
+        whole input); `WINDOW_SECONDS` while no model is loaded."""
         if self.feature_extractor is None:
             return WINDOW_SECONDS
-        return min(WINDOW_SECONDS, self.feature_extractor.max_length / FRAMES_PER_SECOND)
+        return model_windows(self.feature_extractor).seconds
+
+    @property
+    def hop_seconds(self) -> float:
+        """The default hop: the model's evaluation hop, at most a window so that the timeline skips no audio."""
+        if self.feature_extractor is None:
+            return WINDOW_SECONDS
+        return min(model_windows(self.feature_extractor).hop_seconds, self.window_seconds)
 
     def load(self) -> str:
         """Load the model if not loaded yet; returns the problem (`""` when it is ready)."""
@@ -174,12 +182,12 @@ class GenreClassifier:
     def classify(self, path: str | os.PathLike | None, hop_seconds: float | None = None) -> DemoResult:
         """
         Classify one recording: windows of [`window_seconds`] every `hop_seconds` (a quarter of a window to a whole
-        one, the default: no longer, so that no audio is skipped), soft vote.
+        one: no longer, so that no audio is skipped; default [`hop_seconds`]), soft vote.
         """
         if self.load():
             raise DemoError(self.problem)
         window_seconds = self.window_seconds
-        hop_seconds = hop_seconds or window_seconds
+        hop_seconds = hop_seconds or self.hop_seconds
         if not 0.25 * window_seconds <= hop_seconds <= window_seconds:
             raise DemoError(f"The hop must be between {0.25 * window_seconds:g} and {window_seconds:g} s.")
         samples, sampling_rate = load_recording(path)

@@ -5,15 +5,15 @@ import evaluate
 import numpy as np
 from sklearn.metrics import f1_score
 
-from gtzan_hf.inference.voting import softmax, song_predictions
+from gtzan_hf.inference.voting import softmax, song_predictions, vote_rules
 
 _DESCRIPTION = """
 Accuracy of a classifier that predicts each song from its segments (e.g. three 10 s windows of a 30 s GTZAN track).
-`clip_accuracy` scores every segment on its own; `song_accuracy` scores each song once after soft voting (mean of
-the segments' probabilities), `song_accuracy_hard` after majority voting, `song_accuracy_hybrid` after majority
-voting with ties broken by the tied classes' mean probability, and `song_accuracy_course_project` by the course
-project's rule (majority; without a single majority, the soft vote over all classes). `macro_f1` and
-`per_genre_accuracy` are at song level (soft voting).
+`clip_accuracy` scores every segment on its own; each song is scored once under every song-level vote of
+`gtzan_hf.inference.voting.vote_rules()`: `song_accuracy` after soft voting (mean of the segments' probabilities),
+`song_accuracy_hard` after majority voting, `song_accuracy_hybrid` after majority voting with ties broken by the tied
+classes' mean probability, and the recipes' rules (`song_accuracy_course_project`: the course project's). `macro_f1`
+and `per_genre_accuracy` are at song level (soft voting).
 All values are fractions in [0, 1].
 """
 
@@ -25,7 +25,7 @@ Args:
     label_names (`list` of `str`, *optional*): class names for `per_genre_accuracy` (default: the class indices).
     inputs_are_probabilities (`bool`, *optional*, defaults to `False`): skip the softmax.
 Returns:
-    clip_accuracy, song_accuracy, song_accuracy_hard, song_accuracy_hybrid, song_accuracy_course_project, macro_f1,
+    clip_accuracy, the song accuracy of every vote rule (song_accuracy, song_accuracy_hard, ...), macro_f1,
     per_genre_accuracy
     (class name -> song accuracy of that class; classes without songs are left out), num_clips, num_songs.
 Examples:
@@ -59,13 +59,10 @@ class SongAccuracy(evaluate.Metric):
         label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_labels)]
 
         _, song_labels, soft_predicted = song_predictions(probabilities, references, song_ids, "soft")
-        results = {
-            "clip_accuracy": float((probabilities.argmax(axis=1) == references).mean()),
-            "song_accuracy": float((soft_predicted == song_labels).mean()),
-        }
-        for rule in ("hard", "hybrid", "course-project"):
-            _, _, song_predicted = song_predictions(probabilities, references, song_ids, rule)
-            results[f"song_accuracy_{rule.replace('-', '_')}"] = float((song_predicted == song_labels).mean())
+        results = {"clip_accuracy": float((probabilities.argmax(axis=1) == references).mean())}
+        for rule in vote_rules().values():
+            _, _, song_predicted = song_predictions(probabilities, references, song_ids, rule.name)
+            results[rule.metric] = float((song_predicted == song_labels).mean())
         results["macro_f1"] = float(
             f1_score(song_labels, soft_predicted, labels=np.unique(song_labels), average="macro", zero_division=0)
         )

@@ -1,0 +1,197 @@
+"""
+What a `model_name_or_path` is, decided once for every command and for the Space.
+
+[`resolve_model`] turns a released SSAST name, an original `.pth`, a `scripts/pretrain.py` folder, a folder saved by
+gtzan-hf, a transformers AST folder or a Hub id into a [`ModelSource`]: what it is, where it is, its config and the
+windows it was trained on. No weights are loaded and no code from a folder runs. A released checkpoint is downloaded
+(once) and an original file read to tell its kind, so that a bad model is refused before any data is prepared.
+"""
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import PreTrainedConfig
+from transformers.utils import FEATURE_EXTRACTOR_NAME, cached_file
+
+from .checkpoints import (
+    RELEASED_CHECKPOINTS,
+    checkpoint_kind,
+    load_original_checkpoint,
+    released_name,
+    resolve_checkpoint,
+)
+from .registry import ModelType, model_type
+
+logger = logging.getLogger(__name__)
+
+# Files the commands read: a name ending so is a path, never a Hub id.
+FILE_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".safetensors", ".csv", ".json", ".jsonl", ".yaml", ".yml"})
+ORIGINAL_SUFFIXES = (".pth", ".pt")
+AST_MODEL_TYPE = "audio-spectrogram-transformer"
+
+# What a source can be:
+CHECKPOINT = "checkpoint"  # an original SSAST/AST .pth (`checkpoint_kind`: "pretraining" or "finetuned")
+PRETRAINING = "pretraining"  # a gtzan-hf SSASTForPreTraining folder (scripts/pretrain.py)
+MODEL = "model"  # a folder of one of the registered model types (a fine-tuning run, a converted checkpoint)
+AST = "ast"  # a transformers AST folder: converted into SSAST when loaded
+FOREIGN = "foreign"  # another model type: loading it runs the code its folder ships (trust_remote_code)
+
+
+def looks_local(name: str) -> bool:
+    """Whether `name` can only be a local path, not a Hub id (`owner/name`): absolute or explicitly relative, more
+    than one `/`, the suffix of a file we read, or a first component that is a local folder (`runs/my-run` with
+    `runs/` here)."""
+    path = Path(name).expanduser()
+    return (
+        name.startswith((".", "~", os.sep))
+        or name.count("/") > 1
+        or path.suffix.lower() in FILE_SUFFIXES
+        or (len(path.parts) > 1 and Path(path.parts[0]).is_dir())
+    )
+
+
+def is_hub_id(name: str | None) -> bool:
+    """Whether `name` can only be read as a Hub id: `owner/name`, no such local path, nothing local-looking."""
+    return bool(name) and name.count("/") == 1 and not Path(name).exists() and not looks_local(name)
+
+
+def check_local_path(name: str, what: str) -> None:
+    """Refuse a local-looking path that does not exist before anything tries it as a Hub id."""
+    if looks_local(name) and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"{what} {name}: no such file or folder. Check the path (a Hub id is 'owner/name').")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved `model_name_or_path` (see [`resolve_model`])."""
+
+    name: str  # as the user gave it
+    kind: str  # CHECKPOINT, PRETRAINING, MODEL, AST or FOREIGN
+    location: str  # the local file or folder, or the Hub id
+    config: dict = field(default_factory=dict)  # config.json ({} for an original checkpoint)
+    preprocessor: dict = field(default_factory=dict)  # preprocessor_config.json ({} where there is none)
+    checkpoint_kind: str | None = None  # an original checkpoint's: "pretraining" or "finetuned"
+
+    @property
+    def model_type(self) -> ModelType | None:
+        """The registry entry of a gtzan-hf folder; `None` for other sources."""
+        return model_type(self.config.get("model_type", "")) if self.kind in (MODEL, PRETRAINING) else None
+
+    @property
+    def window_seconds(self) -> float | None:
+        """The window length the model was trained on, as its feature extractor recorded it; `None` if it did not."""
+        return self.preprocessor.get("window_seconds")
+
+    @property
+    def hop_seconds(self) -> float | None:
+        """The hop between the windows it was evaluated on, as recorded; `None` if not recorded."""
+        return self.preprocessor.get("hop_seconds")
+
+
+def _json_file(name: str, filename: str, what: str) -> dict:
+    if filename == "config.json":
+        values = PreTrainedConfig.get_config_dict(name)[0]
+    else:
+        path = cached_file(name, filename, _raise_exceptions_for_missing_entries=False)
+        values = json.loads(Path(path).read_text()) if path else {}
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"The {filename} of {name} holds a {type(values).__name__}; expected a mapping of {what}, as "
+            "save_pretrained writes it. Save the model again, or pass another folder."
+        )
+    return values
+
+
+# What each kind is, in the words of a refusal.
+KIND_NAMES = {
+    CHECKPOINT: "an original SSAST/AST checkpoint file",
+    PRETRAINING: "a pretraining model (scripts/pretrain.py) without a classification head",
+    MODEL: "a gtzan-hf model",
+    AST: "a transformers AST model",
+    FOREIGN: "a model of another type",
+}
+ALL_KINDS = tuple(KIND_NAMES)
+# What evaluation and serving take: a model with a trained head.
+TRAINED = (MODEL, AST, FOREIGN)
+TRAINED_EXPECTED = (
+    "a trained classifier: a saved model folder (config.json and weights, such as a run's output_dir) or a Hub id "
+    "(fine-tune an original checkpoint or a pretraining model first: scripts/finetune.py)"
+)
+# What conversion takes.
+CONVERTIBLE = (CHECKPOINT, AST)
+CONVERTIBLE_EXPECTED = "an original SSAST/AST .pth checkpoint, a released name, or a transformers AST folder or Hub id"
+
+
+def require_kind(source: ModelSource, kinds: tuple[str, ...], expected: str, what: str) -> ModelSource:
+    """`source`, when its kind is one of `kinds`; else one line saying what it is and what was `expected`."""
+    if source.kind not in kinds:
+        found = f" ({source.config['model_type']!r})" if source.config.get("model_type") else ""
+        raise ValueError(f"{what} {source.name} is {KIND_NAMES[source.kind]}{found}; expected {expected}.")
+    return source
+
+
+def resolve_model(
+    name: str | os.PathLike,
+    *,
+    trust_remote_code: bool = False,
+    what: str = "--model_name_or_path",
+    kinds: tuple[str, ...] = ALL_KINDS,
+    expected: str = "",
+) -> ModelSource:
+    """
+    What `name` is, without loading any weights or running any code from a folder.
+
+    - a released SSAST name (`SSAST-Base-Patch-400`, any case, `.pth` or not; a local file of that name first) or a
+      path to an original `.pth`/`.pt`: `CHECKPOINT`, downloaded first if needed, and read (safely) to tell a
+      pretraining checkpoint from a fine-tuned one;
+    - a folder or Hub id: its `config.json` (and `preprocessor_config.json`) tell `PRETRAINING`, `MODEL` (a registered
+      model type), `AST` (transformers' Audio Spectrogram Transformer) or `FOREIGN`, which is refused unless
+      `trust_remote_code`, since loading it would run the code shipped with it.
+
+    A kind the caller cannot use (not in `kinds`; `expected` says what it takes) is refused in one line naming `what`
+    (the flag or argument), as are a local-looking path that does not exist, a file that is not a checkpoint and a
+    folder without `config.json`, before the Hub is asked anything.
+    """
+    name = os.fspath(name)
+    path = Path(name).expanduser()
+    is_checkpoint = bool(released_name(name)) or path.suffix.lower() in ORIGINAL_SUFFIXES
+    if is_checkpoint and CHECKPOINT not in kinds:
+        raise ValueError(f"{what} {name} is {KIND_NAMES[CHECKPOINT]}; expected {expected}.")
+    if is_checkpoint:
+        file = resolve_checkpoint(name)  # a released name is downloaded now, not after the data
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"Original SSAST checkpoint {name} not found: pass the path of a .pth file or a released name "
+                f"({', '.join(RELEASED_CHECKPOINTS)})."
+            )
+        kind = checkpoint_kind(load_original_checkpoint(file))  # a damaged or foreign file is refused now
+        return ModelSource(name, CHECKPOINT, str(file), checkpoint_kind=kind)
+    check_local_path(name, what)
+    folder = "a saved model folder (config.json and weights, such as a run's output_dir) or a Hub id"
+    if path.is_file():
+        raise ValueError(f"{what} {name} is a file; expected {folder}. Check the path.")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{what} {name} is a folder without config.json; expected {folder}. Check the path.")
+    location = str(path) if path.is_dir() else name
+    config = _json_file(location, "config.json", "model settings")
+    preprocessor = _json_file(location, FEATURE_EXTRACTOR_NAME, "feature extractor settings")
+    found = config.get("model_type")
+    entry = model_type(found or "")
+    if entry is not None:
+        pretraining = entry.pretraining_class is not None and entry.pretraining_class.__name__ in (
+            config.get("architectures") or ()
+        )
+        kind = PRETRAINING if pretraining else MODEL
+    else:
+        kind = AST if found == AST_MODEL_TYPE else FOREIGN
+    source = require_kind(ModelSource(name, kind, location, config, preprocessor), kinds, expected, what)
+    if kind == FOREIGN and not trust_remote_code:
+        raise ValueError(
+            f"{name} holds a {found!r} model, not one of gtzan-hf's or a transformers AST: loading it would run the "
+            "code shipped in its folder. If you trust it, pass --trust_remote_code (scripts) or set "
+            "TRUST_REMOTE_CODE=1 (the Space)."
+        )
+    return source
