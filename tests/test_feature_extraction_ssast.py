@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from transformers import ASTFeatureExtractor
+from transformers import ASTFeatureExtractor, DataCollatorWithPadding
 
 from gtzan_hf import SSASTFeatureExtractor
 
@@ -104,3 +104,25 @@ def test_amplitude_far_beyond_full_scale_is_refused():
         extractor(square * np.float32(1050), sampling_rate=16000)
     # Up to the bound, the features stay finite.
     assert torch.isfinite(extractor(square * 1000, sampling_rate=16000, return_tensors="pt")["input_values"]).all()
+
+
+def test_settings_and_defaults_are_ast_s():
+    ours, ast = SSASTFeatureExtractor().to_dict(), ASTFeatureExtractor().to_dict()
+    assert ours.pop("feature_extractor_type") == "SSASTFeatureExtractor"
+    assert ast.pop("feature_extractor_type") == "ASTFeatureExtractor"
+    assert ours == ast and ours["return_attention_mask"] is False
+    assert SSASTFeatureExtractor.model_input_names == ASTFeatureExtractor.model_input_names
+
+
+@pytest.mark.parametrize("return_attention_mask", [False, True])
+def test_the_default_collator_adds_a_mask_of_ones_only_when_asked(return_attention_mask):
+    # True is what folders saved before the default became AST's hold, and what the example scripts ask for.
+    extractor = SSASTFeatureExtractor(max_length=128, return_attention_mask=return_attention_mask)
+    features = extractor([tone_with_noise(1.0), tone_with_noise(0.5, seed=1)], sampling_rate=16000)
+    assert set(features) == {"input_values"}
+    batch = DataCollatorWithPadding(extractor)([{"input_values": values} for values in features["input_values"]])
+    assert batch["input_values"].shape == (2, 128, 128)
+    if return_attention_mask:
+        assert batch["attention_mask"].shape == (2, 128) and bool(batch["attention_mask"].all())
+    else:
+        assert "attention_mask" not in batch

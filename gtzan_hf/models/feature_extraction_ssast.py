@@ -28,8 +28,8 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
     Kaldi-compatible log-mel filter banks (`torchaudio.compliance.kaldi.fbank` with `htk_compat=True`, a Hanning
     window, 25 ms frames every 10 ms, no energy, no dither), padded with zeros or truncated to `max_length` frames,
     then normalised as `(x - mean) / (2 * std)`: the convention of the released SSAST and AST checkpoints. The
-    parameter names are those of transformers' `ASTFeatureExtractor`, and for the same settings both give the same
-    `input_values`.
+    parameters and their defaults are those of transformers' `ASTFeatureExtractor`, and for the same settings both
+    give the same `input_values`.
 
     Args:
         feature_size (`int`, *optional*, defaults to 1):
@@ -49,9 +49,13 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
             Mean of the filter bank values (AudioSet's by default; see [`~SSASTFeatureExtractor.compute_stats`]).
         std (`float`, *optional*, defaults to 4.5689974):
             Standard deviation of the filter bank values; the normalisation divides by twice this value.
+        return_attention_mask (`bool`, *optional*, defaults to `False`):
+            Whether [`~SequenceFeatureExtractor.pad`] (which the `Trainer`'s default collator calls) adds an
+            `attention_mask`. Every example is already `max_length` frames, so such a mask is all ones; the models
+            accept it and do not use it. [`~SSASTFeatureExtractor.__call__`] never returns one.
     """
 
-    model_input_names = ["input_values"]
+    model_input_names = ["input_values", "attention_mask"]
 
     def __init__(
         self,
@@ -63,9 +67,16 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         do_normalize=True,
         mean=AUDIOSET_MEAN,
         std=AUDIOSET_STD,
+        return_attention_mask=False,
         **kwargs,
     ):
-        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
         self.num_mel_bins = num_mel_bins
         self.max_length = max_length
         self.do_normalize = do_normalize
