@@ -1,4 +1,5 @@
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch
 from transformers import ASTFeatureExtractor, DataCollatorWithPadding
 
 from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.models import feature_extraction_ssast
 
 
 def tone_with_noise(seconds: float, seed: int = 0, sampling_rate: int = 16000) -> np.ndarray:
@@ -126,3 +128,24 @@ def test_the_default_collator_adds_a_mask_of_ones_only_when_asked(return_attenti
         assert batch["attention_mask"].shape == (2, 128) and bool(batch["attention_mask"].all())
     else:
         assert "attention_mask" not in batch
+
+
+def without_torchaudio(monkeypatch):
+    monkeypatch.setattr(feature_extraction_ssast, "is_speech_available", lambda: False)
+
+
+@pytest.mark.parametrize("num_mel_bins", [128, 80])
+def test_without_torchaudio_numpy_gives_the_same_features(monkeypatch, num_mel_bins):
+    settings = dict(num_mel_bins=num_mel_bins, max_length=400)
+    square = np.sign(np.sin(np.arange(48000) / 5)).astype(np.float32)  # full scale
+    waveforms = [tone_with_noise(3.0), tone_with_noise(2.0, seed=1) * 1e-4, square, np.zeros(16000, np.float32)]
+    expected = SSASTFeatureExtractor(**settings)(waveforms, sampling_rate=16000, return_tensors="pt")["input_values"]
+    without_torchaudio(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the empty mel filter, Kaldi's too, is not worth a warning
+        extractor = SSASTFeatureExtractor(**settings)
+    assert extractor.window.shape == (400,) and extractor.mel_filters.shape == (257, num_mel_bins)
+    assert "window" not in extractor.to_dict() and "mel_filters" not in extractor.to_dict()
+    actual = extractor(waveforms, sampling_rate=16000, return_tensors="pt")["input_values"]
+    assert actual.dtype == torch.float32
+    torch.testing.assert_close(actual, expected, rtol=0, atol=5e-4)
