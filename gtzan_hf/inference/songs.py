@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
+from ..models.checkpoints import safe_model_weights
 from ..models.configuration_cnn import CNNConfig
 from ..models.configuration_ssast import SSASTConfig
 from ..models.convert import model_type_of
@@ -57,7 +58,8 @@ def load_classifier(model_id: str, trust_remote_code: bool = False, **kwargs):
     `(model, feature_extractor)` of a saved or Hub SSAST / CNN classifier (any folder written by `save_pretrained`),
     in evaluation mode, built from the package's own classes. A folder of another `model_type` would run the code it
     ships (`auto_map`): it is refused unless `trust_remote_code` (`--trust_remote_code` in the scripts,
-    `TRUST_REMOTE_CODE=1` for the Space).
+    `TRUST_REMOTE_CODE=1` for the Space). Weights that hold Python objects besides tensors are refused in one line
+    ([`~gtzan_hf.models.checkpoints.safe_model_weights`]).
     """
     model_type = model_type_of(model_id)
     if model_type not in OWN_MODEL_TYPES and not trust_remote_code:
@@ -66,7 +68,10 @@ def load_classifier(model_id: str, trust_remote_code: bool = False, **kwargs):
             "in its folder. If you trust it, pass --trust_remote_code (scripts) or set TRUST_REMOTE_CODE=1 (the "
             "Space)."
         )
-    model = AutoModelForAudioClassification.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
+    with safe_model_weights(model_id):
+        model = AutoModelForAudioClassification.from_pretrained(
+            model_id, trust_remote_code=trust_remote_code, **kwargs
+        )
     feature_extractor = AutoFeatureExtractor.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
     return model.eval(), feature_extractor
 

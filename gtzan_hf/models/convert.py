@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import ASTFeatureExtractor, ASTForAudioClassification, PreTrainedConfig
 
-from .checkpoints import checkpoint_provenance, load_original_checkpoint, resolve_checkpoint
+from .checkpoints import checkpoint_provenance, load_original_checkpoint, resolve_checkpoint, safe_model_weights
 from .configuration_ssast import SSASTConfig
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
@@ -340,7 +340,8 @@ def _load_ast(source: str) -> ASTForAudioClassification:
             f"{source} holds a {model_type!r} model; expected a transformers ASTForAudioClassification "
             "(model_type 'audio-spectrogram-transformer') or an original SSAST/AST .pth checkpoint."
         )
-    return ASTForAudioClassification.from_pretrained(source)
+    with safe_model_weights(source):
+        return ASTForAudioClassification.from_pretrained(source)
 
 
 def _original_file(checkpoint, config_kwargs: dict):
