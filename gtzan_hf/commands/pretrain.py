@@ -31,7 +31,7 @@ from ..models.configuration_ssast import SSASTConfig
 from ..models.convert import is_pretraining_folder, pretraining_model_from_original_checkpoint, to_original_checkpoint
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from ..models.modeling_ssast import SSASTForPreTraining
-from ..training.resume import finished_run, resume_checkpoint
+from ..training.resume import RandomStateOptional, finished_run, resume_checkpoint
 from .cli import (
     AudioSourceArguments,
     CommandLine,
@@ -215,7 +215,7 @@ def collate_input_values(features: list[dict]) -> dict[str, torch.Tensor]:
     return {"input_values": torch.stack([torch.as_tensor(f["input_values"], dtype=torch.float32) for f in features])}
 
 
-class PretrainingTrainer(Trainer):
+class PretrainingTrainer(RandomStateOptional, Trainer):
     """`Trainer` for [`SSASTForPreTraining`] that logs, next to the joint `loss`, its two parts (`mpc_loss`,
     `mpg_loss`) and the masked patch classification accuracy (`mpc_accuracy`), averaged since the last log over
     every step and process."""
