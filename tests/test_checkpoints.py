@@ -18,6 +18,7 @@ from gtzan_hf.models.checkpoints import (
     checkpoint_provenance,
     released_name,
     resolve_checkpoint,
+    safe_model_weights,
 )
 from gtzan_hf.models.convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
 from gtzan_hf.models.loading import (
@@ -219,3 +220,18 @@ def test_the_command_line_says_offline_in_one_line(mirror, monkeypatch, tmp_path
     message = str(exit_.value.code)
     assert message.startswith("error: ") and "\n" not in message
     assert f"{mirror.url}/{NAME}.pth" in message and str(mirror.cache / f"{NAME}.pth") in message
+
+
+class NotTensors:
+    """An object in a weights file: torch's safe loader refuses the file."""
+
+
+def test_hub_weights_refused_as_they_are_read_are_one_line_naming_the_model(tmp_path):
+    torch.save({"weights": NotTensors()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(ValueError) as raised:
+        with safe_model_weights("someone/model"):  # no such local folder: checked as from_pretrained reads it
+            torch.load(tmp_path / "pytorch_model.bin", weights_only=True)
+    message = str(raised.value)
+    assert message.startswith("A PyTorch weights file of someone/model was refused: it holds Python objects")
+    assert "(Unsupported global: GLOBAL test_checkpoints.NotTensors)" in message and "save_pretrained" in message
+    assert "weights_only" not in message and "\n" not in message

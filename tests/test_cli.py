@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from transformers import ASTConfig, ASTForAudioClassification
 
+from gtzan_hf import SSASTConfig, SSASTForAudioClassification
 from gtzan_hf.commands import convert, finetune, pretrain
 from gtzan_hf.commands import evaluate as evaluation
 from gtzan_hf.commands.cli import run
@@ -38,6 +40,13 @@ def files(tmp_path_factory):
     torch.save({"v.pos_embed": torch.zeros(1, 3, 8)}, root / "cut-short.pth")
     (root / "list-config").mkdir()
     (root / "list-config" / "config.json").write_text("[1, 2]")
+    # Saved model folders whose weights (pytorch_model.bin, read when there is no model.safetensors) pickle an object.
+    tiny = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    SSASTForAudioClassification(SSASTConfig(max_length=128, **tiny)).save_pretrained(root / "pickled-weights")
+    ASTForAudioClassification(ASTConfig(max_length=128, **tiny)).save_pretrained(root / "pickled-ast-weights")
+    for folder in ("pickled-weights", "pickled-ast-weights"):
+        (root / folder / "model.safetensors").unlink()
+        torch.save({"weights": NotPickledByTorch()}, root / folder / "pytorch_model.bin")
     (root / "garbage.yaml").write_text("learning_rate: [1,\n  : : :\n")
     (root / "list.yaml").write_text("- learning_rate\n- 1\n")
     generate_corpus(root / "corpus", songs_per_genre=2, seed=0, duration=1.0, genres=("blues", "jazz"), num_proc=1)
@@ -76,6 +85,10 @@ BAD_MODELS = [
     ("missing.pth", ["not found", "pass the path of a .pth file or a released name", "SSAST-Base-Patch-400"]),
     ("./no-such-folder", ["no such file or folder", "Check the path"]),
     ("corpus", ["folder without config.json", "expected a saved model folder", "Check the path"]),
+    (
+        "pickled-weights",
+        ["pickled-weights/pytorch_model.bin was refused", "Unsupported global: GLOBAL", "NotPickledByTorch"],
+    ),
 ]
 
 
@@ -88,7 +101,9 @@ def test_a_bad_starting_model_is_refused_in_one_line_before_the_data(files, tmp_
     assert not any(tmp_path.iterdir())  # refused before the data: no cache, no output
 
 
-@pytest.mark.parametrize("name", ["empty.pth", "pickled-object.pth", "cut-short.pth", "list-config", "corpus"])
+@pytest.mark.parametrize(
+    "name", ["empty.pth", "pickled-object.pth", "cut-short.pth", "list-config", "corpus", "pickled-weights"]
+)
 def test_pretraining_refuses_a_bad_starting_model_before_the_data(files, tmp_path, name):
     message = _one_line_error(pretrain.main, _pretrain(files, tmp_path, "--model_name_or_path", str(files / name)))
     assert "xpected" in message, message
@@ -100,10 +115,13 @@ def test_the_converter_and_the_evaluator_refuse_bad_inputs_in_one_line(files, tm
         message = _one_line_error(convert.main, [str(files / name), str(tmp_path / "converted")])
         assert all(part in message for part in says), message
     assert not (tmp_path / "converted").exists()
+    message = _one_line_error(convert.main, [str(files / "pickled-ast-weights"), str(tmp_path / "converted")])
+    assert "pickled-ast-weights/pytorch_model.bin was refused" in message and "weights_only" not in message
     for model, says in [
         (files / "list-config", "holds a list"),
         (files / "empty.pth", "is an original SSAST/AST checkpoint file; expected a trained classifier"),
         (files / "corpus", "folder without config.json"),
+        (files / "pickled-weights", "pytorch_model.bin was refused: it holds Python objects that could run code"),
     ]:
         argv = [str(model), "--dataset", str(files / "corpus"), "--output_dir", str(tmp_path / "evaluation")]
         assert says in _one_line_error(evaluation.main, [*argv, "--cache_dir", str(tmp_path / "cache")])
@@ -226,6 +244,15 @@ def test_a_hub_id_is_asked_for_and_its_absence_is_one_line(scripts):
     returncode, stderr, _ = results["hub id"]
     assert any("no-such-model" in path for path in hub_requests)  # the counting Hub is the one asked
     assert returncode == 1 and "Traceback" not in stderr and stderr.rstrip().splitlines()[-1].startswith("error:")
+
+
+def test_weights_refused_as_they_are_read_are_one_line_without_torchs_advice(files):
+    def main(argv):  # as from_pretrained reads the weights of a Hub model, past the checks of local folders
+        torch.load(files / "pickled-weights" / "pytorch_model.bin", weights_only=True)
+
+    message = _one_line_error(main, [])
+    assert "A PyTorch weights file was refused" in message and "GLOBAL test_cli.NotPickledByTorch" in message
+    assert "weights_only" not in message and "save_pretrained" in message
 
 
 def test_traceback_flag_shows_the_error_itself(files, tmp_path):

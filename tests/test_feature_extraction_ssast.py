@@ -1,12 +1,14 @@
 import logging
+import warnings
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from transformers import ASTFeatureExtractor
+from transformers import ASTFeatureExtractor, DataCollatorWithPadding
 
 from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.models import feature_extraction_ssast
 
 
 def tone_with_noise(seconds: float, seed: int = 0, sampling_rate: int = 16000) -> np.ndarray:
@@ -104,3 +106,48 @@ def test_amplitude_far_beyond_full_scale_is_refused():
         extractor(square * np.float32(1050), sampling_rate=16000)
     # Up to the bound, the features stay finite.
     assert torch.isfinite(extractor(square * 1000, sampling_rate=16000, return_tensors="pt")["input_values"]).all()
+
+
+def test_settings_and_defaults_are_ast_s():
+    """AST's settings and defaults, plus the windows a fine-tuning run records (none by default)."""
+    ours, ast = SSASTFeatureExtractor().to_dict(), ASTFeatureExtractor().to_dict()
+    assert ours.pop("feature_extractor_type") == "SSASTFeatureExtractor"
+    assert ast.pop("feature_extractor_type") == "ASTFeatureExtractor"
+    assert (ours.pop("window_seconds"), ours.pop("hop_seconds")) == (None, None)
+    assert ours == ast and ours["return_attention_mask"] is False
+    assert SSASTFeatureExtractor.model_input_names == ASTFeatureExtractor.model_input_names
+
+
+@pytest.mark.parametrize("return_attention_mask", [False, True])
+def test_the_default_collator_adds_a_mask_of_ones_only_when_asked(return_attention_mask):
+    # True is what folders saved before the default became AST's hold, and what the example scripts ask for.
+    extractor = SSASTFeatureExtractor(max_length=128, return_attention_mask=return_attention_mask)
+    features = extractor([tone_with_noise(1.0), tone_with_noise(0.5, seed=1)], sampling_rate=16000)
+    assert set(features) == {"input_values"}
+    batch = DataCollatorWithPadding(extractor)([{"input_values": values} for values in features["input_values"]])
+    assert batch["input_values"].shape == (2, 128, 128)
+    if return_attention_mask:
+        assert batch["attention_mask"].shape == (2, 128) and bool(batch["attention_mask"].all())
+    else:
+        assert "attention_mask" not in batch
+
+
+def without_torchaudio(monkeypatch):
+    monkeypatch.setattr(feature_extraction_ssast, "is_speech_available", lambda: False)
+
+
+@pytest.mark.parametrize("num_mel_bins", [128, 80])
+def test_without_torchaudio_numpy_gives_the_same_features(monkeypatch, num_mel_bins):
+    settings = dict(num_mel_bins=num_mel_bins, max_length=400)
+    square = np.sign(np.sin(np.arange(48000) / 5)).astype(np.float32)  # full scale
+    waveforms = [tone_with_noise(3.0), tone_with_noise(2.0, seed=1) * 1e-4, square, np.zeros(16000, np.float32)]
+    expected = SSASTFeatureExtractor(**settings)(waveforms, sampling_rate=16000, return_tensors="pt")["input_values"]
+    without_torchaudio(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the empty mel filter, Kaldi's too, is not worth a warning
+        extractor = SSASTFeatureExtractor(**settings)
+    assert extractor.window.shape == (400,) and extractor.mel_filters.shape == (257, num_mel_bins)
+    assert "window" not in extractor.to_dict() and "mel_filters" not in extractor.to_dict()
+    actual = extractor(waveforms, sampling_rate=16000, return_tensors="pt")["input_values"]
+    assert actual.dtype == torch.float32
+    torch.testing.assert_close(actual, expected, rtol=0, atol=5e-4)

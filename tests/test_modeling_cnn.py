@@ -43,3 +43,11 @@ def test_layer_ids_number_the_convolution_blocks(model):
         "features.5.weight",
         "features.9.weight",
     }
+
+
+def test_an_attention_mask_is_accepted_and_changes_nothing(model):
+    values = torch.randn(2, 32, 16, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(2, 32, dtype=torch.long)
+    mask[1, 20:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(model(values, attention_mask=mask).logits, model(values).logits, rtol=0, atol=0)

@@ -351,3 +351,26 @@ def test_optimisation_structure_declaration():
     }
     assert pretraining.layer_ids()["mpg_head.decoder.weight"] == 3
     assert SSASTModel(config).layer_ids()["layernorm.bias"] == 2
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_an_attention_mask_is_accepted_and_changes_nothing(inputs, implementation):
+    # The frame mask of SequenceFeatureExtractor.pad, as the Trainer's default collator passes it; zeros included,
+    # to show it is not used.
+    mask = torch.ones(3, 48, dtype=torch.long)
+    mask[1, 40:] = 0
+    torch.manual_seed(0)
+    classifier = SSASTForAudioClassification(tiny_config(attn_implementation=implementation)).eval()
+    pretraining = SSASTForPreTraining(pretraining_config(attn_implementation=implementation)).eval()
+    masked = pretraining.generate_mask(3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        for model, arguments in [
+            (classifier.ssast, {}),
+            (classifier, {"labels": labels}),
+            (pretraining, {"bool_masked_pos": masked}),
+        ]:
+            expected = model(inputs, **arguments)
+            actual = model(inputs, attention_mask=mask, **arguments)
+            for name, value in expected.items():
+                torch.testing.assert_close(actual[name], value, rtol=0, atol=0)

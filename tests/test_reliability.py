@@ -1,5 +1,6 @@
 """Faults made on the spot: a damaged or half-built fbank cache, audio far beyond full scale, checkpoints left
-half-written by a killed save, a finished run started again. Tiny corpora (2.5 s songs) and tiny models, CPU."""
+half-written by a killed save or holding pickled objects, a finished run started again. Tiny corpora (2.5 s songs)
+and tiny models, CPU."""
 
 import json
 import logging
@@ -352,6 +353,61 @@ def test_an_incomplete_checkpoint_is_skipped_and_the_run_resumes_from_the_previo
     assert recorder.steps == [3, 4]  # the steps after the complete checkpoint, and only those
     assert trainer.state.global_step == STEPS and (run / ORIGINAL_CHECKPOINT_NAME).is_file()
     assert is_complete_checkpoint(run / "checkpoint-4")  # saved again, whole
+
+
+class NotTensors:
+    """An object in a checkpoint file: torch's safe loader refuses the file."""
+
+
+def _pickle_an_object(path: Path) -> None:
+    torch.save({"state": NotTensors()}, path)
+
+
+def _pickled_optimizer(checkpoint: Path) -> None:
+    _pickle_an_object(checkpoint / "optimizer.pt")
+
+
+def _pickled_weights(checkpoint: Path) -> None:
+    (checkpoint / "model.safetensors").unlink()  # the Trainer then reads pytorch_model.bin
+    _pickle_an_object(checkpoint / "pytorch_model.bin")
+
+
+REFUSED = "was refused: it holds Python objects that could run code when loaded (Unsupported global: GLOBAL "
+OBJECT = "test_reliability.NotTensors), and only tensors are read."
+
+
+@pytest.mark.parametrize(
+    "damage, name", [(_pickled_optimizer, "optimizer.pt"), (_pickled_weights, "pytorch_model.bin")]
+)
+def test_a_checkpoint_that_pickles_an_object_is_refused_in_one_line(pretrained, corpus, tmp_path, damage, name):
+    run = _killed_run(pretrained, tmp_path, damage)
+    recorder = StepRecorder()
+    with pytest.raises(ValueError) as raised:
+        _pretrain(corpus, pretrained, run, callbacks=[recorder])
+    assert str(raised.value) == (
+        f"{run / 'checkpoint-4' / name} {REFUSED}{OBJECT} This checkpoint cannot be resumed: resume from another one "
+        "(--resume_from_checkpoint), or start again (--overwrite_output_dir)."
+    )
+    assert recorder.steps == []  # neither resumed nor skipped as an interrupted save
+    with pytest.raises(ValueError, match=f"checkpoint-4/{name} was refused"):
+        resume_checkpoint(run, str(run / "checkpoint-4"))
+
+
+def test_a_random_state_that_pickles_an_object_is_left_out_with_a_warning(pretrained, corpus, tmp_path, caplog):
+    def killed_after_checkpoint_2(last_checkpoint: Path) -> None:
+        shutil.rmtree(last_checkpoint)
+        _pickle_an_object(last_checkpoint.parent / "checkpoint-2" / "rng_state.pth")
+
+    run = _killed_run(pretrained, tmp_path, killed_after_checkpoint_2)
+    recorder = StepRecorder()
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.training.resume"):
+        trainer = _pretrain(corpus, pretrained, run, callbacks=[recorder])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"The random state saved in {run / 'checkpoint-2'} {REFUSED}{OBJECT} Resuming without it: the weights, "
+        "optimizer and schedule are restored; only the random draws (dropout, crops, masks) differ from an "
+        "uninterrupted run."
+    ]
+    assert recorder.steps == [3, 4] and trainer.state.global_step == STEPS
 
 
 def test_a_finished_run_is_not_redone_unless_overwritten(pretrained, corpus, tmp_path, caplog):

@@ -269,6 +269,23 @@ def test_our_folders_load_with_the_package_classes_even_with_code_beside_them(ti
     assert type(model) is SSASTForAudioClassification and not marker.exists()
 
 
+class NotTensors:
+    """An object in a weights file: torch's safe loader refuses the file."""
+
+
+def test_weights_that_pickle_an_object_are_refused_in_one_line_on_the_page(tiny_ssast, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_ssast, folder)
+    (folder / "model.safetensors").unlink()  # from_pretrained then reads pytorch_model.bin
+    torch.save({"weights": NotTensors()}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="pytorch_model.bin was refused"):
+        load_classifier(str(folder))
+    problem = GenreClassifier(str(folder), forms=["float32"]).load()
+    assert f"{folder / 'pytorch_model.bin'} was refused: it holds Python objects that could run code" in problem
+    assert "Unsupported global: GLOBAL test_space.NotTensors" in problem and "save_pretrained" in problem
+    assert "weights_only" not in problem and "\n" not in problem
+
+
 def test_messages_name_the_upload_not_the_server_folder(tmp_path):
     upload = tmp_path / "gradio" / "5f2c9d" / "my song.wav"  # where gradio keeps an upload, under its original name
     upload.parent.mkdir(parents=True)

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 import torch
@@ -135,6 +136,30 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     assert trained_steps[-1] == 3 * steps_per_epoch
     state = json.loads((tmp_path / f"checkpoint-{3 * steps_per_epoch}" / "trainer_state.json").read_text())
     assert state["global_step"] == 3 * steps_per_epoch
+
+
+class NotNumbers:
+    """An object in a random state file: torch's safe loader refuses the file."""
+
+
+def test_resume_goes_on_without_a_random_state_that_pickles_an_object(tmp_path, caplog):
+    datasets = dict(train_dataset=BandSongs(16, 1, seed=0), eval_dataset=BandSongs(6, 2, seed=1))
+    first = AudioClassificationTrainer(
+        model=tiny_cnn(), args=training_arguments(tmp_path, num_train_epochs=1), **datasets
+    )
+    first.train()
+    checkpoint = tmp_path / "checkpoint-2"
+    torch.save({"python": NotNumbers()}, checkpoint / "rng_state.pth")
+
+    resumed = AudioClassificationTrainer(
+        model=tiny_cnn(), args=training_arguments(tmp_path, num_train_epochs=2), **datasets
+    )
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.training.resume"):
+        resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 4
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"The random state saved in {checkpoint} was refused: it holds Python objects")
+    assert "GLOBAL test_trainer.NotNumbers" in message and message.endswith("differ from an uninterrupted run.")
 
 
 def test_soft_labels_train_with_label_smoothing(tmp_path):

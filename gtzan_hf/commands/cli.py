@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import pickle
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ import torch
 import yaml
 from transformers import HfArgumentParser
 
+from ..models.checkpoints import MODEL_WEIGHTS_REMEDY, refused_pickle
+
 logger = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).parents[1] / "configs"
-# Exceptions that carry a user's mistake (a path, a file, a flag, a split, the Hub offline), not a bug: reported as one
-# line. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, yaml.YAMLError)
+# Exceptions that carry a user's mistake (a path, a file, a flag, a split, the Hub offline, weights that are not
+# tensors only), not a bug: reported as one line. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, yaml.YAMLError, pickle.UnpicklingError)
 
 
 def mixed_precision_defaults() -> dict:
@@ -141,6 +144,8 @@ def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | No
     except (*USER_ERRORS, SystemExit) as error:
         if debug or isinstance(error, SystemExit):
             raise
+        if isinstance(error, pickle.UnpicklingError):  # weights read from the Hub; torch's advice would run their code
+            error = refused_pickle("A PyTorch weights file", error, MODEL_WEIGHTS_REMEDY)
         message = " ".join(str(error).split()) or type(error).__name__
         sys.exit(f"error: {message}")
 

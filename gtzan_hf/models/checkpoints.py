@@ -13,6 +13,11 @@ the converted model's config as `source_checkpoint`. [`load_original_checkpoint`
 `SSAST_CHECKPOINT_MIRROR=<url prefix>` fetches `<prefix>/<name>.pth` instead (clusters without Dropbox, tests).
 Offline (`HF_HUB_OFFLINE=1`) the cached file is used; with nothing cached, the error says which URL to fetch by hand
 and where to put the file.
+
+PyTorch pickles are only ever read with `torch.load(weights_only=True)`. A file it refuses (one holding other Python
+objects than tensors, which could run code when loaded) is reported in one line by [`refused_pickle`]: what torch
+found, and what to do, never torch's own advice to pass `weights_only=False`. [`safe_model_weights`] does so for the
+weights of a model given by folder or Hub id.
 """
 
 import hashlib
@@ -24,6 +29,9 @@ import re
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.client import HTTPException
 from pathlib import Path
 
@@ -46,6 +54,13 @@ RELEASED_CHECKPOINTS = {
 }
 MIRROR_ENV = "SSAST_CHECKPOINT_MIRROR"
 CHUNK_SIZE = 1 << 20
+# torch's reason for refusing a pickle, e.g. "Unsupported global: GLOBAL module.Class"; the rest of its message advises
+# weights_only=False, that is, running the file's code.
+REFUSAL_REASON = re.compile(r"WeightsUnpickler error: (.+?)(?: was not an allowed global|\.?$)", re.M)
+MODEL_WEIGHTS_REMEDY = (
+    "Expected weights of tensors only, as save_pretrained writes them (model.safetensors): if you trust this model, "
+    "have it saved again with save_pretrained."
+)
 
 
 def released_name(name_or_path: str | os.PathLike) -> str | None:
@@ -124,13 +139,8 @@ def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        # torch's message advises weights_only=False, i.e. running the file's code: keep only its reason
-        reason = re.search(r"WeightsUnpickler error: (.+?)(?: was not an allowed global|\.?$)", str(error), re.M)
-        raise ValueError(
-            f"{path} was refused: it holds Python objects that could run code when loaded "
-            f"({reason.group(1) if reason else 'not only tensors'}), and only tensors are read. {expected}: if you "
-            "trust this file, save its tensors alone (torch.save(model.state_dict(), PATH)) and pass that file."
-        ) from None
+        remedy = f"{expected}: if you trust this file, save its tensors alone (torch.save(model.state_dict(), PATH))"
+        raise refused_pickle(str(path), error, f"{remedy} and pass that file.") from None
     except Exception as error:  # any other failure: not a (whole) PyTorch file
         found = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
         raise ValueError(
@@ -161,6 +171,56 @@ def checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
         "checkpoint (v.*, mlp_head.*), or a transformers ASTForAudioClassification folder or Hub id: check that this "
         "is the checkpoint you meant."
     )
+
+
+def refused_pickle(what: str, error: pickle.UnpicklingError, remedy: str) -> ValueError:
+    """
+    The one-line error for `what` (a file, or a model's weights) refused by `torch.load(weights_only=True)` with
+    `error`: the reason torch gives, then `remedy` (what to do) instead of torch's advice to pass `weights_only=False`.
+    """
+    reason = REFUSAL_REASON.search(str(error))
+    return ValueError(
+        f"{what} was refused: it holds Python objects that could run code when loaded "
+        f"({reason.group(1) if reason else 'not only tensors'}), and only tensors are read. {remedy}"
+    )
+
+
+def load_tensors(path: str | os.PathLike, remedy: str):
+    """
+    `torch.load(path, weights_only=True)` on the CPU, memory-mapped where the file's format allows (checking a file
+    then costs little memory); a file it refuses raises [`refused_pickle`]'s `ValueError` with `remedy`.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as error:
+        raise refused_pickle(str(path), error, remedy) from None
+
+
+def check_model_weights(folder: str | os.PathLike, remedy: str = MODEL_WEIGHTS_REMEDY) -> None:
+    """
+    Refuse, in one line naming the file, a saved model folder (or a Trainer checkpoint) whose PyTorch weights hold
+    Python objects that could run code when loaded: the `pytorch_model*.bin` files, which `from_pretrained` and the
+    Trainer read when there are no safetensors weights. Anything else (a Hub id, safetensors weights) passes.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or any(folder.glob("model*.safetensors*")):
+        return
+    for path in sorted(folder.glob("pytorch_model*.bin")):
+        load_tensors(path, remedy)
+
+
+@contextmanager
+def safe_model_weights(model_id: str | os.PathLike) -> Iterator[None]:
+    """
+    Around a `from_pretrained(model_id)`: weights that hold Python objects besides tensors are refused in one line
+    ([`refused_pickle`]), checked beforehand for a local folder ([`check_model_weights`], which names the file), and
+    as they are read for a Hub id.
+    """
+    check_model_weights(model_id)
+    try:
+        yield
+    except pickle.UnpicklingError as error:
+        raise refused_pickle(f"A PyTorch weights file of {model_id}", error, MODEL_WEIGHTS_REMEDY) from None
 
 
 def _download(name: str, target: Path) -> None:

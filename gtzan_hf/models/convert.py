@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import ASTForAudioClassification
 
-from .checkpoints import checkpoint_kind, checkpoint_provenance, load_original_checkpoint
+from .checkpoints import checkpoint_kind, checkpoint_provenance, load_original_checkpoint, safe_model_weights
 from .configuration_ssast import FINETUNING_STRIDES, SSASTConfig
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
 from .source import AST, CONVERTIBLE, CONVERTIBLE_EXPECTED, ModelSource, require_kind, resolve_model
@@ -299,7 +299,8 @@ def _open(checkpoint, config_kwargs: dict) -> dict[str, torch.Tensor] | ASTForAu
     else:
         source = resolve_model(checkpoint, what="Checkpoint", kinds=CONVERTIBLE, expected=CONVERTIBLE_EXPECTED)
     if source.kind == AST:
-        return ASTForAudioClassification.from_pretrained(source.location)
+        with safe_model_weights(source.location):
+            return ASTForAudioClassification.from_pretrained(source.location)
     config_kwargs.setdefault("source_checkpoint", checkpoint_provenance(source.location))
     return _strip_data_parallel(load_original_checkpoint(source.location))
 

@@ -1,12 +1,17 @@
 """Feature extractor for SSAST: Kaldi-compatible log-mel filter banks, as the released checkpoints were trained on."""
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
-import torchaudio.compliance.kaldi as ta_kaldi
 from transformers import BatchFeature, SequenceFeatureExtractor
-from transformers.utils import TensorType, logging
+from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+from transformers.utils import TensorType, is_speech_available, logging
+
+# torchaudio is optional, as for transformers' AST: without it, the same filter bank is computed with numpy.
+if is_speech_available():
+    import torchaudio.compliance.kaldi as ta_kaldi
 
 logger = logging.get_logger(__name__)
 
@@ -28,8 +33,10 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
     Kaldi-compatible log-mel filter banks (`torchaudio.compliance.kaldi.fbank` with `htk_compat=True`, a Hanning
     window, 25 ms frames every 10 ms, no energy, no dither), padded with zeros or truncated to `max_length` frames,
     then normalised as `(x - mean) / (2 * std)`: the convention of the released SSAST and AST checkpoints. The
-    parameter names are those of transformers' `ASTFeatureExtractor`, and for the same settings both give the same
-    `input_values`.
+    parameters and their defaults are those of transformers' `ASTFeatureExtractor`, and for the same settings both
+    give the same `input_values`. Without torchaudio, the same filter bank is computed with numpy
+    (`transformers.audio_utils`, as `ASTFeatureExtractor` does): its `input_values` differ from torchaudio's by float32
+    rounding only (at most 5e-4).
 
     Args:
         feature_size (`int`, *optional*, defaults to 1):
@@ -55,9 +62,13 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         hop_seconds (`float`, *optional*):
             The hop between the windows the model was evaluated on, recorded by a fine-tuning run; whole songs are
             classified by windows of `window_seconds` every `hop_seconds` (`gtzan_hf.inference.classify_song`).
+        return_attention_mask (`bool`, *optional*, defaults to `False`):
+            Whether [`~SequenceFeatureExtractor.pad`] (which the `Trainer`'s default collator calls) adds an
+            `attention_mask`. Every example is already `max_length` frames, so such a mask is all ones; the models
+            accept it and do not use it. [`~SSASTFeatureExtractor.__call__`] never returns one.
     """
 
-    model_input_names = ["input_values"]
+    model_input_names = ["input_values", "attention_mask"]
 
     def __init__(
         self,
@@ -71,9 +82,16 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         std=AUDIOSET_STD,
         window_seconds=None,
         hop_seconds=None,
+        return_attention_mask=False,
         **kwargs,
     ):
-        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
         self.num_mel_bins = num_mel_bins
         self.max_length = max_length
         self.do_normalize = do_normalize
@@ -81,6 +99,27 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         self.std = std
         self.window_seconds = window_seconds
         self.hop_seconds = hop_seconds
+        if not is_speech_available():
+            fft_length = 1 << (self.frame_length - 1).bit_length()  # Kaldi's round_to_power_of_two
+            # One of the 128 filters over 257 FFT bins at 16 kHz is empty, in Kaldi's bank too: no need to warn.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self.mel_filters = mel_filter_bank(
+                    num_frequency_bins=fft_length // 2 + 1,
+                    num_mel_filters=num_mel_bins,
+                    min_frequency=20,
+                    max_frequency=sampling_rate / 2,
+                    sampling_rate=sampling_rate,
+                    norm=None,
+                    mel_scale="kaldi",
+                    triangularize_in_mel_space=True,
+                )
+            self.window = window_function(self.frame_length, "hann", periodic=False)
+
+    @property
+    def frame_length(self) -> int:
+        """Samples per 25 ms frame."""
+        return int(self.sampling_rate * 0.025)
 
     def fbank(self, waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
         """
@@ -114,10 +153,9 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
                 f"Expected a mono waveform of shape (num_samples,), got shape {tuple(waveform.shape)}. "
                 "Downmix multi-channel audio first, e.g. `waveform.mean(0)` for (channels, samples)."
             )
-        window_samples = int(self.sampling_rate * 0.025)
-        if waveform.numel() < window_samples:
+        if waveform.numel() < self.frame_length:
             raise ValueError(
-                f"The waveform has {waveform.numel()} samples; at least {window_samples} (one 25 ms frame at "
+                f"The waveform has {waveform.numel()} samples; at least {self.frame_length} (one 25 ms frame at "
                 f"{self.sampling_rate} Hz) are needed. Empty or truncated audio cannot be classified."
             )
         if not torch.isfinite(waveform).all():
@@ -129,17 +167,35 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
                 "accepted): expected float samples in [-1, 1]. Divide integer PCM stored as floats by its full scale "
                 "(32768 for 16 bits); otherwise the audio file is probably corrupt."
             )
-        return ta_kaldi.fbank(
-            waveform.unsqueeze(0),
-            sample_frequency=self.sampling_rate,
-            htk_compat=True,
-            use_energy=False,
-            window_type="hanning",
-            num_mel_bins=self.num_mel_bins,
-            dither=0.0,
-            frame_shift=10.0,
-            frame_length=25.0,
+        if is_speech_available():
+            return ta_kaldi.fbank(
+                waveform.unsqueeze(0),
+                sample_frequency=self.sampling_rate,
+                htk_compat=True,
+                use_energy=False,
+                window_type="hanning",
+                num_mel_bins=self.num_mel_bins,
+                dither=0.0,
+                frame_shift=10.0,
+                frame_length=25.0,
+            )
+        # Kaldi's steps: frames without centring, DC offset removed, pre-emphasis 0.97, power spectrum, log of the
+        # mel energies floored at float32's epsilon.
+        fbank = spectrogram(
+            waveform.cpu().numpy(),
+            self.window,
+            frame_length=self.frame_length,
+            hop_length=self.sampling_rate // 100,
+            fft_length=2 * (len(self.mel_filters) - 1),  # the filters span its one-sided spectrum
+            power=2.0,
+            center=False,
+            preemphasis=0.97,
+            mel_filters=self.mel_filters,
+            log_mel="log",
+            mel_floor=float(np.finfo(np.float32).eps),
+            remove_dc_offset=True,
         )
+        return torch.from_numpy(fbank.T).to(waveform.device)
 
     def pad_or_truncate(self, fbank: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
         """Pad with `padding_value` (before normalisation, as the original SSAST) or truncate `(frames, bins)` to
@@ -200,7 +256,8 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
             return_tensors (`str` or [`~utils.TensorType`], *optional*):
                 `"pt"` for a torch tensor (kept on `device`), `"np"` for numpy, `None` for a list of numpy arrays.
             device (`str` or `torch.device`, *optional*):
-                Where to compute the filter banks, e.g. `"cuda"` for a GPU.
+                Where to compute the filter banks, e.g. `"cuda"` for a GPU (with torchaudio; without it they are
+                computed on the CPU, then moved to `device`).
 
         Returns:
             [`BatchFeature`] with `input_values` of shape `(batch, max_length, num_mel_bins)`.

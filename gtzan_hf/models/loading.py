@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
 
+from .checkpoints import safe_model_weights
 from .configuration_ssast import SSASTConfig
 from .convert import (
     classifier_from_pretraining_model,
@@ -166,12 +167,14 @@ def build_classifier(source: ModelSource | None, args: ModelArguments, label_nam
     if source.kind in (CHECKPOINT, AST):
         return from_original_checkpoint(source, **geometry, **labels).train()
     if source.kind == PRETRAINING:
-        pretrained = source.model_type.pretraining_class.from_pretrained(source.location)
+        with safe_model_weights(source.location):
+            pretrained = source.model_type.pretraining_class.from_pretrained(source.location)
         return classifier_from_pretraining_model(pretrained, **geometry, **labels).train()
     model_class = source.model_type.classifier_class if source.kind == MODEL else AutoModelForAudioClassification
-    return model_class.from_pretrained(
-        source.location, ignore_mismatched_sizes=True, trust_remote_code=source.kind == FOREIGN, **labels
-    )
+    with safe_model_weights(source.location):
+        return model_class.from_pretrained(
+            source.location, ignore_mismatched_sizes=True, trust_remote_code=source.kind == FOREIGN, **labels
+        )
 
 
 def build_feature_extractor(
@@ -210,9 +213,11 @@ def load_classifier(
         if source.kind == AST:
             model = from_original_checkpoint(source)
         else:
-            model = source.model_type.classifier_class.from_pretrained(source.location)
+            with safe_model_weights(source.location):
+                model = source.model_type.classifier_class.from_pretrained(source.location)
         return model.eval(), build_feature_extractor(source, model.config.max_length, model.config.num_mel_bins)
-    model = AutoModelForAudioClassification.from_pretrained(source.location, trust_remote_code=True)
+    with safe_model_weights(source.location):
+        model = AutoModelForAudioClassification.from_pretrained(source.location, trust_remote_code=True)
     return model.eval(), AutoFeatureExtractor.from_pretrained(source.location, trust_remote_code=True)
 
 
@@ -250,7 +255,8 @@ def build_pretraining_model(
     elif require_kind(source, PRETRAINABLE, PRETRAINABLE_EXPECTED, "--model_name_or_path").kind == CHECKPOINT:
         model = pretraining_model_from_original_checkpoint(source, **objective)
     else:
-        model = SSASTForPreTraining.from_pretrained(source.location, **objective)
+        with safe_model_weights(source.location):
+            model = SSASTForPreTraining.from_pretrained(source.location, **objective)
         if source.preprocessor:
             return model.train(), SSASTFeatureExtractor.from_pretrained(source.location)
         logger.warning("%s has no feature extractor: using the AudioSet statistics.", source.name)

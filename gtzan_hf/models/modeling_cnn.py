@@ -70,13 +70,21 @@ class CNNForAudioClassification(CNNPreTrainedModel):
 
     @can_return_tuple
     def forward(
-        self, input_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+        self,
+        input_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
     ) -> SequenceClassifierOutput:
         r"""
         input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
             Normalised filter banks from the feature extractor.
         labels (`torch.LongTensor` of shape `(batch_size,)`, or `torch.FloatTensor` `(batch_size, num_labels)`):
             Class indices, or class probabilities (mixup): see [`~modeling_ssast.classification_loss`].
+        attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
+            Accepted for transformers' clients, which pass the frame mask of [`~SequenceFeatureExtractor.pad`] (the
+            `Trainer`'s default collator, the example scripts), and not used: the convolutions and the average pool
+            take every frame, padding included.
         """
         if input_values.ndim != 3 or input_values.shape[-1] != self.config.num_mel_bins:
             raise ValueError(

@@ -350,6 +350,7 @@ class SSASTModel(SSASTPreTrainedModel):
         self,
         input_values: torch.Tensor,
         bool_masked_pos: torch.BoolTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         r"""
@@ -358,6 +359,10 @@ class SSASTModel(SSASTPreTrainedModel):
                 Normalised log-mel filter banks, as [`SSASTFeatureExtractor`] returns them.
             bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`, *optional*):
                 Patches to replace by the mask embedding (only for a model built with `use_mask_token=True`).
+            attention_mask (`torch.LongTensor` of shape `(batch_size, max_length)`, *optional*):
+                Accepted for transformers' clients, which pass the frame mask of [`~SequenceFeatureExtractor.pad`]
+                (the `Trainer`'s default collator, the example scripts), and not used: every input is `max_length`
+                frames, padding included, and SSAST attends to all of them, as the released checkpoints were trained.
             output_attentions (`bool`, *optional*):
                 Whether to return each layer's attention weights (computed by the eager implementation, whatever
                 `config._attn_implementation` is).
@@ -409,6 +414,7 @@ class SSASTForAudioClassification(SSASTPreTrainedModel):
         self,
         input_values: torch.Tensor,
         labels: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
         r"""
@@ -420,6 +426,8 @@ class SSASTForAudioClassification(SSASTPreTrainedModel):
                 Class indices, or class probabilities, e.g. mixed-up one-hot labels: cross-entropy with
                 `config.label_smoothing`. With `config.problem_type="multi_label_classification"`, multi-hot targets
                 (binary cross-entropy). See [`classification_loss`].
+            attention_mask (`torch.LongTensor` of shape `(batch_size, max_length)`, *optional*):
+                Not used; see [`SSASTModel.forward`].
             output_attentions (`bool`, *optional*):
                 Whether to return each layer's attention weights.
             output_hidden_states (`bool`, *optional*):
@@ -513,6 +521,7 @@ class SSASTForPreTraining(SSASTPreTrainedModel):
         self,
         input_values: torch.Tensor,
         bool_masked_pos: torch.BoolTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> SSASTForPreTrainingOutput:
         r"""
@@ -522,6 +531,8 @@ class SSASTForPreTraining(SSASTPreTrainedModel):
             bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`, *optional*):
                 Patches to mask, the same number in every row; drawn with [`~SSASTForPreTraining.generate_mask`] when
                 not given.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, max_length)`, *optional*):
+                Not used; see [`SSASTModel.forward`].
             output_attentions (`bool`, *optional*):
                 Whether to return each layer's attention weights.
             output_hidden_states (`bool`, *optional*):

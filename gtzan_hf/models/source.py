@@ -18,6 +18,7 @@ from transformers.utils import FEATURE_EXTRACTOR_NAME, cached_file
 
 from .checkpoints import (
     RELEASED_CHECKPOINTS,
+    check_model_weights,
     checkpoint_kind,
     load_original_checkpoint,
     released_name,
@@ -188,6 +189,7 @@ def resolve_model(
     else:
         kind = AST if found == AST_MODEL_TYPE else FOREIGN
     source = require_kind(ModelSource(name, kind, location, config, preprocessor), kinds, expected, what)
+    check_model_weights(location)  # a local folder's PyTorch weights that pickle objects: refused now, in one line
     if kind == FOREIGN and not trust_remote_code:
         raise ValueError(
             f"{name} holds a {found!r} model, not one of gtzan-hf's or a transformers AST: loading it would run the "

@@ -173,9 +173,10 @@ class GenreClassifier:
                     self.problem = ""
                 except Exception as error:  # no network, unknown id, not a classifier: tell, keep the page up
                     logger.exception("Could not load %s", self.model_id)
+                    reason = f"{type(error).__name__}: {str(error).rstrip('.')}"
                     self.problem = (
-                        f"The model `{self.model_id}` could not be loaded ({type(error).__name__}: {error}). Set "
-                        "`MODEL_ID` to a Hub model id or a local folder of a gtzan-hf classifier (SSAST or CNN)."
+                        f"The model `{self.model_id}` could not be loaded ({reason}). Set `MODEL_ID` to a Hub model "
+                        "id or a local folder of a gtzan-hf classifier (SSAST or CNN)."
                     )
             return self.problem
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import Trainer, TrainingArguments
 
+from .resume import RandomStateOptional
+
 
 @dataclass
 class PretrainingArguments(TrainingArguments):
@@ -13,7 +15,7 @@ class PretrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns (see Trainer)."})
 
 
-class PretrainingTrainer(Trainer):
+class PretrainingTrainer(RandomStateOptional, Trainer):
     """`Trainer` for [`SSASTForPreTraining`] that logs, next to the joint `loss`, its two parts (`mpc_loss`,
     `mpg_loss`) and the masked patch classification accuracy (`mpc_accuracy`), averaged since the last log over
     every step and process."""

@@ -1,17 +1,29 @@
-"""Resuming a run: which checkpoint of an output folder a run continues from, and whether the folder already holds a
-finished run. Shared by fine-tuning and pretraining."""
+"""Resuming a run: which checkpoint of an output folder a run continues from, whether the folder already holds a
+finished run, and what of a checkpoint can be restored: its pickled files are read as tensors only, and one that holds
+other Python objects is refused in one line (the random state is left out instead, with a warning). Shared by
+fine-tuning and pretraining."""
 
 import json
 import logging
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
+from ..models.checkpoints import check_model_weights, load_tensors, refused_pickle
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")
+# The Trainer state that resuming unpickles besides the weights and the random state.
+STATE_NAMES = ("optimizer.pt", "scheduler.pt", "scaler.pt")
+NOT_RESUMABLE = (
+    "This checkpoint cannot be resumed: resume from another one (--resume_from_checkpoint), or start again "
+    "(--overwrite_output_dir)."
+)
 
 
 def is_complete_checkpoint(folder: Path) -> bool:
@@ -25,10 +37,44 @@ def is_complete_checkpoint(folder: Path) -> bool:
             with safe_open(weights, framework="pt") as handle:
                 handle.keys()
         else:
-            torch.load(weights, map_location="cpu", weights_only=True)
+            torch.load(weights, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(weights))
+        return True
+    except pickle.UnpicklingError:  # written whole, but not as tensors only: check_resumable says so
         return True
     except Exception:  # whatever the reader raises (SafetensorError, EOFError, JSONDecodeError...): not usable
         return False
+
+
+def check_resumable(folder: str | os.PathLike) -> None:
+    """
+    Refuse, in one line naming the file, a checkpoint whose weights or Trainer state (`optimizer.pt`, `scheduler.pt`,
+    `scaler.pt`) hold Python objects that could run code when loaded: resuming reads them as tensors only. The random
+    state is not checked here: [`RandomStateOptional`] resumes without it.
+    """
+    folder = Path(folder)
+    check_model_weights(folder, NOT_RESUMABLE)
+    for name in STATE_NAMES:
+        if (folder / name).is_file():
+            load_tensors(folder / name, NOT_RESUMABLE)
+
+
+class RandomStateOptional:
+    """
+    `Trainer` mixin: a checkpoint's random state (`rng_state*.pth`) that holds Python objects besides its numbers is
+    left out with a warning instead of stopping the run. Resuming without it changes only the random draws from then
+    on (dropout, crops, masks), as the Trainer itself does for a checkpoint without one; refusing would cost the whole
+    run for that.
+    """
+
+    def _load_rng_state(self, checkpoint):
+        try:
+            super()._load_rng_state(checkpoint)
+        except pickle.UnpicklingError as error:
+            remedy = (
+                "Resuming without it: the weights, optimizer and schedule are restored; only the random draws "
+                "(dropout, crops, masks) differ from an uninterrupted run."
+            )
+            logger.warning("%s", refused_pickle(f"The random state saved in {checkpoint}", error, remedy))
 
 
 def resume_checkpoint(
@@ -37,7 +83,8 @@ def resume_checkpoint(
     """
     The checkpoint a run continues from: `resume_from_checkpoint` when given, else (unless `overwrite`) the newest
     complete `checkpoint-N` of `output_dir` (an incomplete one, left by a save that was killed, is skipped with a
-    warning), else `None`. Logs which.
+    warning), else `None`. Logs which. A checkpoint that holds Python objects where tensors belong is refused
+    ([`check_resumable`]), not skipped as an interrupted save is.
     """
     if overwrite and not resume_from_checkpoint:
         logger.info("Starting a fresh run in %s (--overwrite_output_dir): its checkpoints are overwritten", output_dir)
@@ -48,6 +95,7 @@ def resume_checkpoint(
                 f"--resume_from_checkpoint {resume_from_checkpoint} is not a complete checkpoint (trainer_state.json "
                 "and model weights): name another checkpoint-N folder."
             )
+        check_resumable(resume_from_checkpoint)
         logger.info("Resuming from %s", resume_from_checkpoint)
         return resume_from_checkpoint
     folders = sorted(
@@ -57,6 +105,7 @@ def resume_checkpoint(
     )
     for folder in folders:
         if is_complete_checkpoint(folder):
+            check_resumable(folder)
             logger.info("Resuming from %s", folder)
             return str(folder)
         logger.warning("Skipping %s: incomplete (a save that was interrupted); it will be overwritten.", folder)

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import EvalPrediction, Trainer, TrainingArguments, get_scheduler
 
 from ..metrics import song_level_metrics
+from .resume import RandomStateOptional
 
 
 @dataclass
@@ -54,7 +55,7 @@ class AudioTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
-class AudioClassificationTrainer(Trainer):
+class AudioClassificationTrainer(RandomStateOptional, Trainer):
     """
     `Trainer` for [`SSASTForAudioClassification`] and [`CNNForAudioClassification`] on segmented songs.
 
@@ -67,6 +68,7 @@ class AudioClassificationTrainer(Trainer):
       (`song_accuracy`, the soft-voting headline, `clip_accuracy`, `song_accuracy_hard`, `song_accuracy_hybrid`,
       `song_accuracy_course_project`, `macro_f1`, `per_genre_accuracy_<name>`).
     - Logs the training accuracy (against the argmax of soft labels under mixup) next to the training loss.
+    - Resumes without a checkpoint's random state that holds other Python objects (see [`RandomStateOptional`]).
     """
 
     # `compute_loss` returns a per-batch mean: the Trainer divides it by the accumulation steps.
