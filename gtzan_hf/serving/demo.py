@@ -9,11 +9,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
-from ..inference.audio import read_audio, samples_problem, to_mono
+from ..inference.audio import AudioTooLargeError, Recording, read_recording
 from ..inference.songs import SongPrediction, classify_song, load_classifier
 from ..inference.windowing import FRAMES_PER_SECOND
 from .forms import EXAMPLES_DIR, choose_serving_form
@@ -24,9 +23,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "gtzan-hf/ssast-gtzan"
 MIN_SECONDS = 1.0
 # 10 minutes. Measured: a 9.5-minute 48 kHz stereo WAV raises the Space's peak RSS by 0.73 GB, whatever the hop
-# (`python scripts/benchmark.py space_load`). Decoding (220 MB of float32), the downmix and the resampling set
-# that peak; the filter bank and the windows, worked on by bounded chunks (`gtzan_hf.inference.songs`), stay below it.
+# (`python scripts/benchmark.py space_load`). Decoding, the downmix and the resampling set that peak; the filter
+# bank and the windows, worked on by bounded chunks (`gtzan_hf.inference.songs`), stay below it.
 MAX_SECONDS = 600.0
+# Samples a request may decode (channels × frames, read from the header before decoding): 10 minutes of 48 kHz
+# stereo. Files are decoded by blocks, their channels averaged at once (`read_recording`), so a request holds the
+# mono waveform, at most 230 MB of float32; an 8-channel 96 kHz file of 9 minutes (0.4 MB of FLAC silence) is
+# refused from its header instead of being decoded.
+MAX_DECODED_SAMPLES = int(MAX_SECONDS) * 48000 * 2
 # Window of the course project's recipe (the training crop); a model with a shorter input (`max_length` frames) gets
 # its own.
 WINDOW_SECONDS = 10.0
@@ -45,15 +49,13 @@ def _minutes(seconds: float) -> str:
 
 def load_recording(
     path: str | os.PathLike | None, min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS
-) -> tuple[np.ndarray, int]:
+) -> Recording:
     """
-    Decode an uploaded or recorded file, refusing what cannot be classified with a message that says why.
+    Decode an uploaded or recorded file to mono, refusing what cannot be classified with a message that says why.
 
-    The duration is read from the header first, so an over-long file is refused before it is decoded (memory stays
-    bounded); files soundfile cannot open go through `read_audio`'s torchcodec fallback and are measured once decoded.
-
-    Returns:
-        `(samples, sampling_rate)`, samples float32 of shape `(num_samples, num_channels)`.
+    The duration, channels and rate are read from the header first, so an over-long or over-large file is refused
+    before it is decoded (at most [`MAX_DECODED_SAMPLES`]); files soundfile cannot open go through
+    `read_recording`'s torchcodec fallback, checked against the header it reads.
     """
     if path is None or str(path) == "":
         raise DemoError(f"No audio: upload a {FORMATS} file or record one with the microphone.")
@@ -66,20 +68,21 @@ def load_recording(
     if header_seconds is not None and header_seconds > max_seconds:
         raise DemoError(f"{name} lasts {_minutes(header_seconds)}: the demo takes recordings {limits}. Trim it.")
     try:
-        samples, sampling_rate = read_audio(str(path))
+        recording = read_recording(str(path), MAX_DECODED_SAMPLES)
+    except AudioTooLargeError as error:
+        raise DemoError(f"{name} cannot be classified: {error.reason}.") from None
     except Exception as error:  # any decoding failure: the file is not (intact) audio
         # decoders quote the path: the server's upload folder is no business of the visitor's
         reason = str(error).replace(str(path), name)
         raise DemoError(
             f"{name} could not be read as audio ({type(error).__name__}: {reason}). Upload a {FORMATS} file."
         ) from None
-    problem = samples_problem(samples, sampling_rate)
+    problem = recording.problem
     if problem:
         raise DemoError(f"{name} cannot be classified: {problem}. Upload a recording of music, {limits}.")
-    seconds = samples.shape[0] / sampling_rate
-    if not min_seconds <= seconds <= max_seconds:
-        raise DemoError(f"{name} lasts {seconds:.1f} s: the demo takes recordings {limits}.")
-    return samples, sampling_rate
+    if not min_seconds <= recording.duration <= max_seconds:
+        raise DemoError(f"{name} lasts {recording.duration:.1f} s: the demo takes recordings {limits}.")
+    return recording
 
 
 def cpu_count() -> int:
@@ -182,11 +185,10 @@ class GenreClassifier:
         hop_seconds = hop_seconds or window_seconds
         if not 0.25 * window_seconds <= hop_seconds <= window_seconds:
             raise DemoError(f"The hop must be between {0.25 * window_seconds:g} and {window_seconds:g} s.")
-        samples, sampling_rate = load_recording(path)
-        num_channels = samples.shape[1]
-        # downmixed and resampled here, so that the decoded channels are freed before the filter bank is computed
-        mono = to_mono(samples, sampling_rate, self.feature_extractor.sampling_rate)
-        del samples
+        recording = load_recording(path)
+        sampling_rate, num_channels = recording.sampling_rate, recording.num_channels
+        mono = recording.resampled(self.feature_extractor.sampling_rate)
+        del recording  # the waveform at the file's rate, before the filter bank is computed
         prediction = classify_song(
             mono,
             self.feature_extractor.sampling_rate,
