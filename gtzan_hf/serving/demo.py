@@ -4,7 +4,9 @@ out the results. Every problem a visitor can cause or meet is a [`DemoError`] wh
 """
 
 import logging
+import numbers
 import os
+import reprlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,9 +184,17 @@ class GenreClassifier:
         if self.load():
             raise DemoError(self.problem)
         window_seconds = self.window_seconds
-        hop_seconds = hop_seconds or window_seconds
-        if not 0.25 * window_seconds <= hop_seconds <= window_seconds:
-            raise DemoError(f"The hop must be between {0.25 * window_seconds:g} and {window_seconds:g} s.")
+        hop_seconds = window_seconds if hop_seconds is None else hop_seconds
+        # the API passes on whatever a client sends: a string, a list
+        if (
+            isinstance(hop_seconds, bool)
+            or not isinstance(hop_seconds, numbers.Real)
+            or not 0.25 * window_seconds <= hop_seconds <= window_seconds
+        ):
+            raise DemoError(
+                f"The hop must be a number of seconds between {0.25 * window_seconds:g} and {window_seconds:g} s; "
+                f"got {reprlib.repr(hop_seconds)}."
+            )
         recording = load_recording(path)
         sampling_rate, num_channels = recording.sampling_rate, recording.num_channels
         mono = recording.resampled(self.feature_extractor.sampling_rate)
