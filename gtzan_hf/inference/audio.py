@@ -30,8 +30,8 @@ BLOCK_SAMPLES = 2**20
 # Resampling kernels are built for the ratio of the rates in lowest terms, new/orig = p/q: p phases of about q taps,
 # so their size and the work per sample grow with p × q. Every common rate keeps its exact ratio (the largest,
 # 11025 → 16000 Hz, is 640 × 441); an odd rate (16001 Hz: 16000 × 16001, a 1 GB kernel) is resampled with the
-# nearest ratio of about this product instead, which changes duration and pitch by less than 0.05 % (0.9 cents)
-# for every rate from 1 Hz to 768 kHz to 16 kHz. A kernel then holds at most about 1.3 M floats (5 MB).
+# nearest ratio of about this product instead, which changes duration and pitch by less than 0.05 % (under a cent)
+# for every integer rate from 1 Hz to 768 kHz to 16 kHz. A kernel then holds at most 1.23 M floats (5 MB).
 MAX_RATIO_TERMS = 2**20
 
 
