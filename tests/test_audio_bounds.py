@@ -4,6 +4,8 @@ are written on the spot with soundfile, tiny."""
 
 import logging
 import struct
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +160,35 @@ def test_bombs_in_a_dataset_are_skipped_with_a_warning(tmp_path, caplog):
     assert reasons["blues.many"].startswith("too many channels: 255")
     warnings = "\n".join(record.getMessage() for record in caplog.records)
     assert "Skipping rock.bomb (" in warnings and "Skipping blues.many (" in warnings
+
+
+def test_files_for_torchcodec_are_checked_against_its_header(monkeypatch, tmp_path):
+    """Formats libsndfile cannot open (M4A) go through torchcodec where installed: its metadata is checked first.
+    A stand-in for torchcodec's `AudioDecoder` (metadata, `get_all_samples()`), which needs FFmpeg."""
+
+    class AudioDecoder:
+        channels = 255
+
+        def __init__(self, source):
+            self.metadata = types.SimpleNamespace(
+                num_channels=self.channels, sample_rate=48000, duration_seconds_from_header=1.0
+            )
+
+        def get_all_samples(self):
+            if self.channels > MAX_CHANNELS:
+                raise AssertionError("the file was decoded")
+            data = torch.full((self.channels, 48000), 0.25)
+            data[0] = 0.5
+            return types.SimpleNamespace(data=data, sample_rate=48000)
+
+    monkeypatch.setitem(sys.modules, "torchcodec", types.ModuleType("torchcodec"))
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", types.SimpleNamespace(AudioDecoder=AudioDecoder))
+    (tmp_path / "song.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # not a format libsndfile knows
+    assert (
+        audio_problem(str(tmp_path / "song.m4a"))
+        == f"too many channels: 255, expected at most {MAX_CHANNELS}; downmix it"
+    )
+    AudioDecoder.channels = 2
+    recording = read_recording(str(tmp_path / "song.m4a"))
+    assert (recording.num_channels, recording.sampling_rate, recording.peak) == (2, 48000, 0.5)
+    np.testing.assert_array_equal(recording.waveform, np.full(48000, 0.375, dtype=np.float32))
