@@ -96,6 +96,22 @@ def test_the_public_api_is_classify_with_a_default_hop(app_url, clip, expected):
     assert genre["label"] == expected.prediction.label and summary == expected.summary()
 
 
+def test_a_hop_of_the_wrong_kind_gets_the_demos_message_and_no_traceback(app_url, clip, expected, capfd):
+    """The API takes any JSON: a string, a list or a hop out of range gets one line, null the default hop."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    capfd.readouterr()
+    message = "^The hop must be a number of seconds between 2.5 and 10 s; got {}.$"
+    for hop, shown in [("abc", "'abc'"), ([2.5, 5], r"\[2.5, 5\]"), ("5", "'5'"), (1.0, "1.0")]:
+        with pytest.raises(AppError, match=message.format(shown)):
+            client.predict(handle_file(str(clip)), hop, api_name="/classify")
+    genre, summary, *_ = client.predict(handle_file(str(clip)), None, api_name="/classify")
+    assert genre["label"] == expected.prediction.label and summary == expected.summary()
+    assert "Traceback" not in capfd.readouterr().err  # a visitor's mistake is no server fault
+
+
 def test_the_hop_slider_follows_the_model_input(tmp_path):
     import gradio as gr
     import torch

@@ -9,7 +9,7 @@ import datasets
 import torch
 from datasets import Audio, Dataset, IterableDataset
 
-from ..inference.audio import read_audio, samples_problem, to_mono
+from ..inference.audio import check_recording
 from ..inference.windowing import random_start
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from .cache import build_fbank_cache, fbank_array
@@ -41,15 +41,11 @@ def cached_crops(
 def _random_crops(batch: dict, feature_extractor: SSASTFeatureExtractor, audio_column: str) -> dict:
     crops = []
     for audio in batch[audio_column]:
-        try:
-            samples, sampling_rate = read_audio(audio)
-            problem = samples_problem(samples, sampling_rate)
-        except Exception as error:  # one bad file must not end a long run: skip it, and say which
-            problem = f"unreadable: {type(error).__name__}: {error}"
-        if problem:
+        recording, problem = check_recording(audio)
+        if problem:  # one bad file must not end a long run: skip it, and say which
             logger.warning("Skipping %s: %s", audio["path"], problem)
             continue
-        fbank = feature_extractor.fbank(to_mono(samples, sampling_rate, feature_extractor.sampling_rate))
+        fbank = feature_extractor.fbank(recording.resampled(feature_extractor.sampling_rate))
         start = random_start(fbank.shape[0], feature_extractor.max_length)
         crop = feature_extractor.pad_or_truncate(fbank[start : start + feature_extractor.max_length])
         crops.append(feature_extractor.normalize(crop))

@@ -36,8 +36,9 @@ PATH_COLUMNS = ("path", "file", "filename", "audio")
 # The Hub's `marsyas/gtzan` (and its copies) hold GTZAN's original archive and a loading script, which datasets >= 4
 # refuses: a Hub dataset holding this file is read from the archive, unpacked, instead.
 GTZAN_ARCHIVE = "data/genres.tar.gz"
-# Version of the file checks (`audio.samples_problem`): a new rule makes earlier cached verdicts stale.
-CHECK_VERSION = 2
+# Version of the file checks (`audio.check_recording`): a new rule makes earlier cached verdicts stale (3: the
+# bounds on decoded size).
+CHECK_VERSION = 3
 # The one class of a corpus read without labels (`label_column=None`, for self-supervised pretraining).
 UNLABELED = "unlabeled"
 
@@ -240,8 +241,9 @@ def load_corpus(
         check: read every file now (below); `False` lists the songs only, for callers that check each file as they
             stream it.
 
-    Every file is read once: unreadable, empty (shorter than 30 ms), silent (peak at or below -80 dBFS) or non-finite
-    files are skipped with a warning naming each, and returned in `Corpus.skipped`.
+    Every file is read once: unreadable, too large (more than 16 channels or an hour of 48 kHz stereo, from its
+    header), empty (shorter than 30 ms), silent (peak at or below -80 dBFS) or non-finite files are skipped with a
+    warning naming each, and returned in `Corpus.skipped`.
     """
     skipped: list[dict] = []
     path = Path(source)

@@ -4,16 +4,17 @@ out the results. Every problem a visitor can cause or meet is a [`DemoError`] wh
 """
 
 import logging
+import numbers
 import os
+import reprlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
-from ..inference.audio import read_audio, samples_problem, to_mono
+from ..inference.audio import AudioTooLargeError, Recording, read_recording
 from ..inference.songs import SongPrediction, classify_song
 from ..inference.windowing import model_windows
 from ..models.loading import load_classifier
@@ -25,9 +26,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "gtzan-hf/ssast-gtzan"
 MIN_SECONDS = 1.0
 # 10 minutes. Measured: a 9.5-minute 48 kHz stereo WAV raises the Space's peak RSS by 0.73 GB, whatever the hop
-# (`python scripts/benchmark.py space_load`). Decoding (220 MB of float32), the downmix and the resampling set
-# that peak; the filter bank and the windows, worked on by bounded chunks (`gtzan_hf.inference.songs`), stay below it.
+# (`python scripts/benchmark.py space_load`). Decoding, the downmix and the resampling set that peak; the filter
+# bank and the windows, worked on by bounded chunks (`gtzan_hf.inference.songs`), stay below it.
 MAX_SECONDS = 600.0
+# Samples a request may decode (channels × frames, read from the header before decoding): 10 minutes of 48 kHz
+# stereo. Files are decoded by blocks, their channels averaged at once (`read_recording`), so a request holds the
+# mono waveform, at most 230 MB of float32; an 8-channel 96 kHz file of 9 minutes (0.4 MB of FLAC silence) is
+# refused from its header instead of being decoded.
+MAX_DECODED_SAMPLES = int(MAX_SECONDS) * 48000 * 2
 # The page's window while no model is loaded; a loaded model's own are used (`model_windows`).
 WINDOW_SECONDS = 10.0
 FORMATS = "WAV, FLAC, OGG or MP3"
@@ -45,15 +51,13 @@ def _minutes(seconds: float) -> str:
 
 def load_recording(
     path: str | os.PathLike | None, min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS
-) -> tuple[np.ndarray, int]:
+) -> Recording:
     """
-    Decode an uploaded or recorded file, refusing what cannot be classified with a message that says why.
+    Decode an uploaded or recorded file to mono, refusing what cannot be classified with a message that says why.
 
-    The duration is read from the header first, so an over-long file is refused before it is decoded (memory stays
-    bounded); files soundfile cannot open go through `read_audio`'s torchcodec fallback and are measured once decoded.
-
-    Returns:
-        `(samples, sampling_rate)`, samples float32 of shape `(num_samples, num_channels)`.
+    The duration, channels and rate are read from the header first, so an over-long or over-large file is refused
+    before it is decoded (at most [`MAX_DECODED_SAMPLES`]); files soundfile cannot open go through
+    `read_recording`'s torchcodec fallback, checked against the header it reads.
     """
     if path is None or str(path) == "":
         raise DemoError(f"No audio: upload a {FORMATS} file or record one with the microphone.")
@@ -66,20 +70,21 @@ def load_recording(
     if header_seconds is not None and header_seconds > max_seconds:
         raise DemoError(f"{name} lasts {_minutes(header_seconds)}: the demo takes recordings {limits}. Trim it.")
     try:
-        samples, sampling_rate = read_audio(str(path))
+        recording = read_recording(str(path), MAX_DECODED_SAMPLES)
+    except AudioTooLargeError as error:
+        raise DemoError(f"{name} cannot be classified: {error.reason}.") from None
     except Exception as error:  # any decoding failure: the file is not (intact) audio
         # decoders quote the path: the server's upload folder is no business of the visitor's
         reason = str(error).replace(str(path), name)
         raise DemoError(
             f"{name} could not be read as audio ({type(error).__name__}: {reason}). Upload a {FORMATS} file."
         ) from None
-    problem = samples_problem(samples, sampling_rate)
+    problem = recording.problem
     if problem:
         raise DemoError(f"{name} cannot be classified: {problem}. Upload a recording of music, {limits}.")
-    seconds = samples.shape[0] / sampling_rate
-    if not min_seconds <= seconds <= max_seconds:
-        raise DemoError(f"{name} lasts {seconds:.1f} s: the demo takes recordings {limits}.")
-    return samples, sampling_rate
+    if not min_seconds <= recording.duration <= max_seconds:
+        raise DemoError(f"{name} lasts {recording.duration:.1f} s: the demo takes recordings {limits}.")
+    return recording
 
 
 def cpu_count() -> int:
@@ -188,14 +193,21 @@ class GenreClassifier:
         if self.load():
             raise DemoError(self.problem)
         window_seconds = self.window_seconds
-        hop_seconds = hop_seconds or self.hop_seconds
-        if not 0.25 * window_seconds <= hop_seconds <= window_seconds:
-            raise DemoError(f"The hop must be between {0.25 * window_seconds:g} and {window_seconds:g} s.")
-        samples, sampling_rate = load_recording(path)
-        num_channels = samples.shape[1]
-        # downmixed and resampled here, so that the decoded channels are freed before the filter bank is computed
-        mono = to_mono(samples, sampling_rate, self.feature_extractor.sampling_rate)
-        del samples
+        hop_seconds = self.hop_seconds if hop_seconds is None else hop_seconds
+        # the API passes on whatever a client sends: a string, a list
+        if (
+            isinstance(hop_seconds, bool)
+            or not isinstance(hop_seconds, numbers.Real)
+            or not 0.25 * window_seconds <= hop_seconds <= window_seconds
+        ):
+            raise DemoError(
+                f"The hop must be a number of seconds between {0.25 * window_seconds:g} and {window_seconds:g} s; "
+                f"got {reprlib.repr(hop_seconds)}."
+            )
+        recording = load_recording(path)
+        sampling_rate, num_channels = recording.sampling_rate, recording.num_channels
+        mono = recording.resampled(self.feature_extractor.sampling_rate)
+        del recording  # the waveform at the file's rate, before the filter bank is computed
         prediction = classify_song(
             mono,
             self.feature_extractor.sampling_rate,
