@@ -76,12 +76,20 @@ def _run_on_gpus(jobs: list[tuple[str, list[str]]]) -> None:
         list(pool.map(launch, jobs))
 
 
+def crossval_parser() -> argparse.ArgumentParser:
+    """The arguments of cross-validation itself; every other argument is fine-tuning's."""
+    # `--seed` is finetune's, not an abbreviation of `--seeds`
+    description = "Cross-validation of a fine-tuning recipe: one sub-run per fold and/or seed, then mean ± std."
+    parser = argparse.ArgumentParser(prog="crossval.py", add_help=False, allow_abbrev=False, description=description)
+    parser.add_argument("--num_folds", type=int, help="k-fold split: every fold once the test set (K >= 2).")
+    parser.add_argument("--seeds", type=int, nargs="+", help="training seeds, one sub-run each.")
+    parser.add_argument("--output_dir", required=True, help="the sub-runs' parent folder.")
+    return parser
+
+
 def run_crossval(argv: list[str]) -> dict:
     """Run (or resume) every sub-run of `argv` (finetune's flags plus --num_folds / --seeds), then summarise."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # `--seed` is finetune's, not `--seeds`
-    parser.add_argument("--num_folds", type=int)
-    parser.add_argument("--seeds", type=int, nargs="+")
-    parser.add_argument("--output_dir", required=True)
+    parser = crossval_parser()
     known, finetune_argv = parser.parse_known_args(argv)
     if known.num_folds is not None and known.num_folds < 2:
         raise ValueError(f"--num_folds {known.num_folds}: k-fold needs 2 folds or more.")
@@ -126,7 +134,12 @@ def run_crossval(argv: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_crossval(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(argv):
+        print(crossval_parser().format_help())
+        print("Every other argument is scripts/finetune.py's, passed to each sub-run:\n")
+        parse_finetune_args(["--help"])  # prints fine-tuning's arguments and exits
+    run_crossval(argv)
 
 
 cli = entry_point(main)
