@@ -1,6 +1,6 @@
 """GTZAN genre classifier: drop a song, see its genre, where it changes character, and what the model heard.
 
-    MODEL_ID=runs/quickstart python space/app.py     # a local folder or a Hub id (default: the published model)
+    MODEL_ID=runs/quickstart python space/app.py     # MODEL_ID: a local folder or a Hub id
 
 `TRUST_REMOTE_CODE=1` lets a model folder whose type is not SSAST or the CNN run the code it ships; `GTZAN_HF_SERVING`
 forces a serving form (`gtzan_hf.serving.forms`) instead of the fastest one measured at start-up.
@@ -16,7 +16,6 @@ import gradio as gr
 
 from gtzan_hf.inference.plots import spectrogram_figure, timeline_figure
 from gtzan_hf.serving.demo import (
-    DEFAULT_MODEL_ID,
     EXAMPLE_CLIPS,
     FORMATS,
     MAX_SECONDS,
@@ -29,7 +28,7 @@ from gtzan_hf.serving.demo import (
 TIMELINE_HEADERS = ["start (s)", "end (s)", "genre", "probability"]
 
 
-def build_demo(model_id: str, trust_remote_code: bool = False) -> gr.Blocks:
+def build_demo(model_id: str | None, trust_remote_code: bool = False) -> gr.Blocks:
     classifier = GenreClassifier(model_id, trust_remote_code=trust_remote_code)
     classifier.load()  # now, so that the first visitor does not wait; a failure is shown and retried per request
     window, default_hop = classifier.window_seconds, classifier.hop_seconds  # the model's own
@@ -54,7 +53,7 @@ def build_demo(model_id: str, trust_remote_code: bool = False) -> gr.Blocks:
             "# What genre is this song?\n"
             f"Upload a song ({FORMATS}, {MIN_SECONDS:g} s to {MAX_SECONDS / 60:g} minutes) or record one. It is cut "
             f"into {window:g} s windows (the model's own), each classified by the model; their mean probabilities "
-            f"give the genre. Model: `{model_id}`, {serving}.",
+            f"give the genre. Model: `{model_id or 'none set'}`, {serving}.",
             elem_id="about",
         )
         gr.Markdown(f"**Model unavailable.** {classifier.problem}" if classifier.problem else "", elem_id="status")
@@ -113,5 +112,5 @@ if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("gtzan_hf").setLevel(logging.INFO)  # the serving form chosen, and why
     serve_on_cpu()
-    demo = build_demo(os.environ.get("MODEL_ID", DEFAULT_MODEL_ID), os.environ.get("TRUST_REMOTE_CODE") == "1")
+    demo = build_demo(os.environ.get("MODEL_ID"), os.environ.get("TRUST_REMOTE_CODE") == "1")
     demo.launch(max_file_size="256mb")

@@ -234,13 +234,10 @@ def test_model_card_parses_and_tells_the_truth(exact_run, tmp_path):
     assert data.license == "bsd-3-clause" and data.library_name == "transformers"
     assert data.base_model is None  # a local original checkpoint: no Hub id to name
     assert data.datasets is None and "gtzan" not in data.tags  # a generated corpus with GTZAN's names is not GTZAN
+    assert "synthetic-data" in data.tags and data.eval_results is None  # no Hub dataset for a model-index to name
     assert data.metrics == ["accuracy", "f1"]
-    results = {result.metric_name: result for result in data.eval_results}
-    song = results["song accuracy (course project's vote)"]
-    assert song.metric_value == pytest.approx(metrics["test"]["song_accuracy_course_project"], abs=1e-4)
-    assert (song.dataset_name, song.dataset_type, song.dataset_split) == (
-        "generated GTZAN-shaped corpus", "generated", "test (course-project split)"
-    )  # fmt: skip
+    course_project = f"{100 * metrics['test']['song_accuracy_course_project']:.1f} %"
+    assert "song accuracy (course project's vote)" in card.text and course_project in card.text
     assert "fine-tuned from `pretrain_patch_tiny_d2.pth`" in card.text
     assert "fixed 1 s windows every 1 s, each a separate sample" in card.text
     assert "3 windows of 1 s every 1 s" in card.text and "GTZAN (Tzanetakis" not in card.text
@@ -248,16 +245,24 @@ def test_model_card_parses_and_tells_the_truth(exact_run, tmp_path):
     # the same run described as fine-tuned from a Hub model on real GTZAN (no generator's mark on the folder)
     copy = tmp_path / "copy"
     copy.mkdir()
-    for name in ("metrics.json", "splits.json", "config.json"):
+    for name in ("metrics.json", "config.json", "preprocessor_config.json"):
         (copy / name).write_bytes((output_dir / name).read_bytes())
     run_config = json.loads((output_dir / "run_config.json").read_text())
     run_config.update(model_name_or_path="MIT/ast-finetuned-audioset-10-10-0.4593", dataset=str(tmp_path / "gtzan"))
     (copy / "run_config.json").write_text(json.dumps(run_config))
+    splits = json.loads((output_dir / "splits.json").read_text())
+    (copy / "splits.json").write_text(json.dumps({**splits, "source": str(tmp_path / "gtzan")}))
     (tmp_path / "gtzan").mkdir()
     card = ModelCard.load(write_model_card(copy))
     assert card.data.base_model == "MIT/ast-finetuned-audioset-10-10-0.4593"
     assert card.data.datasets == ["marsyas/gtzan"] and "gtzan" in card.data.tags
-    assert card.data.eval_results[0].dataset_name == "GTZAN" and "GTZAN (Tzanetakis" in card.text
+    results = {result.metric_name: result for result in card.data.eval_results}
+    song = results["song accuracy (course project's vote)"]
+    assert song.metric_value == pytest.approx(metrics["test"]["song_accuracy_course_project"], abs=1e-4)
+    assert (song.dataset_name, song.dataset_type, song.dataset_split) == (
+        "GTZAN", "marsyas/gtzan", "test (course-project split)"
+    )  # fmt: skip
+    assert "GTZAN (Tzanetakis" in card.text and "synthetic-data" not in card.data.tags
     run_config.update(model_name_or_path=None)
     (copy / "run_config.json").write_text(json.dumps(run_config))
     card = ModelCard.load(write_model_card(copy))

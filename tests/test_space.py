@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
 from gtzan_hf import SSASTFeatureExtractor
 from gtzan_hf.data.synthetic import GTZAN_GENRES, synthesize_song, write_space_examples
@@ -157,6 +158,35 @@ def test_unreachable_model_is_reported_not_raised(monkeypatch, tmp_path):
         assert model_id in problem and "MODEL_ID" in problem
         with pytest.raises(DemoError, match="MODEL_ID"):
             classifier.classify(str(EXAMPLE_CLIPS[0]))
+
+
+def test_no_model_set_is_reported_on_the_page():
+    classifier = GenreClassifier(None)
+    assert "No model is set" in classifier.load() and "MODEL_ID" in classifier.problem
+    with pytest.raises(DemoError, match="No model is set"):
+        classifier.classify(str(EXAMPLE_CLIPS[0]))
+
+
+def test_a_transformers_ast_is_served_as_it_classifies(tmp_path):
+    """A transformers AST folder (no code of its own) is served, converted: the logits of transformers' model on the
+    same input, its own statistics and labels."""
+    config = ASTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_length=300, **LABELS
+    )
+    torch.manual_seed(0)
+    ast = ASTForAudioClassification(config).eval()
+    ast.save_pretrained(tmp_path)
+    ASTFeatureExtractor(max_length=300, mean=-5.0, std=3.0).save_pretrained(tmp_path)
+    classifier = GenreClassifier(str(tmp_path), forms=["float32"])
+    prediction = classifier.classify(str(EXAMPLE_CLIPS[0])).prediction
+    assert classifier.window_seconds == 3.0 and prediction.label_names == list(GTZAN_GENRES)
+    assert (classifier.feature_extractor.mean, classifier.feature_extractor.std) == (-5.0, 3.0)
+    # transformers' own extractor and model on the first window (3 s and the 15 ms its last frame reaches past)
+    audio = load_recording(EXAMPLE_CLIPS[0]).resampled(16000)[:48240]
+    first = ASTFeatureExtractor(max_length=300, mean=-5.0, std=3.0)(audio, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        expected = ast(**first).logits.softmax(-1)[0].numpy()
+    np.testing.assert_allclose(prediction.window_probabilities[0], expected, atol=1e-4)
 
 
 def test_hop_outside_the_slider_range_is_refused(tiny_ssast):

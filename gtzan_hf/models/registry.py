@@ -50,6 +50,7 @@ class ModelType:
     """One model type: its classes, and how to configure one from scratch."""
 
     name: str  # as `--model_type` names it
+    description: str  # what it is, for model cards
     config_class: type[PreTrainedConfig]
     classifier_class: type[PreTrainedModel]
     # `(ModelArguments) -> config` for a model trained from scratch (labels are added by the caller)
@@ -83,13 +84,20 @@ def _ssast_config(args) -> SSASTConfig:
 MODEL_TYPES = (
     ModelType(
         "ssast",
+        "SSAST (Self-Supervised Audio Spectrogram Transformer, Gong et al., AAAI 2022)",
         SSASTConfig,
         SSASTForAudioClassification,
         _ssast_config,
         base_model_class=SSASTModel,
         pretraining_class=SSASTForPreTraining,
     ),
-    ModelType("cnn", CNNConfig, CNNForAudioClassification, lambda args: CNNConfig(max_length=args.max_length)),
+    ModelType(
+        "cnn",
+        "A VGG-style CNN (the course project's baseline)",
+        CNNConfig,
+        CNNForAudioClassification,
+        lambda args: CNNConfig(max_length=args.max_length),
+    ),
 )
 
 

@@ -22,8 +22,6 @@ from .forms import EXAMPLES_DIR, choose_serving_form
 
 logger = logging.getLogger(__name__)
 
-# The project's published GTZAN model (`python scripts/finetune.py --preset ssast-gtzan --push_to_hub ...`).
-DEFAULT_MODEL_ID = "gtzan-hf/ssast-gtzan"
 MIN_SECONDS = 1.0
 # 10 minutes. Measured: a 9.5-minute 48 kHz stereo WAV raises the Space's peak RSS by 0.73 GB, whatever the hop
 # (`python scripts/benchmark.py space_load`). Decoding, the downmix and the resampling set that peak; the filter
@@ -144,7 +142,7 @@ class GenreClassifier:
     folder whose code is not the package's is refused unless `trust_remote_code`.
     """
 
-    def __init__(self, model_id: str, forms: list[str] | None = None, trust_remote_code: bool = False):
+    def __init__(self, model_id: str | None, forms: list[str] | None = None, trust_remote_code: bool = False):
         self.model_id = model_id
         self.forms = forms
         self.trust_remote_code = trust_remote_code
@@ -170,7 +168,12 @@ class GenreClassifier:
     def load(self) -> str:
         """Load the model if not loaded yet; returns the problem (`""` when it is ready)."""
         with self._lock:
-            if self.form is None:
+            if self.form is None and not self.model_id:
+                self.problem = (
+                    "No model is set: set the Space variable `MODEL_ID` to a Hub model id or a local folder of a "
+                    "gtzan-hf classifier (SSAST or CNN), then restart the Space."
+                )
+            elif self.form is None:
                 try:
                     model, feature_extractor = load_classifier(self.model_id, self.trust_remote_code)
                     self.form = choose_serving_form(model, feature_extractor, self.forms)
