@@ -3,8 +3,8 @@
 Every source becomes one `datasets.Dataset` of songs, one row per file, with the columns
 - `audio`: `Audio(decode=False)`, i.e. `{"path", "bytes"}`: decoding is ours (soundfile, no FFmpeg needed);
 - `label`: `ClassLabel` with the class (genre) names;
-- `song_id`: a string unique in the corpus; the file name without extension where that is unique (GTZAN:
-  `"jazz.00054"`), else `"<label>/<name>"`, else the row number.
+- `song_id`: a string unique in the corpus: the file name without extension (GTZAN: `"jazz.00054"`); for the songs
+  whose name other songs share, `"<label>/<name>"`, else the row number.
 Files that cannot be used are skipped with a warning naming each, and listed in `Corpus.skipped`.
 """
 
@@ -66,11 +66,26 @@ def _features(label_names: list[str]) -> Features:
 
 
 def _song_ids(names: list[str], labels: list[str]) -> list[str]:
-    """File names without extension where unique; `label/name` where not; row numbers as a last resort."""
-    for ids in (names, [f"{label}/{name}" for label, name in zip(labels, names)]):
-        if len(set(ids)) == len(ids) and all(ids):
-            return ids
-    return [f"{index:06d}" for index in range(len(names))]
+    """
+    The file name without extension (GTZAN: `jazz.00054`); `label/name` for only the songs whose name other songs
+    share (`pop/intro`, `rock/intro`), with a warning naming them, so that one clash leaves every other id (and the
+    split lists of GTZAN ids) as it is; the row number for a song without a name, or whose `label/name` is shared too.
+    """
+    counts = Counter(names)
+    ids = [f"{label}/{name}" if name and counts[name] > 1 else name for name, label in zip(names, labels)]
+    counts = Counter(ids)
+    ids = [song_id if song_id and counts[song_id] == 1 else f"{index:06d}" for index, song_id in enumerate(ids)]
+    renamed = [song_id for song_id, name in zip(ids, names) if name and song_id != name]
+    if renamed:
+        more = f" and {len(renamed) - 10} more" if len(renamed) > 10 else ""
+        logger.warning(
+            "%d songs share their file name (without extension) with another song: they are named <class>/<name> "
+            "instead (or by row number where that is shared too): %s%s",
+            len(renamed),
+            ", ".join(renamed[:10]),
+            more,
+        )
+    return ids
 
 
 def _from_records(paths: list[str], labels: list[str], source: str) -> tuple[Dataset, str]:
