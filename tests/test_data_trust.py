@@ -1,13 +1,17 @@
-"""Folder datasets where something could vanish in silence, each fault made on the spot: file names shared by two
+"""Folder datasets where something could vanish in silence, each fault made on the spot: class folders that are
+links (and links that loop), empty class folders, classes without one usable song, file names shared by two
 classes. Tiny generated corpora, CPU."""
 
+import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 from datasets import Dataset, Features, Value
 
+from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
 from gtzan_hf.data import DataConfig, load_corpus, load_splits
 from gtzan_hf.data.sources import _from_hub
 from gtzan_hf.data.synthetic import generate_corpus
@@ -39,6 +43,94 @@ def _copy(songs, target: Path, genres=GENRES) -> Path:
     for genre in genres:
         shutil.copytree(songs / genre, target / genre)
     return target
+
+
+def test_a_linked_class_folder_is_read_and_what_links_reach_twice_counts_once(songs, tmp_path, caplog):
+    root = _copy(songs, tmp_path / "corpus", ("blues", "jazz"))
+    elsewhere = _copy(songs, tmp_path / "other-disk", ("rock",))
+    (root / "rock").symlink_to(elsewhere / "rock", target_is_directory=True)  # a class kept on another disk
+    (root / "jazz" / "all").symlink_to(root, target_is_directory=True)  # a loop: a link to an ancestor
+    (root / "blues-again").symlink_to(root / "blues", target_is_directory=True)  # the same class twice
+    (root / "jazz" / "jazz.link.wav").symlink_to(root / "blues" / "blues.00001.wav")  # one recording, two classes
+    os.link(root / "blues" / "blues.00002.wav", root / "jazz" / "jazz.hardlink.wav")
+    (root / "jazz" / "jazz.gone.wav").symlink_to(tmp_path / "deleted.wav")
+
+    with caplog.at_level(logging.WARNING):
+        corpus = load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache")
+    assert corpus.label_names == ["blues", "jazz", "rock"]
+    expected = sorted(f"{genre}.{i:05d}" for genre in ("blues", "jazz", "rock") for i in range(4))
+    assert sorted(corpus.songs["song_id"]) == expected  # each recording once, in its own class
+    reasons = {entry["song_id"]: entry["reason"] for entry in corpus.skipped}
+    assert reasons == {
+        "jazz.link": f"duplicate of {root / 'blues' / 'blues.00001.wav'} (the same file)",
+        "jazz.hardlink": f"duplicate of {root / 'blues' / 'blues.00002.wav'} (the same file)",
+        "jazz.gone": f"a broken link (to {tmp_path / 'deleted.wav'}, which does not exist)",
+    }
+    warned = _warnings(caplog)
+    assert f"Not reading {root / 'jazz' / 'all'}: it leads to {root}, a folder read elsewhere" in warned
+    assert f"Not reading {root / 'blues-again'}: it leads to {root / 'blues'}, a folder read elsewhere" in warned
+    assert "Skipping jazz.link" in warned and "Skipping jazz.gone" in warned
+
+
+def test_an_empty_class_folder_is_named_and_gets_no_label(songs, tmp_path, caplog):
+    root = _copy(songs, tmp_path / "corpus", ("blues", "jazz", "rock"))
+    (root / "pop").mkdir()
+    (root / "metal").mkdir()
+    (root / "metal" / "cover.jpg").write_bytes(b"\xff\xd8")  # no audio file either
+    with caplog.at_level(logging.WARNING):
+        splits = splits_of(root, split="kfold", num_folds=4, split_file=tmp_path / "splits.json", cache_dir=tmp_path)
+    assert splits["train"].features["label"].names == ["blues", "jazz", "rock"]
+    warned = _warnings(caplog)
+    assert f"Class 'pop' is left out of the labels: its folder {root / 'pop'} holds no audio files" in warned
+    assert f"Class 'metal' is left out of the labels: its folder {root / 'metal'} holds no audio files" in warned
+    saved = json.loads((tmp_path / "splits.json").read_text())
+    assert sorted(saved["dropped_classes"]) == ["metal", "pop"] and saved["label_names"] == ["blues", "jazz", "rock"]
+
+
+def test_a_class_with_too_few_usable_songs_for_the_split_is_named(songs, tmp_path):
+    root = _copy(songs, tmp_path / "corpus", ("blues", "jazz", "rock"))
+    for path in sorted((root / "rock").glob("*.wav"))[1:]:
+        path.write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(ValueError, match=r"Cannot split 9 songs of 3 classes by class \(.*fewest songs: rock 1, "):
+        splits_of(root, cache_dir=tmp_path)
+
+
+TINY_FINETUNE = [
+    "--preset", "quickstart",
+    "--split", "kfold", "--num_folds", "3",
+    "--num_train_epochs", "1",
+    "--crop_seconds", "2", "--eval_hop_seconds", "2", "--max_length", "208",
+    "--freq_mask", "0", "--time_mask", "0",
+    "--per_device_train_batch_size", "4",
+    "--disable_tqdm", "true",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_without_pop(tmp_path_factory):
+    """A tiny fine-tuning run on 3 genres x 3 songs of 2.5 s, and a `pop` folder of 3 unreadable files."""
+    workdir = tmp_path_factory.mktemp("run")
+    corpus = workdir / "corpus"
+    generate_corpus(corpus, songs_per_genre=3, seed=1, duration=2.5, genres=("blues", "jazz", "rock"), num_proc=1)
+    (corpus / "pop").mkdir()
+    for index in range(3):
+        (corpus / "pop" / f"pop.{index:05d}.wav").write_bytes(b"RIFF not really a wave file")
+    arguments = [*TINY_FINETUNE, "--dataset", str(corpus), "--output_dir", str(workdir / "out")]
+    metrics = run_finetune(*parse_finetune_args([*arguments, "--cache_dir", str(workdir / "cache")])[:3])
+    return corpus, workdir / "out", metrics
+
+
+def test_a_class_without_usable_songs_is_left_out_of_labels_splits_and_reports(run_without_pop):
+    _, output_dir, metrics = run_without_pop
+    labels = ["blues", "jazz", "rock"]
+    config = json.loads((output_dir / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(config["id2label"]))] == labels
+    splits = json.loads((output_dir / "splits.json").read_text())
+    assert splits["label_names"] == labels
+    assert splits["dropped_classes"] == {"pop": "all its 3 files are skipped (see the warnings above)"}
+    assert sorted(entry["song_id"] for entry in splits["skipped"]) == ["pop.00000", "pop.00001", "pop.00002"]
+    for split in ("validation", "test"):
+        assert set(metrics[split]["per_genre_accuracy"]) <= set(labels)
 
 
 def test_a_file_name_in_two_classes_renames_only_those_songs(songs, tmp_path, caplog):
