@@ -1,6 +1,6 @@
 """Folder datasets where something could vanish in silence, each fault made on the spot: class folders that are
 links (and links that loop), empty class folders, classes without one usable song, file names shared by two
-classes. Tiny generated corpora, CPU."""
+classes, and audio replaced under the same names after a run. Tiny generated corpora, CPU."""
 
 import json
 import logging
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, Features, Value
 
+from gtzan_hf.commands.evaluate import main as evaluation_main
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
-from gtzan_hf.data import DataConfig, load_corpus, load_splits
+from gtzan_hf.data import DataConfig, SplitInfo, load_corpus, load_splits
 from gtzan_hf.data.sources import _from_hub
 from gtzan_hf.data.synthetic import generate_corpus
 
@@ -131,6 +132,51 @@ def test_a_class_without_usable_songs_is_left_out_of_labels_splits_and_reports(r
     assert sorted(entry["song_id"] for entry in splits["skipped"]) == ["pop.00000", "pop.00001", "pop.00002"]
     for split in ("validation", "test"):
         assert set(metrics[split]["per_genre_accuracy"]) <= set(labels)
+
+
+def test_audio_replaced_after_a_run_is_refused_by_evaluation(run_without_pop, tmp_path):
+    corpus, output_dir, _ = run_without_pop
+    splits = json.loads((output_dir / "splits.json").read_text())
+    assert sorted(splits["content_hashes"]) == sorted(s for ids in splits["song_ids"].values() for s in ids)
+    evaluation_main([str(output_dir), "--output_dir", str(tmp_path / "before")])  # the same audio: accepted
+
+    replaced = sorted(splits["song_ids"]["test"])[0]
+    genre = replaced.split(".")[0]
+    other = next(s for s in splits["song_ids"]["train"] if not s.startswith(genre))
+    shutil.copy(corpus / other.split(".")[0] / f"{other}.wav", corpus / genre / f"{replaced}.wav")
+    with pytest.raises(ValueError) as refused:
+        evaluation_main([str(output_dir), "--output_dir", str(tmp_path / "after")])
+    assert f"test song {replaced} holds other audio (its file's bytes changed). The dataset has changed" in str(
+        refused.value
+    )
+    assert not (tmp_path / "after" / "metrics.json").exists()
+
+
+def test_split_changes_name_a_song_and_old_split_files_compare_songs_only(tmp_path):
+    ids = {"train": ["a.1", "a.2"], "validation": ["b.1"], "test": ["b.2"]}
+    hashes = {song_id: f"hash-of-{song_id}" for song_ids in ids.values() for song_id in song_ids}
+    run = SplitInfo("corpus", "random", 0, None, None, ["a", "b"], ids, content_hashes=hashes)
+    same = SplitInfo("corpus", "random", 0, None, None, ["a", "b"], ids, content_hashes=dict(hashes))
+    assert run.changes(same) == ""
+    assert run.changes(SplitInfo(**{**vars(same), "content_hashes": {**hashes, "b.2": "other"}})) == (
+        "test song b.2 holds other audio (its file's bytes changed)"
+    )
+    other = {**hashes, "a.1": "other", "a.2": "other"}
+    assert run.changes(SplitInfo(**{**vars(same), "content_hashes": other})) == (
+        "2 train songs (a.1, ...) hold other audio (their files' bytes changed)"
+    )
+    gone = SplitInfo(**{**vars(same), "song_ids": {**ids, "validation": []}})
+    assert run.changes(gone, ("validation", "test")) == "validation song b.1 is gone"
+    assert gone.changes(run) == "validation song b.1 is new"
+
+    run.save(tmp_path / "splits.json")  # as written before content hashes existed
+    record = json.loads((tmp_path / "splits.json").read_text())
+    del record["content_hashes"], record["dropped_classes"]
+    (tmp_path / "splits.json").write_text(json.dumps(record))
+    old = SplitInfo.load(tmp_path / "splits.json")
+    assert old.content_hashes == {} and old.song_ids == ids
+    assert old.changes(SplitInfo(**{**vars(same), "content_hashes": {**hashes, "b.2": "other"}})) == ""
+    assert old.changes(gone) == "validation song b.1 is gone"
 
 
 def test_a_file_name_in_two_classes_renames_only_those_songs(songs, tmp_path, caplog):

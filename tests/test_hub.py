@@ -141,6 +141,7 @@ def test_a_parquet_class_without_usable_songs_is_left_out_of_the_labels(hub, son
     assert "Class 'jazz' is left out of the labels" in caplog.text
     for row in corpus.songs:
         assert row["song_id"].startswith(corpus.label_names[row["label"]])
+    assert sorted(corpus.content_hashes) == sorted(corpus.songs["song_id"])  # of the rows' bytes
 
 
 def test_offline_reuse_and_offline_without_cache(hub, songs, monkeypatch):

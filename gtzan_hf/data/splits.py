@@ -3,7 +3,9 @@
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict
@@ -43,6 +45,8 @@ class SplitInfo:
     skipped: list[dict] = field(default_factory=list)  # unusable files: {"song_id", "path", "label", "reason"}
     excluded: list[str] = field(default_factory=list)  # usable songs the split leaves out by design
     dropped_classes: dict[str, str] = field(default_factory=dict)  # classes without songs: why, by name
+    # song id: xxh3-128 of its file's bytes (`sources.content_hash`), for the songs of every split
+    content_hashes: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         sizes = ", ".join(f"{name} {len(ids)}" for name, ids in self.song_ids.items())
@@ -52,6 +56,38 @@ class SplitInfo:
             + (f"; {len(self.excluded)} songs outside the split" if self.excluded else "")
             + (f"; classes left out (no usable songs): {dropped}" if dropped else "")
         )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SplitInfo":
+        """A saved `splits.json`. One written before a field was added gets its default: without content hashes,
+        [`changes`] compares song ids only."""
+        record = json.loads(Path(path).read_text())
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
+
+    def changes(self, current: "SplitInfo", splits: Iterable[str] = SPLIT_NAMES) -> str:
+        """
+        How `current` (the source read and split again) differs from these songs in `splits`, in a few words naming
+        a song ("test song blues.00002 holds other audio (its file's bytes changed)"), or `""` when it does not:
+        songs gone, songs new, or songs whose file holds other bytes (a file replaced under the same name; compared
+        where both record content hashes).
+        """
+        for split in splits:
+            before, now = set(self.song_ids[split]), set(current.song_ids[split])
+            hashes, new_hashes = self.content_hashes, current.content_hashes
+            other_audio = {s for s in before & now if s in hashes and s in new_hashes and hashes[s] != new_hashes[s]}
+            for songs, verbs in (
+                (before - now, ("is gone", "are gone")),
+                (now - before, ("is new", "are new")),
+                (
+                    other_audio,
+                    ("holds other audio (its file's bytes changed)", "hold other audio (their files' bytes changed)"),
+                ),
+            ):
+                if len(songs) == 1:
+                    return f"{split} song {min(songs)} {verbs[0]}"
+                if songs:
+                    return f"{len(songs)} {split} songs ({min(songs)}, ...) {verbs[1]}"
+        return ""
 
     def save(self, path: str | os.PathLike) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -172,6 +208,9 @@ def split_corpus(corpus: Corpus, config) -> tuple[dict[str, list[int]], SplitInf
         skipped=corpus.skipped,
         excluded=excluded,
         dropped_classes=corpus.dropped_classes,
+        content_hashes={
+            s: corpus.content_hashes[s] for ids in split_ids.values() for s in ids if s in corpus.content_hashes
+        },
     )
     logger.log(logging.WARNING if corpus.skipped or corpus.dropped_classes else logging.INFO, info.summary())
     return indices, info
