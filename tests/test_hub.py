@@ -131,6 +131,19 @@ def test_parquet_mirror_labels_and_an_empty_audio_row(hub, songs, caplog):
     assert any("jazz.00001" in record.getMessage() for record in caplog.records)
 
 
+def test_a_parquet_class_without_usable_songs_is_left_out_of_the_labels(hub, songs, caplog):
+    empty = ("jazz.00000", "jazz.00001", "jazz.00002")
+    hub.commit(MIRROR_REPO, {"data/train-00000-of-00001.parquet": parquet(songs, empty=empty)})
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.data.sources"):
+        corpus = load_corpus(MIRROR_REPO, label_column="genre", num_proc=1)
+    assert corpus.label_names == ["blues", "metal"]
+    assert corpus.dropped_classes == {"jazz": "all its 3 files are skipped (see the warnings above)"}
+    assert "Class 'jazz' is left out of the labels" in caplog.text
+    for row in corpus.songs:
+        assert row["song_id"].startswith(corpus.label_names[row["label"]])
+    assert sorted(corpus.content_hashes) == sorted(corpus.songs["song_id"])  # of the rows' bytes
+
+
 def test_offline_reuse_and_offline_without_cache(hub, songs, monkeypatch):
     commit_archive(hub, songs)
     hub.commit(MIRROR_REPO, {"data/train-00000-of-00001.parquet": parquet(songs)})

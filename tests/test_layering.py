@@ -22,7 +22,7 @@ ALLOWED = {
     "metrics": ({"inference", "recipes", "metrics"}, {"numpy", "datasets", "evaluate", "sklearn"}),
     "data": (
         {"models", "inference", "recipes", "data"},
-        MODEL_STACK | {"soundfile", "datasets", "pyarrow", "sklearn", "audiomentations"},
+        MODEL_STACK | {"soundfile", "datasets", "pyarrow", "sklearn", "audiomentations", "xxhash"},
     ),
     "training": ({"models", "inference", "recipes", "metrics", "data", "training"}, MODEL_STACK),
     "reports": (

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import DataConfig, build_datasets
+from ..data import DataConfig, SplitInfo, build_datasets
 from ..data.collator import evaluation_dataloader
 from ..inference.predict import WindowPredictions, predict
 from ..models.loading import check_label_names, load_classifier
@@ -89,18 +89,16 @@ def saved_data_settings(model: str | None) -> dict:
 
 
 def check_same_songs(run_dir: str, data, data_config: DataConfig) -> None:
-    """When the split settings are the run's, the songs must be too: a changed corpus gives other figures."""
+    """When the split settings are the run's, the songs and their audio must be too: a changed corpus gives other
+    figures."""
     saved = Path(run_dir) / "splits.json"
-    if not saved.is_file():
-        return
-    run_songs = json.loads(saved.read_text())["song_ids"]
-    for split in SPLITS:
-        if sorted(run_songs[split]) != sorted(data.song_ids[split]):
-            raise ValueError(
-                f"The {split} songs of {data_config.dataset} ({data_config.split} split) differ from those in "
-                f"{saved}: the dataset has changed since the run. Pass the run's dataset with --dataset, or another "
-                "--split to evaluate on other songs on purpose."
-            )
+    changes = SplitInfo.load(saved).changes(data.info, SPLITS) if saved.is_file() else ""
+    if changes:
+        raise ValueError(
+            f"The songs of {data_config.dataset} ({data_config.split} split) differ from those in {saved}: {changes}. "
+            "The dataset has changed since the run: pass the run's dataset with --dataset, or another --split to "
+            "evaluate on other songs on purpose."
+        )
 
 
 def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str:

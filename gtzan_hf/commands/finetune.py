@@ -122,7 +122,7 @@ def build_trainer(
     data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     if data.skipped:
         logger.warning(
-            "%d unusable files (unreadable, empty, silent, corrupt) were skipped: see splits.json", len(data.skipped)
+            "%d files (unreadable, empty, silent, corrupt, duplicate) were skipped: see splits.json", len(data.skipped)
         )
     if training_args.do_train:
         if data_config.use_dataset_stats(from_scratch=source is None):

@@ -3,7 +3,9 @@
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict
@@ -40,14 +42,52 @@ class SplitInfo:
     num_folds: int | None
     label_names: list[str]
     song_ids: dict[str, list[str]]  # per split name, in the split's row order
-    skipped: list[dict] = field(default_factory=list)  # unusable files: {"song_id", "path", "reason"}
+    skipped: list[dict] = field(default_factory=list)  # unusable files: {"song_id", "path", "label", "reason"}
     excluded: list[str] = field(default_factory=list)  # usable songs the split leaves out by design
+    dropped_classes: dict[str, str] = field(default_factory=dict)  # classes without songs: why, by name
+    # song id: xxh3-128 of its file's bytes (`sources.content_hash`), for the songs of every split
+    content_hashes: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         sizes = ", ".join(f"{name} {len(ids)}" for name, ids in self.song_ids.items())
-        return f"{self.split} split of {self.source}: {sizes} songs; {len(self.skipped)} files skipped" + (
-            f"; {len(self.excluded)} songs outside the split" if self.excluded else ""
+        dropped = ", ".join(self.dropped_classes)
+        return (
+            f"{self.split} split of {self.source}: {sizes} songs; {len(self.skipped)} files skipped"
+            + (f"; {len(self.excluded)} songs outside the split" if self.excluded else "")
+            + (f"; classes left out (no usable songs): {dropped}" if dropped else "")
         )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SplitInfo":
+        """A saved `splits.json`. One written before a field was added gets its default: without content hashes,
+        [`changes`] compares song ids only."""
+        record = json.loads(Path(path).read_text())
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
+
+    def changes(self, current: "SplitInfo", splits: Iterable[str] = SPLIT_NAMES) -> str:
+        """
+        How `current` (the source read and split again) differs from these songs in `splits`, in a few words naming
+        a song ("test song blues.00002 holds other audio (its file's bytes changed)"), or `""` when it does not:
+        songs gone, songs new, or songs whose file holds other bytes (a file replaced under the same name; compared
+        where both record content hashes).
+        """
+        for split in splits:
+            before, now = set(self.song_ids[split]), set(current.song_ids[split])
+            hashes, new_hashes = self.content_hashes, current.content_hashes
+            other_audio = {s for s in before & now if s in hashes and s in new_hashes and hashes[s] != new_hashes[s]}
+            for songs, verbs in (
+                (before - now, ("is gone", "are gone")),
+                (now - before, ("is new", "are new")),
+                (
+                    other_audio,
+                    ("holds other audio (its file's bytes changed)", "hold other audio (their files' bytes changed)"),
+                ),
+            ):
+                if len(songs) == 1:
+                    return f"{split} song {min(songs)} {verbs[0]}"
+                if songs:
+                    return f"{len(songs)} {split} songs ({min(songs)}, ...) {verbs[1]}"
+        return ""
 
     def save(self, path: str | os.PathLike) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -62,9 +102,12 @@ def _stratified(order: np.ndarray, labels: np.ndarray, size: float, seed: int) -
     try:
         return train_test_split(order, test_size=size, stratify=labels[order], random_state=seed)
     except ValueError as error:
+        classes, counts = np.unique(labels[order], return_counts=True)
+        fewest = ", ".join(f"{name} {count}" for count, name in sorted(zip(counts, classes))[:3])
         raise ValueError(
-            f"Cannot split {len(order)} songs of {len(np.unique(labels))} classes by class ({error}). Every class "
-            "needs enough songs for a share in each split: add songs, or use split='kfold' with fewer folds."
+            f"Cannot split {len(order)} songs of {len(classes)} classes by class ({error}; fewest songs: {fewest}). "
+            "Every class needs enough songs for a share in each split: add songs, or use split='kfold' with fewer "
+            "folds."
         ) from error
 
 
@@ -90,7 +133,7 @@ def _listed(
 
 def split_indices(
     song_ids: list[str],
-    labels: list[int],
+    labels: list,
     split: str = "random",
     seed: int = 0,
     fold: int = 0,
@@ -100,7 +143,8 @@ def split_indices(
     skipped: list[dict] | None = None,
 ) -> tuple[dict[str, list[int]], list[str]]:
     """
-    Row indices of each split, and the song ids the split leaves out by design.
+    Row indices of each split, and the song ids the split leaves out by design; `labels` are the songs' classes
+    (names or ids: the same split either way, names being sorted as ids are).
 
     - `random`: stratified by class and seeded: `1 - validation_size - test_size` / `validation_size` / `test_size`
       (80/10/10 by default);
@@ -142,7 +186,7 @@ def split_corpus(corpus: Corpus, config) -> tuple[dict[str, list[int]], SplitInf
     song_ids = list(corpus.songs["song_id"])
     indices, excluded = split_indices(
         song_ids,
-        list(corpus.songs["label"]),
+        [corpus.label_names[label] for label in corpus.songs["label"]],  # by name: errors can name a class
         config.split,
         config.split_seed,
         config.fold,
@@ -152,6 +196,7 @@ def split_corpus(corpus: Corpus, config) -> tuple[dict[str, list[int]], SplitInf
         skipped=corpus.skipped,
     )
     kfold = config.split == "kfold"
+    split_ids = {name: [song_ids[i] for i in rows] for name, rows in indices.items()}
     info = SplitInfo(
         source=corpus.source,
         split=config.split,
@@ -159,11 +204,15 @@ def split_corpus(corpus: Corpus, config) -> tuple[dict[str, list[int]], SplitInf
         fold=config.fold if kfold else None,
         num_folds=config.num_folds if kfold else None,
         label_names=corpus.label_names,
-        song_ids={name: [song_ids[i] for i in rows] for name, rows in indices.items()},
+        song_ids=split_ids,
         skipped=corpus.skipped,
         excluded=excluded,
+        dropped_classes=corpus.dropped_classes,
+        content_hashes={
+            s: corpus.content_hashes[s] for ids in split_ids.values() for s in ids if s in corpus.content_hashes
+        },
     )
-    logger.log(logging.WARNING if corpus.skipped else logging.INFO, info.summary())
+    logger.log(logging.WARNING if corpus.skipped or corpus.dropped_classes else logging.INFO, info.summary())
     return indices, info
 
 

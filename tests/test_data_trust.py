@@ -1,0 +1,212 @@
+"""Folder datasets where something could vanish in silence, each fault made on the spot: class folders that are
+links (and links that loop), empty class folders, classes without one usable song, file names shared by two
+classes, and audio replaced under the same names after a run. Tiny generated corpora, CPU."""
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from datasets import Dataset, Features, Value
+
+from gtzan_hf.commands.evaluate import main as evaluation_main
+from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
+from gtzan_hf.data import DataConfig, SplitInfo, load_corpus, load_splits
+from gtzan_hf.data.sources import _from_hub
+from gtzan_hf.data.synthetic import generate_corpus
+
+GENRES = ("blues", "jazz", "pop", "rock")
+
+
+def splits_of(source, split_file=None, **settings):
+    return load_splits(DataConfig(dataset=str(source), **settings), split_file)
+
+
+def _ids(splits) -> list[str]:
+    return sorted(song_id for part in splits.values() for song_id in part["song_id"])
+
+
+def _warnings(caplog) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory):
+    """4 genres x 4 songs of 0.5 s in GTZAN's layout, to copy and damage."""
+    root = tmp_path_factory.mktemp("songs")
+    generate_corpus(root, songs_per_genre=4, seed=0, duration=0.5, genres=GENRES, num_proc=1)
+    return root
+
+
+def _copy(songs, target: Path, genres=GENRES) -> Path:
+    for genre in genres:
+        shutil.copytree(songs / genre, target / genre)
+    return target
+
+
+def test_a_linked_class_folder_is_read_and_what_links_reach_twice_counts_once(songs, tmp_path, caplog):
+    root = _copy(songs, tmp_path / "corpus", ("blues", "jazz"))
+    elsewhere = _copy(songs, tmp_path / "other-disk", ("rock",))
+    (root / "rock").symlink_to(elsewhere / "rock", target_is_directory=True)  # a class kept on another disk
+    (root / "jazz" / "all").symlink_to(root, target_is_directory=True)  # a loop: a link to an ancestor
+    (root / "blues-again").symlink_to(root / "blues", target_is_directory=True)  # the same class twice
+    (root / "jazz" / "jazz.link.wav").symlink_to(root / "blues" / "blues.00001.wav")  # one recording, two classes
+    os.link(root / "blues" / "blues.00002.wav", root / "jazz" / "jazz.hardlink.wav")
+    (root / "jazz" / "jazz.gone.wav").symlink_to(tmp_path / "deleted.wav")
+
+    with caplog.at_level(logging.WARNING):
+        corpus = load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache")
+    assert corpus.label_names == ["blues", "jazz", "rock"]
+    expected = sorted(f"{genre}.{i:05d}" for genre in ("blues", "jazz", "rock") for i in range(4))
+    assert sorted(corpus.songs["song_id"]) == expected  # each recording once, in its own class
+    reasons = {entry["song_id"]: entry["reason"] for entry in corpus.skipped}
+    assert reasons == {
+        "jazz.link": f"duplicate of {root / 'blues' / 'blues.00001.wav'} (the same file)",
+        "jazz.hardlink": f"duplicate of {root / 'blues' / 'blues.00002.wav'} (the same file)",
+        "jazz.gone": f"a broken link (to {tmp_path / 'deleted.wav'}, which does not exist)",
+    }
+    warned = _warnings(caplog)
+    assert f"Not reading {root / 'jazz' / 'all'}: it leads to {root}, a folder read elsewhere" in warned
+    assert f"Not reading {root / 'blues-again'}: it leads to {root / 'blues'}, a folder read elsewhere" in warned
+    assert "Skipping jazz.link" in warned and "Skipping jazz.gone" in warned
+
+
+def test_an_empty_class_folder_is_named_and_gets_no_label(songs, tmp_path, caplog):
+    root = _copy(songs, tmp_path / "corpus", ("blues", "jazz", "rock"))
+    (root / "pop").mkdir()
+    (root / "metal").mkdir()
+    (root / "metal" / "cover.jpg").write_bytes(b"\xff\xd8")  # no audio file either
+    with caplog.at_level(logging.WARNING):
+        splits = splits_of(root, split="kfold", num_folds=4, split_file=tmp_path / "splits.json", cache_dir=tmp_path)
+    assert splits["train"].features["label"].names == ["blues", "jazz", "rock"]
+    warned = _warnings(caplog)
+    assert f"Class 'pop' is left out of the labels: its folder {root / 'pop'} holds no audio files" in warned
+    assert f"Class 'metal' is left out of the labels: its folder {root / 'metal'} holds no audio files" in warned
+    saved = json.loads((tmp_path / "splits.json").read_text())
+    assert sorted(saved["dropped_classes"]) == ["metal", "pop"] and saved["label_names"] == ["blues", "jazz", "rock"]
+
+
+def test_a_class_with_too_few_usable_songs_for_the_split_is_named(songs, tmp_path):
+    root = _copy(songs, tmp_path / "corpus", ("blues", "jazz", "rock"))
+    for path in sorted((root / "rock").glob("*.wav"))[1:]:
+        path.write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(ValueError, match=r"Cannot split 9 songs of 3 classes by class \(.*fewest songs: rock 1, "):
+        splits_of(root, cache_dir=tmp_path)
+
+
+TINY_FINETUNE = [
+    "--preset", "quickstart",
+    "--split", "kfold", "--num_folds", "3",
+    "--num_train_epochs", "1",
+    "--crop_seconds", "2", "--eval_hop_seconds", "2", "--max_length", "208",
+    "--freq_mask", "0", "--time_mask", "0",
+    "--per_device_train_batch_size", "4",
+    "--disable_tqdm", "true",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_without_pop(tmp_path_factory):
+    """A tiny fine-tuning run on 3 genres x 3 songs of 2.5 s, and a `pop` folder of 3 unreadable files."""
+    workdir = tmp_path_factory.mktemp("run")
+    corpus = workdir / "corpus"
+    generate_corpus(corpus, songs_per_genre=3, seed=1, duration=2.5, genres=("blues", "jazz", "rock"), num_proc=1)
+    (corpus / "pop").mkdir()
+    for index in range(3):
+        (corpus / "pop" / f"pop.{index:05d}.wav").write_bytes(b"RIFF not really a wave file")
+    arguments = [*TINY_FINETUNE, "--dataset", str(corpus), "--output_dir", str(workdir / "out")]
+    metrics = run_finetune(*parse_finetune_args([*arguments, "--cache_dir", str(workdir / "cache")])[:3])
+    return corpus, workdir / "out", metrics
+
+
+def test_a_class_without_usable_songs_is_left_out_of_labels_splits_and_reports(run_without_pop):
+    _, output_dir, metrics = run_without_pop
+    labels = ["blues", "jazz", "rock"]
+    config = json.loads((output_dir / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(config["id2label"]))] == labels
+    splits = json.loads((output_dir / "splits.json").read_text())
+    assert splits["label_names"] == labels
+    assert splits["dropped_classes"] == {"pop": "all its 3 files are skipped (see the warnings above)"}
+    assert sorted(entry["song_id"] for entry in splits["skipped"]) == ["pop.00000", "pop.00001", "pop.00002"]
+    for split in ("validation", "test"):
+        assert set(metrics[split]["per_genre_accuracy"]) <= set(labels)
+
+
+def test_audio_replaced_after_a_run_is_refused_by_evaluation(run_without_pop, tmp_path):
+    corpus, output_dir, _ = run_without_pop
+    splits = json.loads((output_dir / "splits.json").read_text())
+    assert sorted(splits["content_hashes"]) == sorted(s for ids in splits["song_ids"].values() for s in ids)
+    evaluation_main([str(output_dir), "--output_dir", str(tmp_path / "before")])  # the same audio: accepted
+
+    replaced = sorted(splits["song_ids"]["test"])[0]
+    genre = replaced.split(".")[0]
+    other = next(s for s in splits["song_ids"]["train"] if not s.startswith(genre))
+    shutil.copy(corpus / other.split(".")[0] / f"{other}.wav", corpus / genre / f"{replaced}.wav")
+    with pytest.raises(ValueError) as refused:
+        evaluation_main([str(output_dir), "--output_dir", str(tmp_path / "after")])
+    assert f"test song {replaced} holds other audio (its file's bytes changed). The dataset has changed" in str(
+        refused.value
+    )
+    assert not (tmp_path / "after" / "metrics.json").exists()
+
+
+def test_split_changes_name_a_song_and_old_split_files_compare_songs_only(tmp_path):
+    ids = {"train": ["a.1", "a.2"], "validation": ["b.1"], "test": ["b.2"]}
+    hashes = {song_id: f"hash-of-{song_id}" for song_ids in ids.values() for song_id in song_ids}
+    run = SplitInfo("corpus", "random", 0, None, None, ["a", "b"], ids, content_hashes=hashes)
+    same = SplitInfo("corpus", "random", 0, None, None, ["a", "b"], ids, content_hashes=dict(hashes))
+    assert run.changes(same) == ""
+    assert run.changes(SplitInfo(**{**vars(same), "content_hashes": {**hashes, "b.2": "other"}})) == (
+        "test song b.2 holds other audio (its file's bytes changed)"
+    )
+    other = {**hashes, "a.1": "other", "a.2": "other"}
+    assert run.changes(SplitInfo(**{**vars(same), "content_hashes": other})) == (
+        "2 train songs (a.1, ...) hold other audio (their files' bytes changed)"
+    )
+    gone = SplitInfo(**{**vars(same), "song_ids": {**ids, "validation": []}})
+    assert run.changes(gone, ("validation", "test")) == "validation song b.1 is gone"
+    assert gone.changes(run) == "validation song b.1 is new"
+
+    run.save(tmp_path / "splits.json")  # as written before content hashes existed
+    record = json.loads((tmp_path / "splits.json").read_text())
+    del record["content_hashes"], record["dropped_classes"]
+    (tmp_path / "splits.json").write_text(json.dumps(record))
+    old = SplitInfo.load(tmp_path / "splits.json")
+    assert old.content_hashes == {} and old.song_ids == ids
+    assert old.changes(SplitInfo(**{**vars(same), "content_hashes": {**hashes, "b.2": "other"}})) == ""
+    assert old.changes(gone) == "validation song b.1 is gone"
+
+
+def test_a_file_name_in_two_classes_renames_only_those_songs(songs, tmp_path, caplog):
+    root = _copy(songs, tmp_path / "corpus", ("pop", "rock"))
+    for genre in ("pop", "rock"):
+        shutil.copy(songs / "jazz" / f"jazz.0000{genre == 'rock':d}.wav", root / genre / "intro.wav")
+    with caplog.at_level(logging.WARNING):
+        splits = splits_of(root, split="fault-filtered", cache_dir=tmp_path)
+    # GTZAN's ids unchanged, so the split's lists find them; no list names the intros: outside the split
+    assert _ids(splits) == [f"{genre}.{i:05d}" for genre in ("pop", "rock") for i in range(4)]
+    assert "2 songs share their file name (without extension) with another song" in _warnings(caplog)
+    assert "pop/intro, rock/intro" in _warnings(caplog)
+    assert sorted(load_corpus(root, num_proc=1, cache_dir=tmp_path).songs["song_id"]) == sorted(
+        [f"{genre}.{i:05d}" for genre in ("pop", "rock") for i in range(4)] + ["pop/intro", "rock/intro"]
+    )
+
+    # a Hub dataset's rows get the same ids (a parquet copy shaped like `sanchit-gandhi/gtzan`)
+    rows = {"file": [], "audio": [], "genre": []}
+    for path in sorted(root.rglob("*.wav")):
+        rows["file"].append(f"genres/{path.parent.name}/{path.name}")
+        rows["audio"].append({"bytes": path.read_bytes(), "path": None})
+        rows["genre"].append(path.parent.name)
+    features = Features(
+        {
+            "file": Value("string"),
+            "audio": {"bytes": Value("binary"), "path": Value("string")},
+            "genre": Value("string"),
+        }
+    )
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    Dataset.from_dict(rows, features=features).to_parquet(tmp_path / "repo" / "data" / "train-00000.parquet")
+    hub_songs, _ = _from_hub(str(tmp_path / "repo"), "audio", "genre", None, None)
+    assert sorted(hub_songs["song_id"]) == sorted(load_corpus(root, num_proc=1, cache_dir=tmp_path).songs["song_id"])
