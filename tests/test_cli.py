@@ -236,3 +236,12 @@ def test_traceback_flag_shows_the_error_itself(files, tmp_path):
             finetune.main,
             _finetune(files, tmp_path, "--model_name_or_path", str(files / "list-config"), "--traceback"),
         )
+
+
+@pytest.mark.parametrize("main", [finetune.main, pretrain.main, evaluation.main])
+def test_help_lists_the_flags(main, capsys):
+    # argparse %-formats every help text: a bare "%" in one breaks `--help` for the whole script
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--dataset" in capsys.readouterr().out

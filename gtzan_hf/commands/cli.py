@@ -68,7 +68,7 @@ class DataArguments(AudioSourceArguments):
         default="random",
         metadata={
             "help": "random | fault-filtered | course-project (the course project's 799/99/101-song lists, "
-            "behind its 82.2 %) | course-project-30s (its 800/100/100 lists of Strategy B and the CNN) | kfold"
+            "behind its 82.2 %%) | course-project-30s (its 800/100/100 lists of Strategy B and the CNN) | kfold"
         },
     )
     split_seed: int = field(default=0, metadata={"help": "Seed of the random and k-fold splits."})
