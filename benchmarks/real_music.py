@@ -56,6 +56,7 @@ POOL_PACKAGES = ["widelands-data", "supertuxkart-data", "megaglest-data", "openc
 # name: (scripts/finetune.py flags, scripts/pretrain.py flags or None to train from scratch)
 RECIPES = {
     "quickstart": ("--preset quickstart --crop_seconds 5 --eval_hop_seconds 10", None),
+    "few-labels": ("--preset few-labels --crop_seconds 5 --eval_hop_seconds 5", None),
 }
 
 
