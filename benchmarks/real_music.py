@@ -8,22 +8,24 @@ class per Debian game-music package, side by side in one run.
 The audio comes from installed Debian packages (`apt-get install` them first: the command says which are missing):
 - **labeled corpus**, one class per package of `--packages`: the package's music files (`dpkg -L`; audio that
   soundfile decodes, also inside `.pk3`/`.zip` archives, whose path names a music, bgm or soundtrack folder, or any
-  audio of a package so named), at least `--min-seconds` long, symlinked and identical copies counted once (content
-  hash, across packages too); at most `--cap` per class, spread evenly over the sorted names; from each, `--seconds`
-  cut from the middle, written as `<workdir>/data/<corpus>/<package>/<track>.flac` (the toolkit's folder layout);
+  audio of a package so named; tracker modules and MIDI, e.g. pingus-data's, are not audio here), at least
+  `--min-seconds` long, symlinked and identical copies counted once (content hash, across packages too); at most
+  `--cap` per class, spread evenly over the sorted names; from each, `--seconds` cut from the middle, written as
+  `<workdir>/data/<corpus>/<package>/<track>.flac` (the toolkit's folder layout);
 - **unlabeled pool**, for the recipes that pretrain: the full-length music files of `--pool-packages`, which must
   share no package with `--packages`, so that no labeled (and no test) track is ever pretrained on.
 
-Then, per recipe, fine-tuning runs (`scripts/finetune.py` with the recipe's flags) on each fold of a stratified
-`--folds`-fold split of the labeled tracks (test fold f, validation fold f + 1, training the rest; every track is
-tested once), each from one pretraining run of the recipe's pretraining flags (`scripts/pretrain.py` on the pool,
-shared by the folds) when it has some, else from scratch. Prints each run's test song and clip accuracies and, per
-recipe, mean +- std over the folds, the gain over the first recipe (paired by fold), chance, the majority class and the
-time per fold; writes them to `<workdir>/<corpus>-<folds>folds/real_music-<recipes>.json`. Every folder (corpus, pool,
-pretraining, runs) is named after the packages, sizes and flags it depends on: a finished one is reused when the
-command is repeated, never another's.
+The recipes: `quickstart` (`--preset quickstart`, as the README runs it) and `few-labels` (`--preset few-labels`);
+`--recipe` adds others. Per recipe, fine-tuning runs (`scripts/finetune.py` with the recipe's flags) on each fold of
+a stratified `--folds`-fold split of the labeled tracks (test fold f, validation fold f + 1, training the rest; every
+track is tested once), each from one pretraining run of the recipe's pretraining flags (`scripts/pretrain.py` on the
+pool, shared by the folds) when it has some, else from scratch. Prints each run's test song and clip accuracies and,
+per recipe, mean +- std over the folds, the gain over the first recipe (paired by fold), chance, the majority class
+and the training time per fold; writes them to `<workdir>/<corpus>-<k>folds/real_music-<recipes>-folds<list>.json`.
+Every folder (corpus, pool, pretraining, runs) is named after the packages, sizes and flags it depends on: a
+finished one is reused when the command is repeated, never another's.
 
-The recipes were chosen on the default `--packages` (development); the held-out packages
+The few-labels recipe was chosen on the default `--packages` (development); the held-out packages
 (`--packages warzone2100-music hyperrogue-music planetblupi-music-ogg drascula-music nexuiz-music singularity-music`)
 took no part in the choice. Both are in BENCHMARKS.md.
 """
@@ -36,7 +38,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -141,19 +142,22 @@ def write_pool(out_dir: Path, packages: list[str], min_seconds: float) -> Path:
     return out_dir
 
 
-def run_script(script: str, output_dir: Path, flags: list[str], done: str) -> float:
-    """Run `scripts/<script>` with `flags` into `output_dir` unless it holds `done`; its wall seconds (stored)."""
-    timing = output_dir / "benchmark_wall_seconds.txt"
-    if not (output_dir / done).is_file():
-        output_dir.mkdir(parents=True, exist_ok=True)
-        log = output_dir / "benchmark.log"
-        command = [sys.executable, str(SCRIPTS / script), *flags, "--output_dir", str(output_dir)]
-        start = time.perf_counter()
-        with log.open("w") as stream:
-            if subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT).returncode:
-                sys.exit(f"{shlex.join(command)} failed: see {log}")
-        timing.write_text(f"{time.perf_counter() - start:.1f}")
-    return float(timing.read_text()) if timing.is_file() else float("nan")
+def run_script(script: str, output_dir: Path, flags: list[str], done: str) -> None:
+    """Run `scripts/<script>` with `flags` into `output_dir`, unless it holds `done` (a finished run)."""
+    if (output_dir / done).is_file():
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log = output_dir / "benchmark.log"
+    command = [sys.executable, str(SCRIPTS / script), *flags, "--output_dir", str(output_dir)]
+    with log.open("w") as stream:
+        if subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT).returncode:
+            sys.exit(f"{shlex.join(command)} failed: see {log}")
+
+
+def train_seconds(output_dir: Path) -> float:
+    """The training time of the finished run in `output_dir`, as its Trainer logged it (no data preparation)."""
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return next(entry["train_runtime"] for entry in reversed(state["log_history"]) if "train_runtime" in entry)
 
 
 def slug(flags: str) -> str:
@@ -215,7 +219,8 @@ def main(argv: list[str]) -> None:
         if pretrain_flags is not None:
             source = args.workdir / "pretrain" / f"{pool_name}-{slug(pretrain_flags)}"
             pretrain_argv = ["--dataset", str(pool), *cache, *shlex.split(pretrain_flags)]
-            pretrain_seconds = run_script("pretrain.py", source, pretrain_argv, "trainer_state.json")
+            run_script("pretrain.py", source, pretrain_argv, "trainer_state.json")
+            pretrain_seconds = train_seconds(source)
             start = ["--model_name_or_path", str(source)]
             run_name += f"-from-{source.name}"
         results[name] = {"finetune": finetune_flags, "pretrain": pretrain_flags, "pretrain_seconds": pretrain_seconds}
@@ -226,7 +231,8 @@ def main(argv: list[str]) -> None:
                 *cache, *shlex.split(finetune_flags), *start,
             ]  # fmt: skip
             output_dir = runs / run_name / f"fold{fold}"
-            seconds = run_script("finetune.py", output_dir, flags, "metrics.json")
+            run_script("finetune.py", output_dir, flags, "metrics.json")
+            seconds = train_seconds(output_dir)
             test = json.loads((output_dir / "metrics.json").read_text())["test"]
             results[name]["folds"].append(
                 {"fold": fold, "song_accuracy": test["song_accuracy"], "clip_accuracy": test["clip_accuracy"],
@@ -258,7 +264,7 @@ def summarize(results: dict, counts: dict[str, int], what: str) -> None:
             }
             line += f"   gain song {mean_std(gains['song_accuracy'])} clip {mean_std(gains['clip_accuracy'])}"
         seconds = [fold["seconds"] for fold in folds]
-        line += f"   {np.mean(seconds) / 60:.1f} min per fold"
+        line += f"   training {np.mean(seconds) / 60:.1f} min per fold"
         if recipe["pretrain"] is not None:
             line += f" + {recipe['pretrain_seconds'] / 60:.1f} min pretraining (shared by the folds)"
         print(line)

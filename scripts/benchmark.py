@@ -1,6 +1,6 @@
 """Benchmarks of gtzan-hf against named peers, measured side by side in one run.
 
-    python scripts/benchmark.py {model,data,train,space,space_load,embed,pretrain,transfer} [options]
+    python scripts/benchmark.py {model,data,train,space,space_load,embed,pretrain,transfer,real_music} [options]
 
 Each suite is a file of the repository's `benchmarks/` folder (outside the package) that prints its figures and
 ratios; the results are in BENCHMARKS.md.
