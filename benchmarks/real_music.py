@@ -164,8 +164,8 @@ def slug(flags: str) -> str:
     return re.sub(r"[^\w.]+", "_", flags).strip("_") or "default"
 
 
-def mean_std(values: list[float], scale: float = 100.0) -> str:
-    return f"{scale * np.mean(values):5.1f} +- {scale * np.std(values):4.1f}"
+def mean_std(values: list[float]) -> str:
+    return f"{100 * np.mean(values):5.1f} +- {100 * np.std(values):4.1f}"
 
 
 def main(argv: list[str]) -> None:
