@@ -23,6 +23,7 @@ from ..data.config import PretrainingDataConfig
 from ..data.pretraining import cached_crops, collate_input_values, streamed_crops
 from ..models.convert import to_original_checkpoint
 from ..models.loading import PretrainingModelArguments, build_pretraining_model
+from ..training.output_dir import holds_output_dir
 from ..training.pretraining import PretrainingArguments, PretrainingTrainer
 from ..training.resume import finished_run, resume_checkpoint
 from .cli import CommandLine, entry_point, parse_args
@@ -41,6 +42,7 @@ def parse_pretrain_args(argv: list[str] | None = None):
     )
 
 
+@holds_output_dir
 def run_pretrain(
     model_args: PretrainingModelArguments,
     data_config: PretrainingDataConfig,
