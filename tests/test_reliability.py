@@ -1,6 +1,6 @@
 """Faults made on the spot: a damaged or half-built fbank cache, audio far beyond full scale, checkpoints left
 half-written by a killed save, a finished run started again, two runs on one output folder, a run killed while it
-held its folder. Tiny corpora (2.5 s songs) and tiny models, CPU."""
+held its folder, a full disk. Tiny corpora (2.5 s songs) and tiny models, CPU."""
 
 import errno
 import fcntl
@@ -22,6 +22,7 @@ import pytest
 import soundfile as sf
 import torch
 from filelock import FileLock
+from safetensors import SafetensorError
 from transformers import TrainerCallback
 
 from gtzan_hf import SSASTFeatureExtractor
@@ -42,8 +43,10 @@ from gtzan_hf.models.feature_extraction_ssast import MAX_AMPLITUDE
 from gtzan_hf.serving.demo import DemoError, load_recording
 from gtzan_hf.training.output_dir import (
     LOCK_NAME,
+    DiskFullError,
     RunInUseError,
     RunLock,
+    full_disk_reported,
 )
 from gtzan_hf.training.resume import is_complete_checkpoint, resume_checkpoint
 
@@ -522,3 +525,117 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monk
         "another run from writing in it at the same time."
     )
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["model.safetensors"]
+
+
+TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
+
+
+def test_a_failed_save_on_a_full_disk_names_the_folder_and_its_free_space(tmp_path, monkeypatch):
+    """The decision alone, with the file system's usage made up: a mounted full disk is below."""
+    usage = shutil._ntuple_diskusage(total=20 * 10**9, used=20 * 10**9, free=0)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage)
+    folder = tmp_path / "run"
+    for error in (
+        RuntimeError(TORCH_FULL_DISK),
+        RuntimeError("basic_ios::clear: iostream error"),
+        SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+        OSError(errno.ENOSPC, "No space left on device"),
+    ):
+        with pytest.raises(DiskFullError) as raised, full_disk_reported(folder):
+            raise error
+        assert str(raised.value) == (
+            f"No space left for {folder}: a save failed with 0 B free of 20.0 GB on its file system. Free some "
+            "space, then run the same command again: it resumes from the last complete checkpoint (one left "
+            "incomplete by the failed save is skipped)."
+        )
+        assert raised.value.__cause__ is error  # --traceback shows it
+    for error in (ValueError("a user error"), PermissionError(errno.EACCES, "Permission denied")):
+        with pytest.raises(type(error)) as raised, full_disk_reported(folder):
+            raise error
+        assert raised.value is error
+    usage = shutil._ntuple_diskusage(total=20 * 10**9, used=10**9, free=19 * 10**9)  # space left: not the disk
+    for error in (RuntimeError(TORCH_FULL_DISK), OSError(errno.ENOSPC, "No space left on device")):
+        with pytest.raises(type(error)) as raised, full_disk_reported(folder):
+            raise error
+        assert raised.value is error
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A file system of 64 MB of its own, to fill: a tmpfs mounted for the test, and unmounted after it."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)], capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        pytest.skip("no mount command: a full disk needs a tmpfs of its own")
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs to fill (root with CAP_SYS_ADMIN only): {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+class FillsTheDisk(TrainerCallback):
+    """Fills the run's disk when `when` comes, but for room for the model weights and half of what the failing save
+    needs: the optimizer state of the next checkpoint, or the original-format export."""
+
+    def __init__(self, disk: Path, when: str):
+        self.disk, self.when = disk, when
+
+    def _fill(self, args, leave: int) -> None:
+        with open(self.disk / "filler", "wb") as filler:
+            filler.write(bytes(shutil.disk_usage(self.disk).free - leave))
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.when == "checkpoint" and state.global_step == 2:
+            sizes = {name: (checkpoint / name).stat().st_size for name in ("model.safetensors", "optimizer.pt")}
+            self._fill(args, sizes["model.safetensors"] + sizes["optimizer.pt"] // 2)
+        if self.when == "export" and state.global_step == STEPS:
+            weights = (checkpoint / "model.safetensors").stat().st_size
+            self._fill(args, weights + 200_000 + weights // 2)  # the final weights and config, half the export
+
+
+@pytest.mark.parametrize("when", ["checkpoint", "export"])
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_space(pretrained, corpus, small_disk, when, caplog):
+    run_dir = small_disk / "run"
+    argv = [
+        "--preset", "tiny", "--dataset", str(corpus), "--cache_dir", str(pretrained / "cache"),
+        "--output_dir", str(run_dir), "--max_length", "128", "--num_masked_patches", "16",
+        "--per_device_train_batch_size", "4", "--max_steps", str(STEPS), "--save_steps", "2",
+        "--save_total_limit", "3", "--logging_steps", "1", "--warmup_steps", "0", "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+    def pretrain_filling(argv):
+        run_pretrain(*parse_pretrain_args(argv), callbacks=[FillsTheDisk(small_disk, when)])
+
+    message = _one_line_error(pretrain_filling, argv)  # the save fails in torch's own (C++) writer
+    assert message.startswith(f"error: No space left for {run_dir}: a save failed with ")
+    assert "free of 67.1 MB on its file system" in message and "basic_ios" not in message
+    assert not (run_dir / LOCK_NAME).exists()
+    if when == "checkpoint":  # cut in optimizer.pt
+        assert (run_dir / "checkpoint-4" / "optimizer.pt").is_file()
+        assert not is_complete_checkpoint(run_dir / "checkpoint-4")
+    else:  # a cut export is never taken for a finished run
+        assert (run_dir / "ssast_pretrained.pth.partial").is_file()
+        assert not (run_dir / ORIGINAL_CHECKPOINT_NAME).exists()
+
+    (small_disk / "filler").unlink()
+    recorder = StepRecorder()
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.training.resume"):
+        _pretrain(corpus, pretrained, run_dir, callbacks=[recorder])
+    messages = [r.getMessage() for r in caplog.records]
+    if when == "checkpoint":
+        skipped = (
+            f"Skipping {run_dir / 'checkpoint-4'}: incomplete (a save that was interrupted); it will be overwritten."
+        )
+        assert skipped in messages
+        assert f"Resuming from {run_dir / 'checkpoint-2'}" in messages and recorder.steps == [3, 4]
+    else:
+        assert f"Resuming from {run_dir / 'checkpoint-4'}" in messages  # the last checkpoint, complete
+    exported = torch.load(run_dir / ORIGINAL_CHECKPOINT_NAME, weights_only=True)
+    assert exported and is_complete_checkpoint(run_dir / "checkpoint-4")

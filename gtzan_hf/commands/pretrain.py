@@ -92,7 +92,10 @@ def run_pretrain(
     trainer.save_state()
     if trainer.is_world_process_zero():
         export = Path(training_args.output_dir) / ORIGINAL_CHECKPOINT_NAME
-        torch.save(to_original_checkpoint(trainer.accelerator.unwrap_model(trainer.model)), export)
+        # written aside, renamed once whole: the export marks a finished run, which a cut one (a full disk) must not
+        partial = export.with_suffix(".pth.partial")
+        torch.save(to_original_checkpoint(trainer.accelerator.unwrap_model(trainer.model)), partial)
+        partial.replace(export)
         logger.info("Saved %s and, in the original checkpoint format, %s", training_args.output_dir, export)
     return trainer
 

@@ -1,5 +1,5 @@
-"""A run's output folder: one run writes in it at a time ([`RunLock`]). Fine-tuning and pretraining take it with
-[`holds_output_dir`]."""
+"""A run's output folder: one run writes in it at a time ([`RunLock`]), and a save that fails for want of disk space
+is one clear error ([`full_disk_reported`]). Fine-tuning and pretraining get both from [`holds_output_dir`]."""
 
 import errno
 import functools
@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,10 +24,17 @@ logger = logging.getLogger(__name__)
 LOCK_NAME = "_run.lock"
 # flock's errors on file systems without locks (NFS without lockd, some FUSE mounts)
 NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+# A save that fails with less than this left is taken for a full disk: torch's and safetensors' writers report it
+# without an errno, and the partial file they leave holds what space there was.
+FULL_DISK_MARGIN = 64 * 2**20
 
 
 class RunInUseError(OSError):
     """Another run holds the lock of the output folder."""
+
+
+class DiskFullError(OSError):
+    """A save failed: the output folder's file system is full."""
 
 
 def _holder_record() -> bytes:
@@ -40,6 +48,13 @@ def _describe_holder(record: bytes) -> str:
         return f"process {holder['pid']} on host {holder['host']} (since {holder['since']})"
     except (ValueError, TypeError, KeyError):  # not written yet, or not ours
         return "another process"
+
+
+def _size(num_bytes: int) -> str:
+    if num_bytes < 1000:
+        return f"{num_bytes} B"
+    exponent = min((len(str(num_bytes)) - 1) // 3, 4)  # kB to TB
+    return f"{num_bytes / 1000**exponent:.1f} {'kMGT'[exponent - 1]}B"
 
 
 class RunLock:
@@ -113,13 +128,38 @@ class RunLock:
 
 
 @contextmanager
+def full_disk_reported(folder: str | os.PathLike) -> Iterator[None]:
+    """
+    Raise an error of the block as a [`DiskFullError`] naming `folder` and its free space when `folder`'s file system
+    is full: a write that failed with `ENOSPC`, or an error without an errno (torch's writer raises C++ errors such as
+    `basic_ios::clear` or `inline_container.cc ... unexpected pos`, safetensors a `SafetensorError`) with less than
+    `FULL_DISK_MARGIN` left. Other errors go through as they are.
+    """
+    try:
+        yield
+    except Exception as error:
+        if isinstance(error, ValueError) or (isinstance(error, OSError) and error.errno != errno.ENOSPC):
+            raise  # a user error of its own, or another I/O error
+        folder = Path(folder)
+        usage = shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists()))
+        if usage.free >= FULL_DISK_MARGIN:
+            raise  # another disk (a cache folder), or not a full disk
+        raise DiskFullError(
+            f"No space left for {folder}: a save failed with {_size(usage.free)} free of {_size(usage.total)} on its "
+            "file system. Free some space, then run the same command again: it resumes from the last complete "
+            "checkpoint (one left incomplete by the failed save is skipped)."
+        ) from error
+
+
+@contextmanager
 def output_dir_held(training_args) -> Iterator[None]:
     """
-    Run in `training_args.output_dir` as its one writer. The processes of one `torchrun` / `accelerate launch` run
-    are one writer: the main process holds the [`RunLock`] (it is the one that writes the run's files), and if it is
-    refused, every process raises its error instead of waiting for it at the next barrier.
+    Run in `training_args.output_dir` as its one writer, with a full disk reported by [`full_disk_reported`]. The
+    processes of one `torchrun` / `accelerate launch` run are one writer: the main process holds the [`RunLock`]
+    (it is the one that writes the run's files), and if it is refused, every process raises its error instead of
+    waiting for it at the next barrier.
     """
-    with ExitStack() as held:
+    with full_disk_reported(training_args.output_dir), ExitStack() as held:
         refusal = None
         if training_args.process_index == 0:
             try:
