@@ -17,9 +17,10 @@ import torch
 from transformers import ASTConfig, ASTForAudioClassification
 
 from gtzan_hf import SSASTConfig, SSASTForAudioClassification
-from gtzan_hf.commands import convert, finetune, pretrain
+from gtzan_hf.commands import cli, convert, finetune, pretrain
 from gtzan_hf.commands import evaluate as evaluation
 from gtzan_hf.commands.cli import run
+from gtzan_hf.data import DataConfig
 from gtzan_hf.data.synthetic import generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -263,3 +264,59 @@ def test_traceback_flag_shows_the_error_itself(files, tmp_path):
             finetune.main,
             _finetune(files, tmp_path, "--model_name_or_path", str(files / "list-config"), "--traceback"),
         )
+
+
+@pytest.mark.parametrize(
+    "config, says",
+    [
+        ("num_train_epochs: [1, 2]", "sets num_train_epochs: [1, 2]; expected a number. Correct it there."),
+        ("per_device_train_batch_size: 16.5", "sets per_device_train_batch_size: 16.5; expected an integer."),
+        ("learning_rate: true", "sets learning_rate: true; expected a number."),
+        ("lr_scheduler_type: cosin", 'sets lr_scheduler_type: "cosin"; expected one of "linear", "cosine", '),
+        ("label_names: labels", 'sets label_names: "labels"; expected a list (each a string) or null.'),
+        ("do_train: maybe", 'sets do_train: "maybe"; expected true or false.'),
+        ("eval_segments: {three: 3}", 'sets eval_segments: {"three": 3}; expected an integer or null.'),
+        ("num_train_epochs: null", "sets num_train_epochs: null; expected a number."),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_is_one_line_before_any_work(files, tmp_path, config, says):
+    path = tmp_path / "run.yaml"
+    path.write_text(config + "\n")
+    message = _one_line_error(finetune.main, _finetune(files, tmp_path / "work", "--config", str(path)))
+    assert message.startswith(f"error: Config file {path} {says}"), message
+    assert not (tmp_path / "work").exists()  # no corpus, cache or output
+
+
+def test_config_values_that_fit_their_fields_are_accepted(tmp_path):
+    """An integer for a float, null for an optional field, YAML's `1.0e-3` (a float) and `1e-3` (a string), a
+    mapping, an enum's value, a list of strings, a number or a switch as a string."""
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "num_train_epochs: 3\nhead_learning_rate: null\nlearning_rate: 1.0e-3\nweight_decay: 1e-2\n"
+        "lr_scheduler_kwargs: {mode: max}\neval_strategy: epoch\nlabel_names: [labels, song_index]\n"
+        "crop_seconds: 5\nseed: '7'\ndo_predict: 'no'\n"
+    )
+    _, data_config, training_args, _ = finetune.parse_finetune_args(
+        ["--config", str(path), "--output_dir", str(tmp_path)]
+    )
+    assert (training_args.num_train_epochs, training_args.head_learning_rate) == (3, None)
+    assert (training_args.learning_rate, training_args.weight_decay) == (1e-3, 1e-2)
+    assert training_args.lr_scheduler_kwargs == {"mode": "max"} and training_args.eval_strategy == "epoch"
+    assert training_args.label_names == ["labels", "song_index"] and data_config.crop_seconds == 5
+    assert (training_args.seed, training_args.do_predict) == (7, False)
+
+
+def test_presets_and_saved_settings_are_checked_too(tmp_path, monkeypatch):
+    (tmp_path / "finetune").mkdir()
+    (tmp_path / "finetune" / "broken.yaml").write_text("num_train_epochs: [1, 2]\n")
+    monkeypatch.setattr(cli, "CONFIGS_DIR", tmp_path)
+    with pytest.raises(ValueError) as raised:
+        finetune.parse_finetune_args(["--preset", "broken", "--output_dir", str(tmp_path)])
+    assert str(raised.value).startswith(
+        f"Preset broken ({tmp_path / 'finetune' / 'broken.yaml'}) sets num_train_epochs: [1, 2]; expected a number."
+    )
+    with pytest.raises(ValueError) as raised:  # a run's run_config.json, read back by evaluate_model.py
+        cli.parse_args((DataConfig,), [], defaults={"eval_segments": "three"})
+    assert str(raised.value) == (
+        'The run\'s saved configuration sets eval_segments: "three"; expected an integer or null. Correct it there.'
+    )

@@ -1,12 +1,16 @@
 """Faults made on the spot: a damaged or half-built fbank cache, audio far beyond full scale, checkpoints left
-half-written by a killed save or holding pickled objects, a finished run started again. Tiny corpora (2.5 s songs)
-and tiny models, CPU."""
+half-written by a killed save or holding pickled objects, a finished run started again, two runs on one output
+folder, a run killed while it held its folder, a full disk. Tiny corpora (2.5 s songs) and tiny models, CPU."""
 
+import errno
+import fcntl
 import json
 import logging
 import math
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,9 +22,12 @@ import pytest
 import soundfile as sf
 import torch
 from filelock import FileLock
+from safetensors import SafetensorError
 from transformers import TrainerCallback
 
 from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.commands import finetune, pretrain
+from gtzan_hf.commands.cli import run
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
 from gtzan_hf.commands.pretrain import (
     ORIGINAL_CHECKPOINT_NAME,
@@ -34,6 +41,13 @@ from gtzan_hf.data.synthetic import generate_corpus
 from gtzan_hf.inference.audio import samples_problem
 from gtzan_hf.models.feature_extraction_ssast import MAX_AMPLITUDE
 from gtzan_hf.serving.demo import DemoError, load_recording
+from gtzan_hf.training.output_dir import (
+    LOCK_NAME,
+    DiskFullError,
+    RunInUseError,
+    RunLock,
+    full_disk_reported,
+)
 from gtzan_hf.training.resume import is_complete_checkpoint, resume_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -435,3 +449,248 @@ def test_resuming_says_where_it_starts(pretrained, tmp_path, caplog):
     checkpoint = _killed_run(pretrained, tmp_path, _truncate_weights) / "checkpoint-4"
     with pytest.raises(ValueError, match="checkpoint-4 is not a complete checkpoint"):
         resume_checkpoint(tmp_path, str(checkpoint))
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from gtzan_hf.training.output_dir import RunLock
+
+output_dir, ready = sys.argv[1:]
+with RunLock(output_dir):
+    Path(ready).touch()
+    time.sleep(600)
+"""
+
+
+def _hold_lock(output_dir: Path, ready: Path) -> subprocess.Popen:
+    """A process that holds the lock of `output_dir`, as a run would, once it returns."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(output_dir), str(ready)])
+    for _ in range(1800):  # at most 3 min: the imports, on a busy machine
+        if ready.exists() or process.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert ready.exists(), "the lock holder never took the lock"
+    return process
+
+
+def _one_line_error(main, argv) -> str:
+    with pytest.raises(SystemExit) as raised:
+        run(main, argv)
+    message = raised.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_in_one_line(corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    holder = _hold_lock(output_dir, tmp_path / "ready")
+    try:
+        (output_dir / "checkpoint-2").mkdir()  # the first run's work
+        for main, preset in ((finetune.main, "quickstart"), (pretrain.main, "tiny")):
+            argv = ["--preset", preset, "--dataset", str(corpus), "--output_dir", str(output_dir)]
+            message = _one_line_error(main, [*argv, "--cache_dir", str(tmp_path / "cache")])
+            assert f"{output_dir} is in use by another run: process {holder.pid} on host {socket.gethostname()}" in (
+                message
+            )
+            assert "Wait for that run to end (or stop it), or choose another --output_dir." in message
+        assert sorted(p.name for p in output_dir.rglob("*")) == [LOCK_NAME, "checkpoint-2"]  # left as they were
+        assert not (tmp_path / "cache").exists()  # refused before any data was prepared
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+class LockProbe(TrainerCallback):
+    """Tries to take the run's lock as another run would, while the run trains."""
+
+    def __init__(self):
+        self.refusals = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        try:
+            with RunLock(args.output_dir):
+                pass
+        except RunInUseError as error:
+            self.refusals.append(str(error))
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_warning(pretrained, corpus, tmp_path, caplog):
+    run_dir = _killed_run(pretrained, tmp_path, _truncate_weights)
+    holder = _hold_lock(run_dir, tmp_path / "ready")
+    holder.kill()  # SIGKILL: no release, its record stays in the lock file
+    holder.wait()
+    assert str(holder.pid) in (run_dir / LOCK_NAME).read_text()
+
+    recorder, probe = StepRecorder(), LockProbe()
+    with caplog.at_level(logging.INFO):
+        trainer = _pretrain(corpus, pretrained, run_dir, callbacks=[recorder, probe])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    taken_over = f"Taking over the lock of {run_dir}, left by process {holder.pid} on host {socket.gethostname()}"
+    assert any(message.startswith(taken_over) and "ended without releasing it" in message for message in warnings)
+    assert recorder.steps == [3, 4] and trainer.state.global_step == STEPS  # resumed from checkpoint-2
+    # the run held its folder while it trained, and released it at the end
+    assert len(probe.refusals) == 2 and all(f"process {os.getpid()} on host" in r for r in probe.refusals)
+    assert not (run_dir / LOCK_NAME).exists()
+    with RunLock(run_dir):
+        pass
+
+
+def test_every_process_of_a_ddp_run_stops_on_a_folder_in_use(corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    holder = _hold_lock(output_dir, tmp_path / "ready")
+    try:
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            str(REPO / "scripts" / "pretrain.py"), "--preset", "tiny", "--dataset", str(corpus),
+            "--output_dir", str(output_dir), "--cache_dir", str(tmp_path / "cache"),
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    # each process says why it stopped (none waits for the main one until torchrun ends it)
+    assert len(errors) == 2 and all(f"is in use by another run: process {holder.pid}" in e for e in errors), (
+        done.stderr[-3000:]
+    )
+    assert [p.name for p in output_dir.iterdir()] == [LOCK_NAME] and not (tmp_path / "cache").exists()
+
+
+def test_the_lock_removes_the_folders_it_made_when_nothing_was_written_in_them(tmp_path):
+    output_dir = tmp_path / "runs" / "new"
+    with RunLock(output_dir):
+        assert (output_dir / LOCK_NAME).is_file()
+    assert not any(tmp_path.iterdir())  # a run refused before it wrote anything leaves nothing
+    with RunLock(output_dir):
+        (output_dir / "config.json").touch()
+    assert [p.name for p in output_dir.iterdir()] == ["config.json"]
+
+
+def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monkeypatch, caplog):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.training.output_dir"), RunLock(tmp_path / "run"):
+        (tmp_path / "run" / "model.safetensors").touch()
+    assert caplog.records[-1].getMessage() == (
+        f"Cannot lock {tmp_path / 'run'} (No locks available): its file system has no locks, so nothing stops "
+        "another run from writing in it at the same time."
+    )
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["model.safetensors"]
+
+
+TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
+
+
+def test_a_failed_save_on_a_full_disk_names_the_folder_and_its_free_space(tmp_path, monkeypatch):
+    """The decision alone, with the file system's usage made up: a mounted full disk is below."""
+    usage = shutil._ntuple_diskusage(total=20 * 10**9, used=20 * 10**9, free=0)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage)
+    folder = tmp_path / "run"
+    for error in (
+        RuntimeError(TORCH_FULL_DISK),
+        RuntimeError("basic_ios::clear: iostream error"),
+        SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+        OSError(errno.ENOSPC, "No space left on device"),
+    ):
+        with pytest.raises(DiskFullError) as raised, full_disk_reported(folder):
+            raise error
+        assert str(raised.value) == (
+            f"No space left for {folder}: a save failed with 0 B free of 20.0 GB on its file system. Free some "
+            "space, then run the same command again: it resumes from the last complete checkpoint (one left "
+            "incomplete by the failed save is skipped)."
+        )
+        assert raised.value.__cause__ is error  # --traceback shows it
+    for error in (ValueError("a user error"), PermissionError(errno.EACCES, "Permission denied")):
+        with pytest.raises(type(error)) as raised, full_disk_reported(folder):
+            raise error
+        assert raised.value is error
+    usage = shutil._ntuple_diskusage(total=20 * 10**9, used=10**9, free=19 * 10**9)  # space left: not the disk
+    for error in (RuntimeError(TORCH_FULL_DISK), OSError(errno.ENOSPC, "No space left on device")):
+        with pytest.raises(type(error)) as raised, full_disk_reported(folder):
+            raise error
+        assert raised.value is error
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A file system of 64 MB of its own, to fill: a tmpfs mounted for the test, and unmounted after it."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)], capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        pytest.skip("no mount command: a full disk needs a tmpfs of its own")
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs to fill (root with CAP_SYS_ADMIN only): {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+class FillsTheDisk(TrainerCallback):
+    """Fills the run's disk when `when` comes, but for room for the model weights and half of what the failing save
+    needs: the optimizer state of the next checkpoint, or the original-format export."""
+
+    def __init__(self, disk: Path, when: str):
+        self.disk, self.when = disk, when
+
+    def _fill(self, args, leave: int) -> None:
+        with open(self.disk / "filler", "wb") as filler:
+            filler.write(bytes(shutil.disk_usage(self.disk).free - leave))
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.when == "checkpoint" and state.global_step == 2:
+            sizes = {name: (checkpoint / name).stat().st_size for name in ("model.safetensors", "optimizer.pt")}
+            self._fill(args, sizes["model.safetensors"] + sizes["optimizer.pt"] // 2)
+        if self.when == "export" and state.global_step == STEPS:
+            weights = (checkpoint / "model.safetensors").stat().st_size
+            self._fill(args, weights + 200_000 + weights // 2)  # the final weights and config, half the export
+
+
+@pytest.mark.parametrize("when", ["checkpoint", "export"])
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_space(pretrained, corpus, small_disk, when, caplog):
+    run_dir = small_disk / "run"
+    argv = [
+        "--preset", "tiny", "--dataset", str(corpus), "--cache_dir", str(pretrained / "cache"),
+        "--output_dir", str(run_dir), "--max_length", "128", "--num_masked_patches", "16",
+        "--per_device_train_batch_size", "4", "--max_steps", str(STEPS), "--save_steps", "2",
+        "--save_total_limit", "3", "--logging_steps", "1", "--warmup_steps", "0", "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+    def pretrain_filling(argv):
+        run_pretrain(*parse_pretrain_args(argv), callbacks=[FillsTheDisk(small_disk, when)])
+
+    message = _one_line_error(pretrain_filling, argv)  # the save fails in torch's own (C++) writer
+    assert message.startswith(f"error: No space left for {run_dir}: a save failed with ")
+    assert "free of 67.1 MB on its file system" in message and "basic_ios" not in message
+    assert not (run_dir / LOCK_NAME).exists()
+    if when == "checkpoint":  # cut in optimizer.pt
+        assert (run_dir / "checkpoint-4" / "optimizer.pt").is_file()
+        assert not is_complete_checkpoint(run_dir / "checkpoint-4")
+    else:  # a cut export is never taken for a finished run
+        assert (run_dir / "ssast_pretrained.pth.partial").is_file()
+        assert not (run_dir / ORIGINAL_CHECKPOINT_NAME).exists()
+
+    (small_disk / "filler").unlink()
+    recorder = StepRecorder()
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.training.resume"):
+        _pretrain(corpus, pretrained, run_dir, callbacks=[recorder])
+    messages = [r.getMessage() for r in caplog.records]
+    if when == "checkpoint":
+        skipped = (
+            f"Skipping {run_dir / 'checkpoint-4'}: incomplete (a save that was interrupted); it will be overwritten."
+        )
+        assert skipped in messages
+        assert f"Resuming from {run_dir / 'checkpoint-2'}" in messages and recorder.steps == [3, 4]
+    else:
+        assert f"Resuming from {run_dir / 'checkpoint-4'}" in messages  # the last checkpoint, complete
+    exported = torch.load(run_dir / ORIGINAL_CHECKPOINT_NAME, weights_only=True)
+    assert exported and is_complete_checkpoint(run_dir / "checkpoint-4")

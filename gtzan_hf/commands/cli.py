@@ -13,13 +13,17 @@ import logging
 import os
 import pickle
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import torch
 import yaml
 from transformers import HfArgumentParser
+from transformers.hf_argparser import string_to_bool
 
 from ..models.checkpoints import MODEL_WEIGHTS_REMEDY, refused_pickle
 
@@ -60,6 +64,77 @@ def read_config_file(path: str | os.PathLike) -> dict:
         ) from error
     if not isinstance(values, dict):
         raise ValueError(f"Config file {path} holds a {type(values).__name__}; {expected}.")
+    return values
+
+
+# how the command line reads a string given for a number or a switch
+READ_FROM_STRING = {int: int, float: float, bool: string_to_bool}
+IN_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def _is_enum(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Enum)
+
+
+def _spelled_by_strings(annotations: tuple) -> tuple:
+    """The members of a union that its `str` spells: an enum's values (transformers' `SchedulerType | str`)."""
+    return tuple(a for a in annotations if _is_enum(a)) if str in annotations else ()
+
+
+def value_fits(value, annotation) -> bool:
+    """Whether `value`, read from a config file, is a value of a dataclass field typed `annotation`: an integer for a
+    float, `None` for an optional field, a string as the command line would read it (`"1e-3"` for a number)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        spelled = _spelled_by_strings(args) if isinstance(value, str) else ()
+        return any(value_fits(value, member) for member in spelled or args)
+    if origin is typing.Literal:
+        return any(value == choice and type(value) is type(choice) for choice in args)
+    if origin in (list, dict):
+        if not isinstance(value, origin):
+            return False
+        items = value.values() if origin is dict else value
+        return not args or all(value_fits(item, args[-1]) for item in items)
+    if annotation is typing.Any:
+        return True
+    if _is_enum(annotation):
+        return isinstance(value, annotation) or value in {member.value for member in annotation}
+    if annotation in READ_FROM_STRING and isinstance(value, str):
+        try:
+            READ_FROM_STRING[annotation](value)
+            return True
+        except (ValueError, argparse.ArgumentTypeError):
+            return False
+    if annotation in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if annotation is float else origin or annotation)
+
+
+def in_words(annotation) -> str:
+    """A field type as an error message says it: `float | None` is "a number or null"."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if not (a is str and _spelled_by_strings(args))]
+        return " or ".join(dict.fromkeys(in_words(member) for member in members))
+    if origin is typing.Literal or _is_enum(annotation):
+        choices = args if origin is typing.Literal else [member.value for member in annotation]
+        return "one of " + ", ".join(json.dumps(choice) for choice in choices)
+    if origin is list:
+        return f"a list (each {in_words(args[0])})" if args else "a list"
+    if origin is dict or annotation is dict:
+        return "a mapping"
+    return IN_WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def check_values(values: dict, field_types: dict, source: str) -> dict:
+    """`values` (from `source`: a preset, a config file, saved settings), each checked against its field's type
+    before any work is done; names the first that does not fit. Unknown names are left to the caller."""
+    for name, value in values.items():
+        if name in field_types and not value_fits(value, field_types[name]):
+            raise ValueError(
+                f"{source} sets {name}: {json.dumps(value, default=str)}; expected {in_words(field_types[name])}. "
+                "Correct it there."
+            )
     return values
 
 
@@ -108,16 +183,21 @@ def parse_args(
     )
     known, remaining = extra.parse_known_args(argv)
 
-    defaults = dict(defaults or {})
+    field_types = {
+        field.name: typing.get_type_hints(dataclass_type)[field.name]
+        for dataclass_type in dataclass_types
+        for field in dataclasses.fields(dataclass_type)
+    }
+    defaults = dict(check_values(defaults or {}, field_types, "The run's saved configuration"))
     preset = getattr(known, "preset", None)
     if preset:
-        defaults.update(read_config_file(CONFIGS_DIR / preset_kind / f"{preset}.yaml"))
+        path = CONFIGS_DIR / preset_kind / f"{preset}.yaml"
+        defaults.update(check_values(read_config_file(path), field_types, f"Preset {preset} ({path})"))
         if not defaults.get("use_cpu") and not {"bf16", "fp16"} & set(defaults):
             defaults.update(mixed_precision_defaults())
     if known.config:
-        defaults.update(read_config_file(known.config))
-    names = {f.name for dataclass_type in dataclass_types for f in dataclasses.fields(dataclass_type)}
-    unknown = set(defaults) - names
+        defaults.update(check_values(read_config_file(known.config), field_types, f"Config file {known.config}"))
+    unknown = set(defaults) - set(field_types)
     if unknown:
         raise ValueError(f"Unknown arguments in the config file: {sorted(unknown)}. `--help` lists the arguments.")
 

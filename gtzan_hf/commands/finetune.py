@@ -25,6 +25,7 @@ from ..models.loading import (
 from ..models.source import ModelSource
 from ..reports.evaluation import write_evaluation_reports, write_learning_curves, write_spectrogram_pair
 from ..reports.model_card import write_model_card
+from ..training.output_dir import holds_output_dir
 from ..training.resume import finished_run, resume_checkpoint
 from ..training.trainer import AudioClassificationTrainer, AudioTrainingArguments
 from .cli import CommandLine, entry_point, parse_args
@@ -148,6 +149,7 @@ def build_trainer(
     return trainer, data
 
 
+@holds_output_dir
 def run_finetune(
     model_args: ModelArguments,
     data_config: DataConfig,

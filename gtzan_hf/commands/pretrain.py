@@ -23,6 +23,7 @@ from ..data.config import PretrainingDataConfig
 from ..data.pretraining import cached_crops, collate_input_values, streamed_crops
 from ..models.convert import to_original_checkpoint
 from ..models.loading import PretrainingModelArguments, build_pretraining_model
+from ..training.output_dir import holds_output_dir
 from ..training.pretraining import PretrainingArguments, PretrainingTrainer
 from ..training.resume import finished_run, resume_checkpoint
 from .cli import CommandLine, entry_point, parse_args
@@ -41,6 +42,7 @@ def parse_pretrain_args(argv: list[str] | None = None):
     )
 
 
+@holds_output_dir
 def run_pretrain(
     model_args: PretrainingModelArguments,
     data_config: PretrainingDataConfig,
@@ -90,7 +92,10 @@ def run_pretrain(
     trainer.save_state()
     if trainer.is_world_process_zero():
         export = Path(training_args.output_dir) / ORIGINAL_CHECKPOINT_NAME
-        torch.save(to_original_checkpoint(trainer.accelerator.unwrap_model(trainer.model)), export)
+        # written aside, renamed once whole: the export marks a finished run, which a cut one (a full disk) must not
+        partial = export.with_suffix(".pth.partial")
+        torch.save(to_original_checkpoint(trainer.accelerator.unwrap_model(trainer.model)), partial)
+        partial.replace(export)
         logger.info("Saved %s and, in the original checkpoint format, %s", training_args.output_dir, export)
     return trainer
 
