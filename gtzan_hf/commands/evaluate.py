@@ -55,12 +55,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def evaluate_model(source: ModelSource, data_config: DataConfig, batch_size: int, device: str):
+def evaluate_model(
+    source: ModelSource, data_config: DataConfig, batch_size: int, device: str, run_dir: str | None = None
+):
     """Predictions of one model on the validation and test splits, featurised with its own feature extractor, on
-    its own windows unless `data_config` names others."""
+    its own windows unless `data_config` names others; with `run_dir`, the songs are checked against the run's
+    before any prediction ([`check_same_songs`])."""
     model, feature_extractor = load_classifier(source)
     data = build_datasets(data_config, feature_extractor)
     check_label_names(model, data.label_names, source.name)
+    if run_dir is not None:
+        check_same_songs(run_dir, data, data_config)
     model.to(device)
     predictions = {
         split: predict(model, evaluation_dataloader(getattr(data, split), batch_size, data.num_labels), True)
@@ -120,15 +125,19 @@ def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str
     saved = saved_data_settings(names[0])
     output_dir = Path(args.output_dir or (Path(names[0]) / "evaluation" if saved else "evaluation"))
     data_config.dataset = data_config.resolved_dataset()
-    evaluated = [evaluate_model(source, data_config, args.batch_size, device) for source in sources]
+    # on the run's own split, its songs must be those it was scored on
+    split_settings = ("dataset", "split", "split_seed", "fold", "num_folds")
+    same_split = saved and all(saved.get(key) == getattr(data_config, key) for key in split_settings)
+    run_dir = names[0] if same_split else None
+    evaluated = [
+        evaluate_model(source, data_config, args.batch_size, device, run_dir if index == 0 else None)
+        for index, source in enumerate(sources)
+    ]
     data = evaluated[0][1]
     if len(evaluated) == 1:
         splits = evaluated[0][0]
     else:
         splits = {split: average_probabilities([pred[split] for pred, _ in evaluated]) for split in SPLITS}
-    split_settings = ("dataset", "split", "split_seed", "fold", "num_folds")
-    if saved and all(saved.get(key) == getattr(data_config, key) for key in split_settings):
-        check_same_songs(names[0], data, data_config)
     metrics = write_evaluation_reports(splits, data.label_names, output_dir)
     data.info.save(output_dir / "splits.json")
     # the windows used, whether asked for or the model's own

@@ -209,6 +209,9 @@ def build_model_card(run_dir: str | Path, repo_id: str | None = None, crossval: 
         )
     if dataset["generated"]:
         limits.append("It was trained and tested on generated songs only: its figures say nothing of real recordings.")
+    if splits.get("dropped_classes"):
+        names = ", ".join(f"`{name}`" for name in splits["dropped_classes"])
+        limits.append(f"Classes of the data left out, having no usable songs (see splits.json): {names}.")
     test_songs = len(splits["song_ids"].get("test", []))
     if test_songs:
         limits.append(
