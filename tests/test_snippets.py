@@ -1,46 +1,87 @@
-"""The README's usage snippet, run as written (the Hub id replaced by a saved folder) in a fresh process that has no
-FFmpeg on its PATH and never imports gtzan_hf."""
+"""Every Python snippet of the README and docs/ runs as written, its placeholders (a Hub id, a run folder, a song, a
+Space) replaced by things made on the spot: the `pipeline` snippet in a fresh process that has no FFmpeg on its PATH
+and never imports gtzan_hf, the others in a fresh process each. The Space's `gradio_client` snippet runs against the
+page itself in tests/test_space_app.py."""
 
 import ast
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from gtzan_hf.data.synthetic import GTZAN_GENRES
 
-# The README's "Publishing" snippet, verbatim.
-PIPELINE_SNIPPET = """\
-import soundfile as sf
-from transformers import pipeline
-
-classifier = pipeline("audio-classification", model="you/ssast-gtzan", trust_remote_code=True)
-samples, sampling_rate = sf.read("song.wav", dtype="float32", always_2d=True)  # WAV, FLAC, OGG, MP3: no FFmpeg
-print(classifier({"raw": samples.mean(axis=1), "sampling_rate": sampling_rate}, top_k=3))
-"""
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
-def test_the_readme_shows_the_tested_snippet():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert f"```python\n{PIPELINE_SNIPPET}```" in readme
+def python_snippets() -> dict[str, str]:
+    """`{"page.md:line": code}` of every ```python block of the README and docs/."""
+    snippets = {}
+    for page in PAGES:
+        text = page.read_text()
+        for match in re.finditer(r"^```python\n(.*?)^```$", text, re.S | re.M):
+            snippets[f"{page.name}:{text[: match.start()].count(chr(10)) + 1}"] = match.group(1)
+    return snippets
 
 
-def test_the_pipeline_snippet_runs_without_ffmpeg(tiny_ssast, tmp_path):
-    stereo = np.random.default_rng(0).uniform(-0.5, 0.5, (44100 * 3, 2)).astype(np.float32)
-    sf.write(tmp_path / "song.wav", stereo, 44100)  # 44.1 kHz stereo: downmixed here, resampled by the pipeline
+SNIPPETS = python_snippets()
+# what each snippet needs, recognised by what it uses; the gradio_client one runs in tests/test_space_app.py
+KINDS = {"pipeline(": "pipeline", "classify_song": "song", "probe_metrics.json": "probes", "gradio_client": "space"}
+
+
+def kind(code: str) -> str:
+    return next(name for marker, name in KINDS.items() if marker in code)
+
+
+def test_every_snippet_is_one_the_tests_run():
+    assert len(SNIPPETS) >= 4 and all(kind(code) for code in SNIPPETS.values())
+
+
+def _run(code: str, cwd: Path, env: dict | None = None) -> str:
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture
+def song(tmp_path):
+    stereo = np.random.default_rng(0).uniform(-0.5, 0.5, (44100 * 16, 2)).astype(np.float32)
+    sf.write(tmp_path / "song.wav", stereo, 44100)  # 44.1 kHz stereo: downmixed, resampled
+    return tmp_path / "song.wav"
+
+
+@pytest.mark.parametrize("where", [key for key, code in SNIPPETS.items() if kind(code) == "pipeline"])
+def test_the_pipeline_snippet_runs_without_ffmpeg_or_gtzan_hf(where, tiny_ssast, song):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PATH"] = os.path.dirname(sys.executable)  # python only: no ffmpeg, wherever the tests run
     assert shutil.which("ffmpeg", path=env["PATH"]) is None
-    code = PIPELINE_SNIPPET.replace('"you/ssast-gtzan"', repr(str(tiny_ssast)))
+    code = SNIPPETS[where].replace('"you/ssast-gtzan"', repr(str(tiny_ssast)))
     code += "import sys\nassert not any(name.startswith('gtzan_hf') for name in sys.modules)\n"
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    predictions = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    predictions = ast.literal_eval(_run(code, song.parent, env).strip().splitlines()[-1])
     assert len(predictions) == 3 and {p["label"] for p in predictions} <= set(GTZAN_GENRES)
     assert all(0 <= p["score"] <= 1 for p in predictions)
+
+
+@pytest.mark.parametrize("where", [key for key, code in SNIPPETS.items() if kind(code) == "song"])
+def test_the_whole_song_snippet_runs(where, tiny_ssast, song):
+    out = _run(SNIPPETS[where].replace('"runs/quickstart"', repr(str(tiny_ssast))), song.parent).strip()
+    # the label, the top 3, and the starts of the model's recorded 10 s windows of the 16 s song
+    assert out.split()[0] in GTZAN_GENRES and out.count(": ") == 3 and out.endswith("[ 0. 10.]"), out
+
+
+@pytest.mark.parametrize("where", [key for key, code in SNIPPETS.items() if kind(code) == "probes"])
+def test_the_layer_choice_snippet_runs(where, tmp_path):
+    validation = {"ssast-base-l4": 0.6, "ssast-base-l8": 0.8, "ssast-base-l12": 0.7}
+    for name, accuracy in validation.items():
+        (tmp_path / "probes" / name).mkdir(parents=True)
+        metrics = {"validation": {"song_accuracy": accuracy}, "test": {"song_accuracy": accuracy - 0.05}}
+        (tmp_path / "probes" / name / "probe_metrics.json").write_text(json.dumps(metrics))
+    assert _run(SNIPPETS[where], tmp_path).strip() == "ssast-base-l8: validation 0.800, test 0.750"

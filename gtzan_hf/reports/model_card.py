@@ -36,7 +36,7 @@ RECIPE_KEYS = (
     ("gradient_accumulation_steps", "gradient accumulation"),
     ("seed", "seed"),
 )
-# The same snippet as the README's, tested there: decoded with soundfile, no FFmpeg needed.
+# The same snippet as docs/fine-tuning.md's, run by tests/test_snippets.py: decoded with soundfile, no FFmpeg needed.
 USAGE = """```python
 import soundfile as sf
 from transformers import pipeline
