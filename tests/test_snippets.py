@@ -85,3 +85,10 @@ def test_the_layer_choice_snippet_runs(where, tmp_path):
         metrics = {"validation": {"song_accuracy": accuracy}, "test": {"song_accuracy": accuracy - 0.05}}
         (tmp_path / "probes" / name / "probe_metrics.json").write_text(json.dumps(metrics))
     assert _run(SNIPPETS[where], tmp_path).strip() == "ssast-base-l8: validation 0.800, test 0.750"
+
+
+def test_the_model_cards_usage_is_the_docs_pipeline_snippet():
+    from gtzan_hf.reports.model_card import USAGE
+
+    (code,) = [code for code in SNIPPETS.values() if kind(code) == "pipeline"]
+    assert USAGE.format(model="you/ssast-gtzan") == f"```python\n{code}```"
