@@ -148,8 +148,8 @@ def _dataset_card(configs: list[str]) -> str:
 def load_encoder(source: ModelSource, args: EmbedArguments, label_names: list[str]) -> SSASTModel:
     """The encoder of `source`, built as fine-tuning builds its starting model: original checkpoints, pretraining
     folders and AST models are converted with `args.freq_stride`, `args.time_stride` and `args.max_length`."""
-    encoder = getattr(build_classifier(source, _model_arguments(args), label_names), "ssast", None)
-    if encoder is None:
+    encoder = build_classifier(source, _model_arguments(args), label_names).base_model
+    if not isinstance(encoder, SSASTModel):
         raise ValueError(f"{args.model} is not an SSAST model: embeddings come from SSAST encoders.")
     depth = encoder.config.num_hidden_layers
     if args.layer is not None and not 0 <= args.layer <= depth:

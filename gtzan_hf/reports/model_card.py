@@ -178,7 +178,7 @@ def build_model_card(run_dir: str | Path, repo_id: str | None = None, crossval: 
         for key, label in result_columns()
         if "test" in metrics and dataset["hub_id"]
     ]
-    tags = ["audio-classification", "gtzan-hf", model_type or "ssast"]
+    tags = ["audio-classification", "gtzan-hf", *([model_type] if model_type else [])]
     tags += ["music-genre-classification", "gtzan"] if dataset["is_gtzan"] else []
     tags += ["synthetic-data"] if dataset["generated"] else []
     card_data = ModelCardData(
