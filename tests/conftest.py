@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gtzan_hf import SSASTFeatureExtractor
+from gtzan_hf.commands.cli import run
 from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
 from gtzan_hf.models.configuration_ssast import SSASTConfig
 from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
@@ -51,3 +52,12 @@ def small_gtzan_named(tmp_path_factory):
     root = tmp_path_factory.mktemp("small-gtzan-named")
     generate_corpus(root, songs_per_genre=10, seed=1, duration=3.0)
     return root
+
+
+def one_line_error(main, argv) -> str:
+    """The message of a user error of the entry point `main` on `argv`: one `error:` line, exit status 1."""
+    with pytest.raises(SystemExit) as raised:
+        run(main, argv)
+    message = raised.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
+    return message

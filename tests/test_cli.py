@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import one_line_error
 from transformers import ASTConfig, ASTForAudioClassification
 
 from gtzan_hf import SSASTConfig, SSASTForAudioClassification
@@ -55,14 +56,6 @@ def files(tmp_path_factory):
     return root
 
 
-def _one_line_error(main, argv) -> str:
-    with pytest.raises(SystemExit) as raised:
-        run(main, argv)
-    message = raised.value.code
-    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
-    return message
-
-
 def _finetune(files, workdir, *argv):
     common = ["--preset", "quickstart", "--dataset", str(files / "corpus"), "--output_dir", str(workdir / "out")]
     return [*common, "--cache_dir", str(workdir / "cache"), *argv]
@@ -96,7 +89,7 @@ BAD_MODELS = [
 @pytest.mark.parametrize("name, says", BAD_MODELS, ids=[name for name, _ in BAD_MODELS])
 def test_a_bad_starting_model_is_refused_in_one_line_before_the_data(files, tmp_path, name, says):
     model = name if name.startswith("./") else str(files / name)
-    message = _one_line_error(finetune.main, _finetune(files, tmp_path, "--model_name_or_path", model))
+    message = one_line_error(finetune.main, _finetune(files, tmp_path, "--model_name_or_path", model))
     assert all(part in message for part in says), message
     assert "weights_only=False" not in message
     assert not any(tmp_path.iterdir())  # refused before the data: no cache, no output
@@ -106,17 +99,17 @@ def test_a_bad_starting_model_is_refused_in_one_line_before_the_data(files, tmp_
     "name", ["empty.pth", "pickled-object.pth", "cut-short.pth", "list-config", "corpus", "pickled-weights"]
 )
 def test_pretraining_refuses_a_bad_starting_model_before_the_data(files, tmp_path, name):
-    message = _one_line_error(pretrain.main, _pretrain(files, tmp_path, "--model_name_or_path", str(files / name)))
+    message = one_line_error(pretrain.main, _pretrain(files, tmp_path, "--model_name_or_path", str(files / name)))
     assert "xpected" in message, message
     assert not any(tmp_path.iterdir())
 
 
 def test_the_converter_and_the_evaluator_refuse_bad_inputs_in_one_line(files, tmp_path):
     for name, says in BAD_MODELS[:5]:
-        message = _one_line_error(convert.main, [str(files / name), str(tmp_path / "converted")])
+        message = one_line_error(convert.main, [str(files / name), str(tmp_path / "converted")])
         assert all(part in message for part in says), message
     assert not (tmp_path / "converted").exists()
-    message = _one_line_error(convert.main, [str(files / "pickled-ast-weights"), str(tmp_path / "converted")])
+    message = one_line_error(convert.main, [str(files / "pickled-ast-weights"), str(tmp_path / "converted")])
     assert "pickled-ast-weights/pytorch_model.bin was refused" in message and "weights_only" not in message
     for model, says in [
         (files / "list-config", "holds a list"),
@@ -125,7 +118,7 @@ def test_the_converter_and_the_evaluator_refuse_bad_inputs_in_one_line(files, tm
         (files / "pickled-weights", "pytorch_model.bin was refused: it holds Python objects that could run code"),
     ]:
         argv = [str(model), "--dataset", str(files / "corpus"), "--output_dir", str(tmp_path / "evaluation")]
-        assert says in _one_line_error(evaluation.main, [*argv, "--cache_dir", str(tmp_path / "cache")])
+        assert says in one_line_error(evaluation.main, [*argv, "--cache_dir", str(tmp_path / "cache")])
     assert not any(tmp_path.iterdir())
 
 
@@ -144,7 +137,7 @@ def test_the_converter_and_the_evaluator_refuse_bad_inputs_in_one_line(files, tm
 )
 def test_bad_flags_configs_and_splits_are_one_line(files, tmp_path, argv, says):
     argv = [str(files / a) if a.endswith(".yaml") else a for a in argv]
-    message = _one_line_error(finetune.main, _finetune(files, tmp_path, *argv))
+    message = one_line_error(finetune.main, _finetune(files, tmp_path, *argv))
     assert all(part in message for part in says), message
 
 
@@ -152,7 +145,7 @@ def test_the_quickstart_never_generates_into_a_mistyped_dataset_path(files, tmp_
     monkeypatch.chdir(tmp_path)
     argv = ["--preset", "quickstart", "--dataset", "data/generated-gtzn", "--output_dir", "run"]
     (tmp_path / "data").mkdir()  # `data/...` is then a local path, not a Hub id
-    message = _one_line_error(finetune.main, argv)
+    message = one_line_error(finetune.main, argv)
     assert "--dataset data/generated-gtzn: no such file or folder" in message
     assert [p.name for p in tmp_path.iterdir()] == ["data"] and not any((tmp_path / "data").iterdir())
 
@@ -251,7 +244,7 @@ def test_weights_refused_as_they_are_read_are_one_line_without_torchs_advice(fil
     def main(argv):  # as from_pretrained reads the weights of a Hub model, past the checks of local folders
         torch.load(files / "pickled-weights" / "pytorch_model.bin", weights_only=True)
 
-    message = _one_line_error(main, [])
+    message = one_line_error(main, [])
     assert "A PyTorch weights file was refused" in message and "GLOBAL test_cli.NotPickledByTorch" in message
     assert "weights_only" not in message and "save_pretrained" in message
 
@@ -282,7 +275,7 @@ def test_traceback_flag_shows_the_error_itself(files, tmp_path):
 def test_a_config_value_of_the_wrong_type_is_one_line_before_any_work(files, tmp_path, config, says):
     path = tmp_path / "run.yaml"
     path.write_text(config + "\n")
-    message = _one_line_error(finetune.main, _finetune(files, tmp_path / "work", "--config", str(path)))
+    message = one_line_error(finetune.main, _finetune(files, tmp_path / "work", "--config", str(path)))
     assert message.startswith(f"error: Config file {path} {says}"), message
     assert not (tmp_path / "work").exists()  # no corpus, cache or output
 

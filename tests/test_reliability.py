@@ -21,13 +21,13 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 import torch
+from conftest import one_line_error
 from filelock import FileLock
 from safetensors import SafetensorError
 from transformers import TrainerCallback
 
 from gtzan_hf import SSASTFeatureExtractor
 from gtzan_hf.commands import finetune, pretrain
-from gtzan_hf.commands.cli import run
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
 from gtzan_hf.commands.pretrain import (
     ORIGINAL_CHECKPOINT_NAME,
@@ -474,14 +474,6 @@ def _hold_lock(output_dir: Path, ready: Path) -> subprocess.Popen:
     return process
 
 
-def _one_line_error(main, argv) -> str:
-    with pytest.raises(SystemExit) as raised:
-        run(main, argv)
-    message = raised.value.code
-    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
-    return message
-
-
 def test_a_second_run_on_a_folder_in_use_is_refused_in_one_line(corpus, tmp_path):
     output_dir = tmp_path / "run"
     holder = _hold_lock(output_dir, tmp_path / "ready")
@@ -489,7 +481,7 @@ def test_a_second_run_on_a_folder_in_use_is_refused_in_one_line(corpus, tmp_path
         (output_dir / "checkpoint-2").mkdir()  # the first run's work
         for main, preset in ((finetune.main, "quickstart"), (pretrain.main, "tiny")):
             argv = ["--preset", preset, "--dataset", str(corpus), "--output_dir", str(output_dir)]
-            message = _one_line_error(main, [*argv, "--cache_dir", str(tmp_path / "cache")])
+            message = one_line_error(main, [*argv, "--cache_dir", str(tmp_path / "cache")])
             assert f"{output_dir} is in use by another run: process {holder.pid} on host {socket.gethostname()}" in (
                 message
             )
@@ -668,7 +660,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_space(pretrai
     def pretrain_filling(argv):
         run_pretrain(*parse_pretrain_args(argv), callbacks=[FillsTheDisk(small_disk, when)])
 
-    message = _one_line_error(pretrain_filling, argv)  # the save fails in torch's own (C++) writer
+    message = one_line_error(pretrain_filling, argv)  # the save fails in torch's own (C++) writer
     assert message.startswith(f"error: No space left for {run_dir}: a save failed with ")
     assert "free of 67.1 MB on its file system" in message and "basic_ios" not in message
     assert not (run_dir / LOCK_NAME).exists()
