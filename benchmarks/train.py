@@ -25,7 +25,7 @@ GTZAN_TRAIN_SONGS = 799
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="benchmark.py train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=None, help="default: 16 on a GPU, 2 on a CPU")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 on a GPU, 2 on a CPU)")
     parser.add_argument("--warmup", type=int, default=1)
