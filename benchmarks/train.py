@@ -11,6 +11,7 @@ on a CPU. Weights are random: the released checkpoint has the same shapes and co
 
 import argparse
 import sys
+import tempfile
 import time
 
 import torch
@@ -25,7 +26,7 @@ GTZAN_TRAIN_SONGS = 799
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="benchmark.py train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=None, help="default: 16 on a GPU, 2 on a CPU")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 on a GPU, 2 on a CPU)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -44,17 +45,18 @@ def main(argv: list[str] | None = None) -> None:
         max_length=recipe["max_length"],
         num_labels=10,
     )
-    training_args = AudioTrainingArguments(
-        output_dir="benchmark-train",
-        learning_rate=recipe["learning_rate"],
-        head_learning_rate=recipe["head_learning_rate"],
-        label_smoothing_factor=recipe["label_smoothing_factor"],
-        per_device_train_batch_size=batch_size,
-        report_to=[],
-        save_strategy="no",
-        **mixed_precision_defaults(),
-    )
-    trainer = AudioClassificationTrainer(model=SSASTForAudioClassification(config), args=training_args)
+    with tempfile.TemporaryDirectory() as output_dir:  # the Trainer creates its output folder; nothing is saved
+        training_args = AudioTrainingArguments(
+            output_dir=output_dir,
+            learning_rate=recipe["learning_rate"],
+            head_learning_rate=recipe["head_learning_rate"],
+            label_smoothing_factor=recipe["label_smoothing_factor"],
+            per_device_train_batch_size=batch_size,
+            report_to=[],
+            save_strategy="no",
+            **mixed_precision_defaults(),
+        )
+        trainer = AudioClassificationTrainer(model=SSASTForAudioClassification(config), args=training_args)
     trainer.create_optimizer_and_scheduler(num_training_steps=args.warmup + steps)
     # accelerate wraps the forward pass in bf16/fp16 autocast, as in `Trainer.train`
     model = trainer.accelerator.prepare_model(trainer.model.to(training_args.device).train())
