@@ -5,8 +5,8 @@
         --output_dir runs/ensemble
     python scripts/evaluate_model.py --compare runs/cnn-gtzan runs/ssast-gtzan runs/ensemble  # as Table 1
 
-Arguments: `gtzan_hf.commands.evaluate.EvaluateArguments` and `gtzan_hf.commands.cli.DataArguments` (the same split,
-seed and window settings as the training run); `--help` lists them.
+Arguments: `gtzan_hf.commands.evaluate.EvaluateArguments` and `gtzan_hf.data.DataConfig` (by default a run's own
+split, seed and window settings; for another model, its own windows); `--help` lists them.
 """
 
 from gtzan_hf.commands.evaluate import cli

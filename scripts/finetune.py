@@ -5,7 +5,7 @@
         --model_name_or_path SSAST-Base-Patch-400.pth --output_dir runs/ssast-gtzan
     python scripts/finetune.py --config my_run.yaml --learning_rate 1e-5
 
-Arguments: `gtzan_hf.commands.finetune.ModelArguments`, `gtzan_hf.commands.cli.DataArguments` and
+Arguments: `gtzan_hf.models.loading.ModelArguments`, `gtzan_hf.data.DataConfig` and
 `gtzan_hf.training.trainer.AudioTrainingArguments` (transformers' `TrainingArguments` plus `head_learning_rate` and
 `layer_decay`); `--help` lists them all. Running the same command again resumes an interrupted run.
 """

@@ -65,8 +65,12 @@ def main(argv: list[str] | None = None) -> None:
         f"Saved {type(model).__name__} to {args.output_dir}: "
         f"{config.num_hidden_layers} layers x {config.hidden_size}, "
         f"{config.patch_freq}x{config.patch_time} patches with stride ({config.freq_stride}, {config.time_stride}), "
-        f"{config.max_length} frames x {config.num_mel_bins} bins, pooling {config.pooling!r}, "
-        f"{config.num_labels} labels."
+        f"{config.max_length} frames x {config.num_mel_bins} bins, "
+        + (
+            f"{config.num_masked_patches} patches masked per sample."
+            if args.for_pretraining
+            else f"pooling {config.pooling!r}, {config.num_labels} labels."
+        )
     )
 
 
