@@ -45,6 +45,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this suite
+from _runs import mean_std, slug  # noqa: E402
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 AUDIO_SUFFIXES = (".ogg", ".oga", ".opus", ".flac", ".wav", ".mp3")
 ARCHIVE_SUFFIXES = (".pk3", ".zip")  # game data archives, e.g. ufoai-music's 0music.pk3
@@ -158,14 +161,6 @@ def train_seconds(output_dir: Path) -> float:
     """The training time of the finished run in `output_dir`, as its Trainer logged it (no data preparation)."""
     state = json.loads((output_dir / "trainer_state.json").read_text())
     return next(entry["train_runtime"] for entry in reversed(state["log_history"]) if "train_runtime" in entry)
-
-
-def slug(flags: str) -> str:
-    return re.sub(r"[^\w.]+", "_", flags).strip("_") or "default"
-
-
-def mean_std(values: list[float]) -> str:
-    return f"{100 * np.mean(values):5.1f} +- {100 * np.std(values):4.1f}"
 
 
 def main(argv: list[str]) -> None:

@@ -30,7 +30,6 @@ development labeled sets; seeds 1-4, pooled, are the benchmark's.
 import argparse
 import json
 import logging
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -42,6 +41,9 @@ from scipy.signal import lfilter
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
 from gtzan_hf.commands.pretrain import parse_pretrain_args, run_pretrain
 from gtzan_hf.data.synthetic import GTZAN_GENRES, synthesize_song
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this suite
+from _runs import mean_std, slug  # noqa: E402
 
 SAMPLING_RATE = 22050
 POOL_SEED = 1000  # the unlabeled pool's songs come from a seed no labeled set uses
@@ -113,14 +115,6 @@ def pretraining_curves(output_dir: Path) -> list[dict]:
     for entry in curves[:: max(len(curves) // 10, 1)] + curves[-1:]:
         print(f"  {entry['step']:5d}  {entry['mpc_loss']:.3f}  {entry['mpg_loss']:.3f}  {entry['mpc_accuracy']:.3f}")
     return curves
-
-
-def slug(flags: str) -> str:
-    return re.sub(r"[^\w.]+", "_", flags).strip("_") or "default"
-
-
-def mean_std(values: list[float]) -> str:
-    return f"{100 * np.mean(values):5.1f} +- {100 * np.std(values):4.1f}"
 
 
 def main(argv: list[str]) -> None:
