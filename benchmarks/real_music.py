@@ -3,7 +3,7 @@ class per Debian game-music package, side by side in one run.
 
     python scripts/benchmark.py real_music [--packages P1 P2 ...] [--pool-packages Q1 Q2 ...] [--folds 4]
         [--fold 0 1] [--recipes quickstart few-labels] [--recipe NAME "FINETUNE FLAGS" ["PRETRAIN FLAGS"]]
-        [--cap 20] [--seconds 30] [--min-seconds 40] [--workdir DIR]
+        [--pretrain-on pool|labeled] [--cap 20] [--seconds 30] [--min-seconds 40] [--workdir DIR]
 
 The audio comes from installed Debian packages (`apt-get install` them first: the command says which are missing):
 - **labeled corpus**, one class per package of `--packages`: the package's music files (`dpkg -L`; audio that
@@ -12,14 +12,17 @@ The audio comes from installed Debian packages (`apt-get install` them first: th
   `--min-seconds` long, symlinked and identical copies counted once (content hash, across packages too); at most
   `--cap` per class, spread evenly over the sorted names; from each, `--seconds` cut from the middle, written as
   `<workdir>/data/<corpus>/<package>/<track>.flac` (the toolkit's folder layout);
-- **unlabeled pool**, for the recipes that pretrain: the full-length music files of `--pool-packages`, which must
-  share no package with `--packages`, so that no labeled (and no test) track is ever pretrained on.
+- **pretraining audio**, for the recipes that pretrain (`--pretrain-on`): `pool`, the full-length music files of
+  `--pool-packages`, which must share no package with `--packages`, so that no labeled (and no test) track is ever
+  pretrained on, one pretraining run shared by the folds; or `labeled`, in domain, the full-length files of the
+  labeled tracks but those the fold tests (as the first recipe's run of that fold split them), one pretraining run
+  per fold.
 
 The recipes: `quickstart` (`--preset quickstart`, as the README runs it) and `few-labels` (`--preset few-labels`);
 `--recipe` adds others. Per recipe, fine-tuning runs (`scripts/finetune.py` with the recipe's flags) on each fold of
 a stratified `--folds`-fold split of the labeled tracks (test fold f, validation fold f + 1, training the rest; every
-track is tested once), each from one pretraining run of the recipe's pretraining flags (`scripts/pretrain.py` on the
-pool, shared by the folds) when it has some, else from scratch. Prints each run's test song and clip accuracies and,
+track is tested once), each from a pretraining run of the recipe's pretraining flags (`scripts/pretrain.py` on the
+pretraining audio) when it has some, else from scratch. Prints each run's test song and clip accuracies and,
 per recipe, mean +- std over the folds, the gain over the first recipe (paired by fold), chance, the majority class
 and the training time per fold; writes them to `<workdir>/<corpus>-<k>folds/real_music-<recipes>-folds<list>.json`.
 Every folder (corpus, pool, pretraining, runs) is named after the packages, sizes and flags it depends on: a
@@ -131,6 +134,40 @@ def write_labeled(out_dir: Path, packages: list[str], cap: int, seconds: float, 
     return out_dir
 
 
+def write_full(out_dir: Path, corpus: Path, packages: list[str], min_seconds: float) -> Path:
+    """`<out_dir>/<package>/<track><suffix>`: the full-length music file of each track of `corpus`, as shipped."""
+    if (out_dir / "complete").is_file():
+        return out_dir
+    seen = set()
+    for package in packages:
+        (out_dir / package).mkdir(parents=True, exist_ok=True)
+        for name, data in distinct(music_tracks(package, min_seconds), seen):  # the names write_labeled gave
+            if (corpus / package / f"{name}.flac").is_file():
+                (out_dir / package / f"{name}{suffix_of(data)}").write_bytes(data)
+    (out_dir / "complete").write_text("")
+    return out_dir
+
+
+def without_test_tracks(full: Path, split_file: Path) -> Path:
+    """`<full>-fold<f>of<k>/<package>/`: links to the files of `full` but those of the tracks that `split_file` (a
+    fine-tuning run's splits.json) tests, for in-domain pretraining that never sees the fold's test tracks."""
+    split = json.loads(split_file.read_text())
+    out_dir = full.with_name(f"{full.name}-fold{split['fold']}of{split['num_folds']}")
+    if (out_dir / "complete").is_file():
+        return out_dir
+    test = set(split["song_ids"]["test"])
+    for path in sorted(full.glob("*/*")):
+        if path.stem not in test:
+            (out_dir / path.parent.name).mkdir(parents=True, exist_ok=True)
+            (out_dir / path.parent.name / path.name).symlink_to(path.resolve())
+    (out_dir / "complete").write_text("")
+    return out_dir
+
+
+def suffix_of(data: bytes) -> str:
+    return {"OGG": ".ogg", "FLAC": ".flac", "WAV": ".wav", "MP3": ".mp3"}[sf.info(io.BytesIO(data)).format]
+
+
 def write_pool(out_dir: Path, packages: list[str], min_seconds: float) -> Path:
     """`<out_dir>/<package>/<track><suffix>`: every distinct music track of the packages, full length, as shipped."""
     if (out_dir / "complete").is_file():
@@ -139,8 +176,7 @@ def write_pool(out_dir: Path, packages: list[str], min_seconds: float) -> Path:
     for package in packages:
         (out_dir / package).mkdir(parents=True, exist_ok=True)
         for name, data in distinct(music_tracks(package, min_seconds), seen):
-            suffix = {"OGG": ".ogg", "FLAC": ".flac", "WAV": ".wav", "MP3": ".mp3"}[sf.info(io.BytesIO(data)).format]
-            (out_dir / package / f"{name}{suffix}").write_bytes(data)
+            (out_dir / package / f"{name}{suffix_of(data)}").write_bytes(data)
     (out_dir / "complete").write_text("")
     return out_dir
 
@@ -168,6 +204,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("runs/real-music-benchmark"))
     parser.add_argument("--packages", nargs="+", default=DEVELOPMENT_PACKAGES, help="labeled: one class each")
     parser.add_argument("--pool-packages", nargs="+", default=POOL_PACKAGES, help="unlabeled pretraining audio")
+    parser.add_argument("--pretrain-on", choices=["pool", "labeled"], default="pool",
+                        help="pretraining audio: the pool's packages, or the full-length labeled tracks but the "
+                        "fold's test tracks")  # fmt: skip
     parser.add_argument("--cap", type=int, default=20, help="at most this many tracks per class")
     parser.add_argument("--seconds", type=float, default=30.0, help="excerpt cut from the middle of each track")
     parser.add_argument("--min-seconds", type=float, default=40.0, help="shorter files are not counted as tracks")
@@ -185,10 +224,13 @@ def main(argv: list[str]) -> None:
             parser.error(f"--recipe {name}: give the fine-tuning flags and at most the pretraining flags")
         recipes[name] = (flags[0], flags[1] if len(flags) == 2 else None)
     pretraining = any(pretrain_flags is not None for _, pretrain_flags in recipes.values())
-    if pretraining and set(args.packages) & set(args.pool_packages):
+    if args.pretrain_on == "labeled" and next(iter(recipes.values()))[1] is not None:
+        parser.error("--pretrain-on labeled: the first recipe must train from scratch (its runs split the folds)")
+    pool_packages = args.pool_packages if pretraining and args.pretrain_on == "pool" else []
+    if set(args.packages) & set(pool_packages):
         parser.error(f"{sorted(set(args.packages) & set(args.pool_packages))} both labeled and in the pool: a test "
                      "track would be pretrained on; choose --pool-packages without them")  # fmt: skip
-    missing = [p for p in [*args.packages, *(args.pool_packages if pretraining else [])] if not installed(p)]
+    missing = [p for p in [*args.packages, *pool_packages] if not installed(p)]
     if missing:
         sys.exit(f"Missing Debian packages; install them with: sudo apt-get install {' '.join(missing)}")
 
@@ -200,27 +242,36 @@ def main(argv: list[str]) -> None:
     counts = {package: len(list((corpus / package).glob("*.flac"))) for package in args.packages}
     total = sum(counts.values())
     print(f"Labeled corpus {corpus}: {total} tracks, " + ", ".join(f"{p} {n}" for p, n in counts.items()))
-    if pretraining:
-        pool_name = f"pool-{'+'.join(args.pool_packages)}-min{args.min_seconds:g}s"
-        pool = write_pool(args.workdir / "data" / pool_name, args.pool_packages, args.min_seconds)
+    if pool_packages:
+        pool = write_pool(
+            args.workdir / "data" / f"pool-{'+'.join(pool_packages)}-min{args.min_seconds:g}s", pool_packages,
+            args.min_seconds,
+        )  # fmt: skip
         print(f"Unlabeled pool {pool}: {len([p for p in pool.rglob('*') if p.is_file()]) - 1} tracks")
+    elif pretraining:
+        full = write_full(args.workdir / "data" / f"{corpus_name}-full", corpus, args.packages, args.min_seconds)
+        print(f"Full-length labeled tracks {full}, pretrained on but for each fold's test tracks")
 
     runs = args.workdir / f"{corpus_name}-{args.folds}folds"
     folds = args.fold if args.fold is not None else list(range(args.folds))
     results = {}
+    baseline_run = runs / f"{next(iter(recipes))}-{slug(next(iter(recipes.values()))[0])}"
     for name, (finetune_flags, pretrain_flags) in recipes.items():
-        start, pretrain_seconds = [], 0.0
         run_name = f"{name}-{slug(finetune_flags)}"
         if pretrain_flags is not None:
-            source = args.workdir / "pretrain" / f"{pool_name}-{slug(pretrain_flags)}"
-            pretrain_argv = ["--dataset", str(pool), *cache, *shlex.split(pretrain_flags)]
-            run_script("pretrain.py", source, pretrain_argv, "trainer_state.json")
-            pretrain_seconds = train_seconds(source)
-            start = ["--model_name_or_path", str(source)]
-            run_name += f"-from-{source.name}"
-        results[name] = {"finetune": finetune_flags, "pretrain": pretrain_flags, "pretrain_seconds": pretrain_seconds}
+            audio = pool.name if pool_packages else "in-domain"
+            run_name += f"-from-{audio}-{slug(pretrain_flags)}"
+        results[name] = {"finetune": finetune_flags, "pretrain": pretrain_flags, "pretrain_on": args.pretrain_on}
         results[name]["folds"] = []
         for fold in folds:
+            start, pretrain_seconds = [], 0.0
+            if pretrain_flags is not None:
+                audio = pool if pool_packages else without_test_tracks(full, baseline_run / f"fold{fold}/splits.json")
+                source = args.workdir / "pretrain" / f"{audio.name}-{slug(pretrain_flags)}"
+                pretrain_argv = ["--dataset", str(audio), *cache, *shlex.split(pretrain_flags)]
+                run_script("pretrain.py", source, pretrain_argv, "trainer_state.json")
+                pretrain_seconds = train_seconds(source)
+                start = ["--model_name_or_path", str(source)]
             flags = [
                 "--dataset", str(corpus), "--split", "kfold", "--num_folds", str(args.folds), "--fold", str(fold),
                 *cache, *shlex.split(finetune_flags), *start,
@@ -231,7 +282,7 @@ def main(argv: list[str]) -> None:
             test = json.loads((output_dir / "metrics.json").read_text())["test"]
             results[name]["folds"].append(
                 {"fold": fold, "song_accuracy": test["song_accuracy"], "clip_accuracy": test["clip_accuracy"],
-                 "seconds": seconds}
+                 "seconds": seconds, "pretrain_seconds": pretrain_seconds}
             )  # fmt: skip
             print(f"fold {fold} {name}: song {test['song_accuracy']:.3f} clip {test['clip_accuracy']:.3f} "
                   f"({seconds:.0f} s)")  # fmt: skip
@@ -261,7 +312,10 @@ def summarize(results: dict, counts: dict[str, int], what: str) -> None:
         seconds = [fold["seconds"] for fold in folds]
         line += f"   training {np.mean(seconds) / 60:.1f} min per fold"
         if recipe["pretrain"] is not None:
-            line += f" + {recipe['pretrain_seconds'] / 60:.1f} min pretraining (shared by the folds)"
+            pretrain_minutes = max(fold["pretrain_seconds"] for fold in folds) / 60
+            line += f" + {pretrain_minutes:.1f} min pretraining " + (
+                "(shared by the folds)" if recipe["pretrain_on"] == "pool" else "per fold (at most)"
+            )
         print(line)
 
 
