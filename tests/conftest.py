@@ -24,25 +24,30 @@ REFERENCE_FIXTURES = next(
 )
 
 
+def save_tiny_classifier(path, labels, num_hidden_layers: int, max_length: int, **windows):
+    """Save in `path` a random tiny SSAST classifier of `labels` (stride 16, seed 0) and its feature extractor,
+    recording `windows` (`window_seconds`, `hop_seconds`) as fine-tuning does; returns `path`."""
+    torch.manual_seed(0)
+    config = SSASTConfig.from_size(
+        "tiny",
+        num_hidden_layers=num_hidden_layers,
+        max_length=max_length,
+        freq_stride=16,
+        time_stride=16,
+        id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)},
+    )
+    SSASTForAudioClassification(config).save_pretrained(path)
+    SSASTFeatureExtractor(max_length=max_length, **windows).save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_ssast(tmp_path_factory):
     """Folder of a random tiny SSAST genre classifier (2 layers, stride 16, 1024 frames) and its feature extractor,
     which records 10 s windows every 10 s, as a fine-tuning run's does."""
     path = tmp_path_factory.mktemp("tiny-ssast")
-    torch.manual_seed(0)
-    config = SSASTConfig.from_size(
-        "tiny",
-        num_hidden_layers=2,
-        max_length=1024,
-        freq_stride=16,
-        time_stride=16,
-        num_labels=len(GTZAN_GENRES),
-        id2label=dict(enumerate(GTZAN_GENRES)),
-        label2id={genre: label for label, genre in enumerate(GTZAN_GENRES)},
-    )
-    SSASTForAudioClassification(config).save_pretrained(path)
-    SSASTFeatureExtractor(max_length=1024, window_seconds=10.0, hop_seconds=10.0).save_pretrained(path)
-    return path
+    return save_tiny_classifier(path, GTZAN_GENRES, 2, 1024, window_seconds=10.0, hop_seconds=10.0)
 
 
 @pytest.fixture(scope="session")

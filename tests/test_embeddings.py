@@ -8,8 +8,9 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny_classifier
 
-from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassification
+from gtzan_hf import SSASTConfig, SSASTForAudioClassification
 from gtzan_hf.commands.embed import window_embeddings
 from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
 
@@ -64,19 +65,7 @@ def corpus_and_model(tmp_path_factory):
     """3 genres x 10 songs x 9 s (three 3 s windows each) and a random tiny SSAST classifier folder."""
     root = tmp_path_factory.mktemp("embed")
     generate_corpus(root / "corpus", songs_per_genre=10, seed=3, duration=9.0, genres=GENRES, num_proc=1)
-    torch.manual_seed(0)
-    config = SSASTConfig.from_size(
-        "tiny",
-        num_hidden_layers=2,
-        freq_stride=16,
-        time_stride=16,
-        max_length=MAX_LENGTH,
-        num_labels=len(GENRES),
-        id2label=dict(enumerate(GENRES)),
-        label2id={genre: index for index, genre in enumerate(GENRES)},
-    )
-    SSASTForAudioClassification(config).save_pretrained(root / "model")
-    SSASTFeatureExtractor(max_length=MAX_LENGTH).save_pretrained(root / "model")
+    save_tiny_classifier(root / "model", GENRES, 2, MAX_LENGTH)
     return root
 
 

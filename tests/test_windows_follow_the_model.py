@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny_classifier
 from transformers import pipeline
 
-from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassification
+from gtzan_hf import SSASTFeatureExtractor
 from gtzan_hf.commands import embed, evaluate
 from gtzan_hf.commands.cli import run
 from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus, synthesize_song
@@ -22,19 +23,7 @@ GENRES = GTZAN_GENRES[:3]
 
 def _model(path, **windows):
     """A random tiny 512-frame SSAST genre classifier saved in `path`; `windows` as its feature extractor records."""
-    torch.manual_seed(0)
-    config = SSASTConfig.from_size(
-        "tiny",
-        num_hidden_layers=1,
-        max_length=512,
-        freq_stride=16,
-        time_stride=16,
-        id2label=dict(enumerate(GENRES)),
-        label2id={genre: label for label, genre in enumerate(GENRES)},
-    )
-    SSASTForAudioClassification(config).save_pretrained(path)
-    SSASTFeatureExtractor(max_length=512, **windows).save_pretrained(path)
-    return path
+    return save_tiny_classifier(path, GENRES, 1, 512, **windows)
 
 
 @pytest.fixture(scope="module")
