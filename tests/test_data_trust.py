@@ -8,7 +8,9 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from datasets import Dataset, Features, Value
 
 from gtzan_hf.commands.evaluate import main as evaluation_main
@@ -16,6 +18,7 @@ from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
 from gtzan_hf.data import DataConfig, SplitInfo, load_corpus, load_splits
 from gtzan_hf.data.sources import _from_hub
 from gtzan_hf.data.synthetic import generate_corpus
+from gtzan_hf.serving.demo import DemoError, load_recording
 
 GENRES = ("blues", "jazz", "pop", "rock")
 
@@ -210,3 +213,41 @@ def test_a_file_name_in_two_classes_renames_only_those_songs(songs, tmp_path, ca
     Dataset.from_dict(rows, features=features).to_parquet(tmp_path / "repo" / "data" / "train-00000.parquet")
     hub_songs, _ = _from_hub(str(tmp_path / "repo"), "audio", "genre", None, None)
     assert sorted(hub_songs["song_id"]) == sorted(load_corpus(root, num_proc=1, cache_dir=tmp_path).songs["song_id"])
+
+
+DC_SILENCE = (
+    "silent: nothing but a constant (DC) offset, which the filter bank removes; what the model hears (the channels "
+    "averaged, each 25 ms frame's DC offset removed) peaks at or below -80 dBFS"
+)
+CANCELLING = (
+    "silent: its 2 channels cancel out when averaged to mono; what the model hears (the channels averaged, each 25 ms "
+    "frame's DC offset removed) peaks at or below -80 dBFS"
+)
+
+
+def test_silence_is_judged_on_what_the_model_hears_in_datasets_and_uploads(songs, tmp_path):
+    root = _copy(songs, tmp_path / "corpus", ("blues", "jazz"))
+    rate = 22050
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * rate) / rate)
+    heard = {
+        "jazz.dc": (np.full(6 * rate, 0.5), DC_SILENCE),  # 6 s of constant DC
+        "jazz.dc-stereo": (np.full((6 * rate, 2), -0.25), DC_SILENCE),
+        "jazz.cancel": (np.stack([tone, -tone], axis=1), CANCELLING),  # channels that cancel in the downmix
+        "jazz.hum": (np.stack([tone, -0.5 * tone], axis=1) * 0.01 + 0.5, ""),  # a quiet tone on DC: heard
+    }
+    for name, (samples, _) in heard.items():
+        sf.write(root / "jazz" / f"{name}.wav", samples, rate, subtype="FLOAT")
+    corpus = load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache")
+    assert {entry["song_id"]: entry["reason"] for entry in corpus.skipped} == {
+        name: reason for name, (_, reason) in heard.items() if reason
+    }
+    assert "jazz.hum" in corpus.songs["song_id"]
+    for name, (_, reason) in heard.items():
+        if reason:  # the Space refuses them too, with the same reason
+            with pytest.raises(DemoError) as refused:
+                load_recording(root / "jazz" / f"{name}.wav")
+            assert str(refused.value) == (
+                f"{name}.wav cannot be classified: {reason}. Upload a recording of music, between 1 s and 10:00 minutes."
+            )
+        else:
+            assert load_recording(root / "jazz" / f"{name}.wav").problem == ""

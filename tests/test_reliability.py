@@ -686,3 +686,16 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_space(pretrai
         assert f"Resuming from {run_dir / 'checkpoint-4'}" in messages  # the last checkpoint, complete
     exported = torch.load(run_dir / ORIGINAL_CHECKPOINT_NAME, weights_only=True)
     assert exported and is_complete_checkpoint(run_dir / "checkpoint-4")
+
+
+def test_on_a_full_disk_the_error_is_the_last_thing_a_run_prints(corpus, small_disk, tmp_path):
+    with open(small_disk / "filler", "wb") as filler:  # 1 MB left: the first checkpoint cannot be saved
+        filler.write(bytes(shutil.disk_usage(small_disk).free - 2**20))
+    command = [
+        sys.executable, str(REPO / "scripts" / "finetune.py"), *TINY_FINETUNE, "--dataset", str(corpus),
+        "--output_dir", str(small_disk / "run"), "--cache_dir", str(tmp_path / "cache"), "--disable_tqdm", "false",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "| 1/1 [" in done.stderr, done.stderr[-3000:]  # the training bar was drawn
+    last = done.stderr.rstrip().splitlines()[-1]
+    assert last.startswith(f"error: No space left for {small_disk / 'run'}: a save failed"), done.stderr[-3000:]

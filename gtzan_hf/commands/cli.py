@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import pickle
+import signal
 import sys
+import threading
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -210,24 +212,91 @@ def parse_args(
     return (*arguments[: len(dataclass_types)], CommandLine(preset, known.traceback, known.overwrite_output_dir))
 
 
+class Stopped(KeyboardInterrupt):
+    """A SIGTERM (what `kill PID` and `timeout` send), raised in the main thread as Ctrl-C raises `KeyboardInterrupt`:
+    the run unwinds as it does for Ctrl-C, so that `datasets.map`'s worker pool is terminated, a partial cache is
+    removed and the run's lock released, instead of the process vanishing and leaving its workers running."""
+
+
+def _stop_on_sigterm(received: list[int]):
+    """Raise [`Stopped`] on SIGTERM in this process (noting the signal in `received`); returns the handler it
+    replaced. A process forked from this one (`datasets.map`'s workers, DataLoader workers) inherits the handler: there
+    it ends the process at once, as SIGTERM does by default, which is how a terminated pool stops its workers."""
+    owner = os.getpid()
+
+    def stop(signum, frame):
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        received.append(signum)
+        raise Stopped(f"{signal.Signals(signum).name} received")
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _end_child_processes() -> None:
+    """Terminate the processes this one started and still runs (multiprocessing's and `multiprocess`'s, as
+    `datasets.map` uses), and wait for them: a stop that fell while a pool or its manager was being started leaves a
+    child that nothing else ends, which the interpreter would then wait for at exit."""
+    modules = [sys.modules[name] for name in ("multiprocessing", "multiprocess") if name in sys.modules]
+    children = [child for module in modules for child in module.active_children()]
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout=10)
+
+
+def _end_output() -> None:
+    """Close the progress bars still open (a failed step leaves the Trainer's, which would otherwise draw its last
+    line when the interpreter exits) and flush stdout, so that what is printed next is the last thing a run prints."""
+    std = sys.modules.get("tqdm.std")  # every bar is a tqdm; each class that made the first of its bars holds them
+    classes, bars = [std.tqdm] if std else [], []
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        bars += list(cls.__dict__.get("_instances", ()))
+    for bar in bars:
+        bar.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
 def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
     """
     Run an entry point: log to the console, and report a user error (a missing path, a damaged file, a bad flag,
     the Hub offline) as one `error:` line with exit status 1 and no traceback (`--traceback` or
-    `GTZAN_HF_TRACEBACK=1` shows it). Other exceptions are bugs and keep their traceback.
+    `GTZAN_HF_TRACEBACK=1` shows it). Other exceptions are bugs and keep their traceback. The error line is the last
+    thing printed. A SIGTERM stops the run as Ctrl-C does ([`Stopped`]), with its worker processes, and ends it with
+    one `stopped:` line and exit status 143 (128 + 15, as a process killed by it).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--traceback" in argv or os.environ.get("GTZAN_HF_TRACEBACK") == "1"
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    received: list[int] = []
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = _stop_on_sigterm(received) if in_main_thread else None
     try:
         main(argv)
-    except (*USER_ERRORS, SystemExit) as error:
-        if debug or isinstance(error, SystemExit):
+    except BaseException as error:
+        if isinstance(error, SystemExit):
+            raise
+        _end_output()
+        # a stop may surface as another exception: datasets.map replaces it with its pool's TimeoutError
+        if received and not debug:
+            _end_child_processes()
+            name = signal.Signals(received[0]).name
+            print(f"stopped: {name} received; the run and its worker processes ended.", file=sys.stderr)
+            sys.exit(128 + received[0])
+        if debug or not isinstance(error, USER_ERRORS):
             raise
         if isinstance(error, pickle.UnpicklingError):  # weights read from the Hub; torch's advice would run their code
             error = refused_pickle("A PyTorch weights file", error, MODEL_WEIGHTS_REMEDY)
         message = " ".join(str(error).split()) or type(error).__name__
         sys.exit(f"error: {message}")
+    finally:
+        if in_main_thread:  # `None`: a handler not set from Python, i.e. the default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def entry_point(main: Callable[[Sequence[str] | None], object]) -> Callable[[], None]:

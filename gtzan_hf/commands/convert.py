@@ -3,6 +3,7 @@ SSAST folder (`gtzan_hf.models.loading.convert_checkpoint`)."""
 
 from ..models.loading import convert_checkpoint
 from ..models.source import CONVERTIBLE, CONVERTIBLE_EXPECTED, resolve_model
+from ..training.output_dir import check_output_dir
 from .cli import OneLineErrors, entry_point
 
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--traceback", action="store_true", help="show the traceback of errors")
     args = parser.parse_args(argv)
+    check_output_dir(args.output_dir, "OUTPUT_DIR")
     source = resolve_model(args.checkpoint, what="CHECKPOINT", kinds=CONVERTIBLE, expected=CONVERTIBLE_EXPECTED)
     if args.for_pretraining:
         model = convert_checkpoint(

@@ -36,6 +36,7 @@ from ..inference.windowing import FRAMES_PER_SECOND
 from ..models.loading import ModelArguments, build_classifier, build_feature_extractor
 from ..models.modeling_ssast import SSASTModel
 from ..models.source import ModelSource
+from ..training.output_dir import check_output_dir
 from .cli import entry_point, parse_args
 from .evaluate import resolve_device
 
@@ -174,6 +175,7 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         raise ValueError("Name the model to embed with: MODEL (a folder, Hub id, .pth file or released name).")
     if args.pooling not in POOLINGS:
         raise ValueError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
+    check_output_dir(args.output_dir)
     source = _model_arguments(args).resolve()  # a bad model is refused before any data is prepared
     # the fixed windows of every split, train included: no crops, no augmentation
     data_config = replace(

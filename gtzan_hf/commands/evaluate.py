@@ -20,6 +20,7 @@ from ..inference.predict import WindowPredictions, predict
 from ..models.loading import check_label_names, load_classifier
 from ..models.source import TRAINED, TRAINED_EXPECTED, ModelSource, resolve_model
 from ..reports.evaluation import comparison_table, write_evaluation_reports
+from ..training.output_dir import check_output_dir
 from .cli import entry_point, parse_args
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,9 @@ def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str
     names = args.ensemble or ([args.model] if args.model else [])
     if not names:
         raise ValueError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
+    saved = saved_data_settings(names[0])
+    output_dir = Path(args.output_dir or (Path(names[0]) / "evaluation" if saved else "evaluation"))
+    check_output_dir(output_dir)
     # resolved before any data is prepared: a bad model is refused at once
     sources = [
         resolve_model(
@@ -122,8 +126,6 @@ def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str
         for name in names
     ]
     device = resolve_device(args.device)
-    saved = saved_data_settings(names[0])
-    output_dir = Path(args.output_dir or (Path(names[0]) / "evaluation" if saved else "evaluation"))
     data_config.dataset = data_config.resolved_dataset()
     # on the run's own split, its songs must be those it was scored on
     split_settings = ("dataset", "split", "split_seed", "fold", "num_folds")

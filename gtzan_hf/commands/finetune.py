@@ -114,6 +114,8 @@ def build_trainer(
     """
     set_seed(training_args.seed)
     source = source or model_args.resolve()
+    if not training_args.do_train:  # a model that cannot be evaluated as it is is refused before any data
+        model, _ = load_classifier(source)
     # The main process writes the corpus and the fbank cache; the others then read them.
     with training_args.main_process_first(desc="dataset preparation"):
         data_config.dataset = data_config.resolved_dataset()
@@ -135,7 +137,6 @@ def build_trainer(
         feature_extractor.hop_seconds = data.windows.hop_seconds
         model = build_classifier(source, model_args, data.label_names)
     else:
-        model, _ = load_classifier(source)
         check_label_names(model, data.label_names, source.name)
     trainer = AudioClassificationTrainer(
         model=model,

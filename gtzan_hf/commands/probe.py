@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..inference.predict import WindowPredictions
 from ..reports.evaluation import split_metrics, write_confusion_matrices
+from ..training.output_dir import check_output_dir
 from .cli import entry_point, parse_args
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def run_probe(args: ProbeArguments) -> dict:
     metrics.json), clip- and song-level confusion matrices and `probe_config.json`; returns the metrics."""
     if args.embeddings_dir is None:
         raise ValueError("Name the embeddings to probe: EMBEDDINGS_DIR, an output folder of scripts/embed.py.")
+    check_output_dir(args.output_dir)
     embeddings = load_window_embeddings(args.embeddings_dir, args.cache_dir)
     label_names = embeddings["train"].features["label"].names
     arrays = {split: _split_arrays(embeddings[split]) for split in SPLITS}

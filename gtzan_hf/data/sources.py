@@ -39,8 +39,8 @@ PATH_COLUMNS = ("path", "file", "filename", "audio")
 # refuses: a Hub dataset holding this file is read from the archive, unpacked, instead.
 GTZAN_ARCHIVE = "data/genres.tar.gz"
 # Version of the file checks (`audio.check_recording`): a new rule makes earlier cached verdicts stale (3: the
-# bounds on decoded size; 4: the content hashes).
-CHECK_VERSION = 4
+# bounds on decoded size; 4: the content hashes; 5: silence judged on what the model hears).
+CHECK_VERSION = 5
 # The one class of a corpus read without labels (`label_column=None`, for self-supervised pretraining).
 UNLABELED = "unlabeled"
 

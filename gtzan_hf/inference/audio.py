@@ -15,8 +15,11 @@ from ..models.feature_extraction_ssast import MAX_AMPLITUDE  # +60 dBFS: the fea
 
 # A file shorter than this holds no 25 ms Kaldi frame once resampled: it cannot be featurised.
 MIN_DURATION_SECONDS = 0.03
-# Peak amplitude at or below which a file counts as silent (-80 dBFS): digital silence, or a failed rip.
+# Peak amplitude at or below which a file counts as silent (-80 dBFS): digital silence, or a failed rip. Judged on
+# what the model hears too: the channels averaged to mono, and each Kaldi frame (25 ms every 10 ms) less its mean, as
+# the filter bank removes every frame's DC offset (a constant signal, or channels that cancel, is silence to it).
 SILENCE_PEAK = 1e-4
+FRAME_SECONDS, FRAME_SHIFT_SECONDS = 0.025, 0.010
 # What a file may decode to, read from its header before any decoding: a small file can declare hours of many
 # channels (a 0.4 MB FLAC of silence declares 8 channels × 96 kHz × 9 minutes, 1.6 GB of float32). Every channel is
 # averaged; 16 covers 9.1.6 immersive mixes and third-order Ambisonics.
@@ -59,7 +62,8 @@ class Recording:
     @property
     def problem(self) -> str:
         """Why the recording cannot be used (see [`samples_problem`]), or `""` when it can."""
-        return _problem(len(self.waveform), self.sampling_rate, self.peak)
+        problem = _problem(len(self.waveform), self.sampling_rate, self.peak)
+        return problem or _heard_problem(self.waveform, self.sampling_rate, self.num_channels)
 
     def resampled(self, sampling_rate: int = 16000) -> np.ndarray:
         """The mono waveform at `sampling_rate` (see [`resample`])."""
@@ -229,8 +233,10 @@ def audio_problem(audio: dict | str) -> str:
 
 def samples_problem(samples: np.ndarray, sampling_rate: int) -> str:
     """Why decoded `(num_samples, num_channels)` samples cannot be used (empty, too short, non-finite, far beyond
-    full scale, silent), or `""` when they can: usable samples give finite features."""
-    return _problem(samples.shape[0] if samples.size else 0, sampling_rate, _peak(samples))
+    full scale, silent, or silent once downmixed or once each frame's DC offset is removed), or `""` when they can:
+    usable samples give finite features that hold something."""
+    problem = _problem(samples.shape[0] if samples.size else 0, sampling_rate, _peak(samples))
+    return problem or _heard_problem(samples.mean(axis=1, dtype=np.float32), sampling_rate, samples.shape[1])
 
 
 def _problem(num_frames: int, sampling_rate: int, peak: float) -> str:
@@ -244,4 +250,40 @@ def _problem(num_frames: int, sampling_rate: int, peak: float) -> str:
         return f"corrupt: peak amplitude {peak:.3g}, more than {MAX_AMPLITUDE:g} times full scale (+60 dBFS)"
     if peak <= SILENCE_PEAK:
         return "silent: peak amplitude at or below -80 dBFS"
+    return ""
+
+
+def _frames_silent(waveform: np.ndarray, sampling_rate: int) -> bool:
+    """Whether every Kaldi frame of a mono waveform (25 ms every 10 ms), less its own mean as the filter bank removes
+    it, peaks at or below `SILENCE_PEAK`. Frames are compared by blocks (a view of the waveform, no copy of it) that
+    grow from 64 frames to about `BLOCK_SAMPLES` samples: music is told from silence in its first few frames."""
+    length = max(1, round(FRAME_SECONDS * sampling_rate))
+    shift = max(1, round(FRAME_SHIFT_SECONDS * sampling_rate))
+    if len(waveform) < length:  # one frame at most: the whole waveform
+        return _peak(waveform - waveform.mean()) <= SILENCE_PEAK
+    num_frames = 1 + (len(waveform) - length) // shift
+    first, count = 0, 64
+    while first < num_frames:
+        count = min(count, num_frames - first)
+        block = waveform[first * shift : (first + count - 1) * shift + length]
+        frames = np.lib.stride_tricks.sliding_window_view(block, length)[::shift]
+        if _peak(frames - frames.mean(axis=1, keepdims=True)) > SILENCE_PEAK:
+            return False
+        first, count = first + count, min(2 * count, max(1, BLOCK_SAMPLES // length))
+    return True
+
+
+def _heard_problem(mono: np.ndarray, sampling_rate: int, num_channels: int) -> str:
+    """Why a recording whose channels are not silent is silent to the model (`""` when it is not): its channels
+    cancel once averaged to mono, or what is left is a constant (DC) offset, which the filter bank removes."""
+    heard = "what the model hears (the channels averaged, each 25 ms frame's DC offset removed)"
+    if num_channels > 1 and _peak(mono) <= SILENCE_PEAK:
+        return (
+            f"silent: its {num_channels} channels cancel out when averaged to mono; {heard} peaks at or below -80 dBFS"
+        )
+    if _frames_silent(mono, sampling_rate):
+        return (
+            f"silent: nothing but a constant (DC) offset, which the filter bank removes; {heard} peaks at or below "
+            "-80 dBFS"
+        )
     return ""

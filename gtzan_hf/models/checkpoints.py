@@ -39,6 +39,7 @@ import torch
 from filelock import FileLock
 from huggingface_hub import constants, is_offline_mode
 from huggingface_hub.utils import tqdm
+from safetensors import SafetensorError
 
 logger = logging.getLogger(__name__)
 
@@ -188,12 +189,17 @@ def refused_pickle(what: str, error: pickle.UnpicklingError, remedy: str) -> Val
 def load_tensors(path: str | os.PathLike, remedy: str):
     """
     `torch.load(path, weights_only=True)` on the CPU, memory-mapped where the file's format allows (checking a file
-    then costs little memory); a file it refuses raises [`refused_pickle`]'s `ValueError` with `remedy`.
+    then costs little memory); a file it refuses raises [`refused_pickle`]'s `ValueError` with `remedy`, one it
+    cannot read (cut short) a `ValueError` naming it.
     """
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as error:
         raise refused_pickle(str(path), error, remedy) from None
+    except (RuntimeError, EOFError) as error:  # torch's reader on a file cut short or of another format
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} cannot be read ({reason}): it was cut short, or is not a PyTorch file. Copy it "
+                         "again, or save it again.") from None  # fmt: skip
 
 
 def check_model_weights(folder: str | os.PathLike, remedy: str = MODEL_WEIGHTS_REMEDY) -> None:
@@ -221,6 +227,10 @@ def safe_model_weights(model_id: str | os.PathLike) -> Iterator[None]:
         yield
     except pickle.UnpicklingError as error:
         raise refused_pickle(f"A PyTorch weights file of {model_id}", error, MODEL_WEIGHTS_REMEDY) from None
+    except SafetensorError as error:  # a Hub model's file, read as it is downloaded (a local one is checked before)
+        raise ValueError(
+            f"The weights of {model_id} cannot be read ({error}): the file was cut short. Download it again."
+        ) from None
 
 
 def _download(name: str, target: Path) -> None:

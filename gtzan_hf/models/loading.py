@@ -19,7 +19,7 @@ from .convert import (
     from_original_checkpoint,
     pretraining_model_from_original_checkpoint,
 )
-from .feature_extraction_ssast import SSASTFeatureExtractor
+from .feature_extraction_ssast import AUDIOSET_MEAN, AUDIOSET_STD, SSASTFeatureExtractor
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
 from .registry import MODEL_TYPES, AudioClassifier, model_type
 from .source import (
@@ -183,8 +183,23 @@ def build_feature_extractor(
     """
     The feature extractor of the model [`build_classifier`] gives: a saved model's own; a pretraining folder's or an
     AST model's statistics at `max_length` frames; AudioSet's statistics at `max_length` frames for an original
-    checkpoint or a new model.
+    checkpoint or a new model. A folder without `preprocessor_config.json` gets AudioSet's statistics (at its own input
+    length for a saved model), with a warning that says so.
     """
+    if source is not None and source.kind != CHECKPOINT and not source.preprocessor:
+        if source.kind == MODEL:  # a saved model keeps its geometry
+            max_length = source.config.get("max_length", max_length)
+            num_mel_bins = source.config.get("num_mel_bins", num_mel_bins)
+        logger.warning(
+            "%s has no preprocessor_config.json: assuming AudioSet's statistics (mean %g, std %g) and windows of its "
+            "whole input (%d frames, %g s). If it was trained with others, copy its preprocessor_config.json into "
+            "the folder.",
+            source.name,
+            AUDIOSET_MEAN,
+            AUDIOSET_STD,
+            max_length,
+            max_length / 100,
+        )
     if source is None or source.kind == CHECKPOINT or not source.preprocessor:
         return SSASTFeatureExtractor(num_mel_bins=num_mel_bins, max_length=max_length)
     if source.kind in (PRETRAINING, AST):
@@ -208,6 +223,14 @@ def load_classifier(
     else:
         source = resolve_model(
             source, trust_remote_code=trust_remote_code, what="MODEL", kinds=TRAINED, expected=TRAINED_EXPECTED
+        )
+    if source.kind == MODEL and not source.preprocessor:
+        length = source.config.get("max_length", 1024)
+        raise FileNotFoundError(
+            f"{source.name} has no preprocessor_config.json: a gtzan-hf model folder carries its feature extractor "
+            f"(its normalisation and windows), and without it the model would be fed AudioSet's statistics and "
+            f"{length / 100:g} s windows, not those it was trained on. Copy preprocessor_config.json from the folder "
+            "the model was saved in (a run's output_dir), or save the model with its feature extractor."
         )
     if source.kind in (AST, MODEL):
         if source.kind == AST:

@@ -10,17 +10,21 @@ windows it was trained on. No weights are loaded and no code from a folder runs.
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError, safe_open
 from transformers import PreTrainedConfig
-from transformers.utils import FEATURE_EXTRACTOR_NAME, cached_file
+from transformers.utils import FEATURE_EXTRACTOR_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file
 
 from .checkpoints import (
     RELEASED_CHECKPOINTS,
     check_model_weights,
     checkpoint_kind,
     load_original_checkpoint,
+    load_tensors,
     released_name,
     resolve_checkpoint,
 )
@@ -190,6 +194,7 @@ def resolve_model(
         kind = AST if found == AST_MODEL_TYPE else FOREIGN
     source = require_kind(ModelSource(name, kind, location, config, preprocessor), kinds, expected, what)
     check_model_weights(location)  # a local folder's PyTorch weights that pickle objects: refused now, in one line
+    check_model_parts(source)
     if kind == FOREIGN and not trust_remote_code:
         raise ValueError(
             f"{name} holds a {found!r} model, not one of gtzan-hf's or a transformers AST: loading it would run the "
@@ -197,3 +202,121 @@ def resolve_model(
             "TRUST_REMOTE_CODE=1 (the Space)."
         )
     return source
+
+
+def _labels_problem(config: dict) -> str:
+    """How a config's class names disagree with each other or with its number of classes (`""` if they do not)."""
+    id2label = config.get("id2label")
+    if id2label is None:  # transformers' defaults (LABEL_0, ...) from num_labels
+        return ""
+    if not isinstance(id2label, dict):
+        return f"id2label is a {type(id2label).__name__}; expected a mapping of class ids to names"
+    try:
+        ids = sorted(int(key) for key in id2label)
+    except (TypeError, ValueError):
+        return f"id2label has the keys {sorted(map(str, id2label))}; expected the class ids 0, 1, 2, ..."
+    missing = sorted(set(range(len(ids))) - set(ids))
+    if missing:
+        return (
+            f"id2label names the classes {', '.join(map(str, ids))}: class {missing[0]} is missing (expected the ids "
+            f"0 to {len(ids) - 1} without a gap, one per output of the model's head)"
+        )
+    num_labels = config.get("num_labels")
+    if num_labels is not None and num_labels != len(ids):
+        return f"num_labels is {num_labels} but id2label names {len(ids)} classes"
+    names = Counter(map(str, id2label.values()))
+    twice = [name for name, count in names.items() if count > 1]
+    if twice:
+        return f"id2label names {twice[0]!r} {names[twice[0]]} times (each class once)"
+    label2id = config.get("label2id")
+    if isinstance(label2id, dict) and label2id:
+        for key, name in id2label.items():
+            if str(label2id.get(name)) != str(key):
+                return f"label2id gives {name!r} the id {label2id.get(name)}, id2label {key}"
+    return ""
+
+
+def _weight_shapes(folder: Path) -> tuple[Path | None, dict[str, tuple[int, ...]]]:
+    """`(the weights file, the shape of each tensor)` of a saved model folder, read from the safetensors headers (no
+    tensor is read) or a PyTorch `.bin` (memory-mapped, tensors only); `(None, {})` without weights. A file that
+    cannot be read (cut short, not a weights file) is refused in one line naming it."""
+    index = folder / SAFE_WEIGHTS_INDEX_NAME
+    if (folder / SAFE_WEIGHTS_NAME).is_file():
+        files = [folder / SAFE_WEIGHTS_NAME]
+    elif index.is_file():
+        files = [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    else:
+        files = sorted(folder.glob("pytorch_model*.bin"))
+    shapes = {}
+    for file in files:
+        if file.suffix != ".safetensors":
+            shapes.update({key: tuple(value.shape) for key, value in load_tensors(file, "").items()})
+            continue
+        try:
+            with safe_open(file, framework="pt") as handle:
+                shapes.update({key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()})
+        except (SafetensorError, OSError) as error:
+            raise ValueError(
+                f"{file} cannot be read ({error}): it was cut short, or is not a safetensors file. Copy or download "
+                "the model again, or save it again (save_pretrained)."
+            ) from None
+    return (files[0] if files else None), shapes
+
+
+def _shapes_problem(found: dict, expected: dict) -> str:
+    """How the weights' shapes disagree with those of the model a config describes (`""` if they do not)."""
+    wrong = [key for key in expected if key in found and found[key] != expected[key]]
+    if wrong:
+        key = wrong[0]
+        more = f", and {len(wrong) - 1} more of other shapes" if len(wrong) > 1 else ""
+        return f"holds {key} of shape {list(found[key])} where config.json describes {list(expected[key])}{more}"
+    for keys, verb in (
+        ([key for key in expected if key not in found], "lacks"),
+        ([key for key in found if key not in expected], "holds weights config.json has no place for:"),
+    ):
+        if keys:
+            listed = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            return f"{verb} {listed}" if verb != "lacks" else f"lacks {listed} of the model config.json describes"
+    return ""
+
+
+def check_model_parts(source: ModelSource) -> None:
+    """
+    Refuse, in one line naming the file and the disagreement, a model folder whose parts disagree, before anything is
+    loaded or any data prepared: class names (`id2label`) with a gap, twice the same name, another count than
+    `num_labels` or a `label2id` that does not invert them; a preprocessor of another input length or mel bins than
+    the model's; weights that cannot be read (a cut `model.safetensors`) or whose names and shapes are not those of
+    the model `config.json` describes (a model of the package's types, whose weights are read from the local files'
+    headers only).
+    """
+    problem = _labels_problem(source.config)
+    if problem:
+        raise ValueError(
+            f"The config.json of {source.name} disagrees with itself: {problem}. Correct it, or save the model again "
+            "(save_pretrained writes it whole)."
+        )
+    if source.kind == MODEL and source.preprocessor:
+        for key in ("max_length", "num_mel_bins"):
+            model_value, extractor_value = source.config.get(key), source.preprocessor.get(key)
+            if None not in (model_value, extractor_value) and model_value != extractor_value:
+                raise ValueError(
+                    f"The parts of {source.name} disagree: its config.json reads {key} {model_value}, its "
+                    f"preprocessor_config.json gives {key} {extractor_value}. Save the model and its feature "
+                    "extractor again together (a run's output_dir holds both)."
+                )
+    folder = Path(source.location)
+    entry = source.model_type
+    if entry is None or not folder.is_dir():
+        return
+    file, found = _weight_shapes(folder)
+    model_class = entry.pretraining_class if source.kind == PRETRAINING else entry.classifier_class
+    if file is None or model_class is None:
+        return
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = model_class(entry.config_class.from_dict(source.config))
+    problem = _shapes_problem(found, {key: tuple(value.shape) for key, value in model.state_dict().items()})
+    if problem:
+        raise ValueError(
+            f"{file} {problem}: the weights and config.json are of two different models. Save the model again "
+            "(save_pretrained writes both together), or restore the file that was replaced."
+        )

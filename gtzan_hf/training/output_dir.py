@@ -57,6 +57,21 @@ def _size(num_bytes: int) -> str:
     return f"{num_bytes / 1000**exponent:.1f} {'kMGT'[exponent - 1]}B"
 
 
+def check_output_dir(output_dir: str | os.PathLike, flag: str = "--output_dir") -> None:
+    """Refuse, in one line, an output folder that is a file or lies under one (it could never be made), before any
+    work: `mkdir`'s own `[Errno 17] File exists` says neither which path nor what to do."""
+    path = Path(output_dir)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                found = "is a file" if folder == path else f"lies under {folder}, which is a file"
+                raise NotADirectoryError(
+                    f"{flag} {path} {found}: expected a folder to write in (made if missing). Choose another {flag}, "
+                    "or move the file."
+                )
+            return
+
+
 class RunLock:
     """
     The lock of a run's output folder (`LOCK_NAME` in it), as a context manager. While a run holds it, another one
@@ -90,6 +105,7 @@ class RunLock:
         os.pwrite(fd, _holder_record(), 0)
 
     def __enter__(self) -> "RunLock":
+        check_output_dir(self.output_dir)
         folders = (self.output_dir, *self.output_dir.parents)
         self._created = list(itertools.takewhile(lambda folder: not folder.exists(), folders))
         self.output_dir.mkdir(parents=True, exist_ok=True)

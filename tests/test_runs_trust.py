@@ -1,0 +1,110 @@
+"""Runs that change under them or stop halfway, each fault made on the spot: a SIGTERM during the first cache build
+(its `datasets.map` workers), an error while a progress bar is drawn, an `--output_dir` that is a file, a resume after
+the classes or the settings changed, a `splits.json` cut short or edited, and embeddings re-written over a stopped
+run. Tiny corpora and models, CPU; the stops and the printed output in real subprocesses."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import one_line_error
+
+from gtzan_hf.commands import embed, evaluate, finetune, probe
+from gtzan_hf.data.synthetic import generate_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+GENRES = ("blues", "jazz", "rock")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """3 genres x 4 songs of 2.5 s."""
+    root = tmp_path_factory.mktemp("corpus")
+    generate_corpus(root, songs_per_genre=4, seed=1, duration=2.5, genres=GENRES, num_proc=1)
+    return root
+
+
+# scripts/finetune.py as a user runs it, its filter banks slowed down so that the stop falls inside the cache build
+SLOW_CACHE_BUILD = """
+import runpy, sys, time
+from gtzan_hf import SSASTFeatureExtractor
+
+fbank = SSASTFeatureExtractor.fbank
+
+
+def slow_fbank(self, waveform):
+    time.sleep(1.0)
+    return fbank(self, waveform)
+
+
+SSASTFeatureExtractor.fbank = slow_fbank
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_sigterm_during_the_cache_build_ends_the_run_and_its_workers(corpus, tmp_path):
+    cache_dir, output_dir = tmp_path / "cache", tmp_path / "run"
+    command = [
+        sys.executable, "-c", SLOW_CACHE_BUILD, str(REPO / "scripts" / "finetune.py"),
+        "--preset", "quickstart", "--dataset", str(corpus), "--output_dir", str(output_dir),
+        "--cache_dir", str(cache_dir), "--preprocessing_num_workers", "2", "--split", "kfold", "--num_folds", "3",
+    ]  # fmt: skip
+    log = tmp_path / "log.txt"  # not a pipe: workers that outlive the run would hold it open
+    run = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    parent = psutil.Process(run.pid)
+    try:
+        workers = []
+        for _ in range(1800):  # at most 3 min: the imports and the file checks, on a busy machine
+            if run.poll() is not None:
+                break
+            if list(cache_dir.glob("fbank-*.partial-*")):
+                workers = [child for child in parent.children(recursive=True) if child.is_running()]
+                if len(workers) >= 2:
+                    break
+            time.sleep(0.1)
+        assert len(workers) >= 2, f"the cache build never ran in worker processes: {log.read_text()[-3000:]}"
+        run.send_signal(signal.SIGTERM)  # what `kill PID` and `timeout` send
+        run.wait(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [w for w in alive if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.2)
+    for worker in alive:  # not to leave them to the rest of the suite
+        worker.kill()
+    assert not alive, f"{len(alive)} of the run's {len(workers)} worker processes outlived it"
+    output = log.read_text()
+    assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert output.strip().splitlines()[-1] == "stopped: SIGTERM received; the run and its worker processes ended."
+    assert not list(cache_dir.glob("fbank-*")), "the partial cache was left behind"
+    assert not output_dir.exists(), "the run's lock and folder were left behind"
+
+
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_an_output_dir_that_is_a_file_is_one_line_before_any_work(corpus, tmp_path, where):
+    taken = tmp_path / "run.txt"
+    taken.write_text("notes")
+    output_dir = taken if where == "file" else taken / "run"
+    what = f"{output_dir} is a file" if where == "file" else f"{output_dir} lies under {taken}, which is a file"
+    common = ["--dataset", str(corpus), "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(output_dir)]
+    for main, argv in (
+        (finetune.main, ["--preset", "quickstart", *common]),
+        (evaluate.main, [str(tmp_path / "model"), *common]),
+        (embed.main, [str(tmp_path / "model"), *common]),
+        (probe.main, [str(tmp_path / "embeddings"), "--output_dir", str(output_dir)]),
+    ):
+        message = one_line_error(main, argv)
+        assert message == (
+            f"error: --output_dir {what}: expected a folder to write in (made if missing). Choose another "
+            "--output_dir, or move the file."
+        ), message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.txt"]  # no cache: refused before any work
