@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import one_line_error
 from datasets import Dataset, Features, Value
 
 from gtzan_hf.commands.evaluate import main as evaluation_main
@@ -246,8 +247,49 @@ def test_silence_is_judged_on_what_the_model_hears_in_datasets_and_uploads(songs
         if reason:  # the Space refuses them too, with the same reason
             with pytest.raises(DemoError) as refused:
                 load_recording(root / "jazz" / f"{name}.wav")
-            assert str(refused.value) == (
-                f"{name}.wav cannot be classified: {reason}. Upload a recording of music, between 1 s and 10:00 minutes."
+            limits = "between 1 s and 10:00 minutes"
+            assert (
+                str(refused.value)
+                == f"{name}.wav cannot be classified: {reason}. Upload a recording of music, {limits}."
             )
         else:
             assert load_recording(root / "jazz" / f"{name}.wav").problem == ""
+
+
+def _cut_short(path: Path) -> None:
+    path.write_text(path.read_text()[:200])
+
+
+def _without_test_songs(path: Path) -> None:
+    record = json.loads(path.read_text())
+    del record["song_ids"]["test"]
+    path.write_text(json.dumps(record))
+
+
+def _labels_as_text(path: Path) -> None:
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "label_names": "blues jazz rock"}))
+
+
+EXPECTED_SPLITS = (
+    ": it was cut short or edited by hand. Expected the songs of every split of a run (train, validation, test), as "
+    "fine-tuning writes them. Restore it from a copy, or run again the command that wrote it."
+)
+
+
+@pytest.mark.parametrize(
+    "damage, found",
+    [
+        (_cut_short, "is not valid JSON (Expecting value: line "),
+        (_without_test_songs, "lacks song_ids.test" + EXPECTED_SPLITS),
+        (_labels_as_text, 'has label_names: "blues jazz rock", not a list' + EXPECTED_SPLITS),
+    ],
+)
+def test_a_damaged_splits_json_is_one_line_naming_the_file_and_the_key(run_without_pop, tmp_path, damage, found):
+    _, output_dir, _ = run_without_pop
+    run = tmp_path / "run"
+    shutil.copytree(output_dir, run, ignore=shutil.ignore_patterns("checkpoint-*", "evaluation"))
+    damage(run / "splits.json")
+    message = one_line_error(evaluation_main, [str(run), "--output_dir", str(tmp_path / "evaluation")])
+    assert message.startswith(f"error: {run / 'splits.json'} {found}"), message
+    assert not (tmp_path / "evaluation").exists()

@@ -16,6 +16,7 @@ import torch
 
 from ..data import DataConfig, SplitInfo, build_datasets
 from ..data.collator import evaluation_dataloader
+from ..data.splits import read_record
 from ..inference.predict import WindowPredictions, predict
 from ..models.loading import check_label_names, load_classifier
 from ..models.source import TRAINED, TRAINED_EXPECTED, ModelSource, resolve_model
@@ -57,16 +58,20 @@ def resolve_device(device: str) -> str:
 
 
 def evaluate_model(
-    source: ModelSource, data_config: DataConfig, batch_size: int, device: str, run_dir: str | None = None
+    source: ModelSource,
+    data_config: DataConfig,
+    batch_size: int,
+    device: str,
+    run_splits: tuple[Path, SplitInfo] | None = None,
 ):
     """Predictions of one model on the validation and test splits, featurised with its own feature extractor, on
-    its own windows unless `data_config` names others; with `run_dir`, the songs are checked against the run's
-    before any prediction ([`check_same_songs`])."""
+    its own windows unless `data_config` names others; with `run_splits` (a run's `splits.json`, read), the songs
+    are checked against the run's before any prediction ([`check_same_songs`])."""
     model, feature_extractor = load_classifier(source)
     data = build_datasets(data_config, feature_extractor)
     check_label_names(model, data.label_names, source.name)
-    if run_dir is not None:
-        check_same_songs(run_dir, data, data_config)
+    if run_splits is not None:
+        check_same_songs(*run_splits, data, data_config)
     model.to(device)
     predictions = {
         split: predict(model, evaluation_dataloader(getattr(data, split), batch_size, data.num_labels), True)
@@ -91,14 +96,13 @@ def saved_data_settings(model: str | None) -> dict:
     """The data settings a fine-tuning run in folder `model` was made with (its run_config.json), or `{}`."""
     if model is None or not (Path(model) / "run_config.json").is_file():
         return {}
-    return DataConfig.saved_values(json.loads((Path(model) / "run_config.json").read_text()))
+    return DataConfig.saved_values(read_record(Path(model) / "run_config.json", "the settings of a fine-tuning run"))
 
 
-def check_same_songs(run_dir: str, data, data_config: DataConfig) -> None:
-    """When the split settings are the run's, the songs and their audio must be too: a changed corpus gives other
-    figures."""
-    saved = Path(run_dir) / "splits.json"
-    changes = SplitInfo.load(saved).changes(data.info, SPLITS) if saved.is_file() else ""
+def check_same_songs(saved: Path, run_info: SplitInfo, data, data_config: DataConfig) -> None:
+    """When the split settings are the run's, the songs and their audio must be too (those of `run_info`, read from
+    the run's `saved` splits.json): a changed corpus gives other figures."""
+    changes = run_info.changes(data.info, SPLITS)
     if changes:
         raise ValueError(
             f"The songs of {data_config.dataset} ({data_config.split} split) differ from those in {saved}: {changes}. "
@@ -130,9 +134,11 @@ def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str
     # on the run's own split, its songs must be those it was scored on
     split_settings = ("dataset", "split", "split_seed", "fold", "num_folds")
     same_split = saved and all(saved.get(key) == getattr(data_config, key) for key in split_settings)
-    run_dir = names[0] if same_split else None
+    saved_splits = Path(names[0]) / "splits.json"
+    # read (and checked) before any data is prepared
+    run_splits = (saved_splits, SplitInfo.load(saved_splits)) if same_split and saved_splits.is_file() else None
     evaluated = [
-        evaluate_model(source, data_config, args.batch_size, device, run_dir if index == 0 else None)
+        evaluate_model(source, data_config, args.batch_size, device, run_splits if index == 0 else None)
         for index, source in enumerate(sources)
     ]
     data = evaluated[0][1]

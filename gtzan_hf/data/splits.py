@@ -17,6 +17,24 @@ from .sources import Corpus, load_corpus
 logger = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "validation", "test")
+KINDS = {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}
+RESTORE = "Restore it from a copy, or run again the command that wrote it."
+
+
+def read_record(path: str | os.PathLike, expected: str) -> dict:
+    """The JSON mapping a run saved in `path` (`expected` says what it holds), or one line naming the file when it is
+    not one: a file cut short or edited by hand."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path} is not valid JSON ({error}): it was cut short or edited by hand. Expected {expected}. {RESTORE}"
+        ) from None
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{path} holds {KINDS.get(type(record), type(record).__name__)}; expected {expected}. {RESTORE}"
+        )
+    return record
 
 
 def fault_filtered_lists() -> dict[str, list[str]]:
@@ -59,9 +77,23 @@ class SplitInfo:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SplitInfo":
-        """A saved `splits.json`. One written before a field was added gets its default: without content hashes,
-        [`changes`] compares song ids only."""
-        record = json.loads(Path(path).read_text())
+        """
+        A saved `splits.json`. One written before a field was added gets its default: without content hashes,
+        [`changes`] compares song ids only. One cut short or edited by hand (not JSON, a field or a split missing or
+        of another type) is refused in one line naming the file and the key.
+        """
+        expected = "the songs of every split of a run (train, validation, test), as fine-tuning writes them"
+        record = read_record(path, expected)
+        kinds = {"source": str, "split": str, "seed": int, "label_names": list, "song_ids": dict}
+        optional = {"skipped": list, "excluded": list, "dropped_classes": dict, "content_hashes": dict}
+        values = [(name, record.get(name, ...), kind) for name, kind in kinds.items()]
+        values += [(name, record[name], kind) for name, kind in optional.items() if name in record]
+        if isinstance(record.get("song_ids"), dict):
+            values += [(f"song_ids.{split}", record["song_ids"].get(split, ...), list) for split in SPLIT_NAMES]
+        for name, value, kind in values:
+            if value is ... or not isinstance(value, kind):
+                found = f"lacks {name}" if value is ... else f"has {name}: {json.dumps(value)[:40]}, not {KINDS[kind]}"
+                raise ValueError(f"{path} {found}: it was cut short or edited by hand. Expected {expected}. {RESTORE}")
         return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
     def changes(self, current: "SplitInfo", splits: Iterable[str] = SPLIT_NAMES) -> str:

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix
 
+from ..data.splits import read_record
 from ..inference.plots import show_fbank
 from ..inference.predict import WindowPredictions
 from ..inference.voting import song_predictions, vote_rules
@@ -160,7 +161,7 @@ def read_run_settings(run_dir: str | Path) -> dict:
     """The settings a run or an evaluation was made with: its `run_config.json` or `evaluation_config.json`."""
     for name in ("run_config.json", "evaluation_config.json"):
         if (Path(run_dir) / name).is_file():
-            return json.loads((Path(run_dir) / name).read_text())
+            return read_record(Path(run_dir) / name, "the settings of a run or an evaluation")
     raise FileNotFoundError(
         f"{run_dir} holds neither run_config.json nor evaluation_config.json: name the output_dir of a finished run "
         "or evaluation."

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from ..data.splits import read_record
 from ..models.checkpoints import check_model_weights, load_tensors, refused_pickle
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def finished_run(output_dir: str | os.PathLike, marker: str, training_args, over
     state_file = output_dir / "trainer_state.json"
     if overwrite or not (output_dir / marker).is_file() or not state_file.is_file():
         return False
-    state = json.loads(state_file.read_text())
+    state = read_record(state_file, "the Trainer's state at the end of a run")
     if training_args.max_steps > 0:
         done = state.get("global_step", 0) >= training_args.max_steps
     else:
