@@ -1,6 +1,7 @@
 import csv
 import json
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -8,9 +9,10 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import save_tiny_classifier
+from conftest import one_line_error, save_tiny_classifier
 
 from gtzan_hf import SSASTConfig, SSASTForAudioClassification
+from gtzan_hf.commands import embed, probe
 from gtzan_hf.commands.embed import window_embeddings
 from gtzan_hf.data.synthetic import GTZAN_GENRES, generate_corpus
 
@@ -142,3 +144,92 @@ def test_probe_on_the_embeddings(embedded, tmp_path):
         assert np.trace(matrix) == round(values["song_accuracy"] * values["num_songs"])
     chosen = json.loads((tmp_path / "probe_config.json").read_text())
     assert chosen["chosen_c"] in chosen["c_values"]
+
+
+def _sizes(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_a_stopped_run_leaves_the_previous_embeddings_whole(embedded, corpus_and_model, tmp_path, monkeypatch):
+    output_dir = tmp_path / "embeddings"
+    shutil.copytree(embedded, output_dir)
+    before = _sizes(output_dir)
+    calls = []
+
+    def stopped_after_one_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C, or a SIGTERM (`gtzan_hf.commands.cli.Stopped`)
+        return window_embeddings(*args, **kwargs)
+
+    root = corpus_and_model
+    argv = [str(root / "model"), "--dataset", str(root / "corpus"), "--output_dir", str(output_dir)]
+    argv += ["--cache_dir", str(root / "cache"), "--pooling", "cls", "--batch_size", "4", *WINDOW]
+    monkeypatch.setattr(embed, "window_embeddings", stopped_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        embed.main(argv)
+    assert _sizes(output_dir) == before  # nothing of the stopped run, not even its partial folder
+
+    monkeypatch.undo()
+    left = output_dir / ".embed-partial-killed" / "windows"  # what a SIGKILL would leave
+    left.mkdir(parents=True)
+    shutil.copy(output_dir / "windows" / "train-00000.parquet", left / "train-00000.parquet")
+    embed.main(argv)
+    config = embed.read_embeddings(output_dir)
+    assert config["pooling"] == "cls" and not list(output_dir.glob(".embed-partial-*"))
+    assert sorted(config["files"]) == sorted(
+        p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*.parquet")
+    )
+    assert not (output_dir / "songs").exists()  # the previous run's per-song files went with it
+
+
+def _extra_shard(folder: Path) -> str:
+    shutil.copy(folder / "windows" / "train-00000.parquet", folder / "windows" / "train-00001.parquet")
+    return (
+        f"{folder / 'windows' / 'train-00001.parquet'} is not among the shards embeddings_config.json lists: "
+        f"{folder} mixes shards of two runs of scripts/embed.py."
+    )
+
+
+def _unlisted(folder: Path) -> None:
+    """As written before embed.py listed its shards."""
+    config = json.loads((folder / "embeddings_config.json").read_text())
+    del config["files"]
+    (folder / "embeddings_config.json").write_text(json.dumps(config))
+
+
+def _other_width(folder: Path) -> str:
+    _unlisted(folder)
+    rows = {"song_id": ["x"], "label": [0], "split": ["train"], "window_start": [0.0], "embedding": [[0.0] * 8]}
+    datasets.Dataset.from_dict(rows).to_parquet(folder / "windows" / "train-00001.parquet")
+    return f"{folder / 'windows'} mixes shards of two runs of scripts/embed.py: they cannot be read as one dataset ("
+
+
+def _same_width_twice(folder: Path) -> str:
+    _unlisted(folder)
+    _extra_shard(folder)
+    windows = json.loads((folder / "embeddings_config.json").read_text())["num_windows"]["train"]
+    return (
+        f"{folder / 'windows'} mixes shards of two runs of scripts/embed.py: they hold {2 * windows} train windows, "
+        f"not {windows}."
+    )
+
+
+def _unfinished(folder: Path) -> str:
+    (folder / "embeddings_config.json").unlink()
+    return (
+        f"{folder} has no embeddings_config.json: scripts/embed.py writes it last, once every shard is in place, so "
+        "the run that wrote there did not finish, or this is not its output folder."
+    )
+
+
+@pytest.mark.parametrize("damage", [_extra_shard, _other_width, _same_width_twice, _unfinished])
+def test_the_probe_refuses_shards_of_two_runs_in_one_line(embedded, tmp_path, damage):
+    folder = tmp_path / "embeddings"
+    shutil.copytree(embedded, folder)
+    says = damage(folder)
+    message = one_line_error(
+        probe.main, [str(folder), "--output_dir", str(tmp_path / "probe"), "--cache_dir", str(tmp_path)]
+    )
+    assert message.startswith(f"error: {says}"), message
+    assert message.endswith("Run scripts/embed.py again (into this folder or an empty one).")

@@ -7,7 +7,12 @@ Output folder:
   `split`, `window_start` (seconds) and `embedding` (float32);
 - `songs/{split}-NNNNN.parquet` with `--per_song`: one row per song, the mean of its windows' embeddings;
 - `README.md`, a dataset card whose configs make `datasets.load_dataset(DIR)` (windows) and
-  `load_dataset(DIR, "songs")` work, and `embeddings_config.json` (model, provenance, pooling, layer, shapes, data).
+  `load_dataset(DIR, "songs")` work, and `embeddings_config.json` (model, provenance, pooling, layer, shapes, data,
+  and every shard's size: [`read_embeddings`] checks the folder against it).
+
+The shards are written aside, in a hidden `.embed-partial-*` folder of the output folder, and moved into place once
+all are written, `embeddings_config.json` last: a stopped run leaves the previous embeddings whole (and its own
+partial folder, removed by the next run), never a mix of two runs' shards.
 
 `embedding` is the model's width (192 tiny, 384 small, 768 base) for `--pooling mean` (the patch tokens' mean, the
 `pooling="mean"` of SSAST's `ft_avgtok`) and `cls` (the class tokens' mean); for `patches` it is the whole patch grid,
@@ -21,6 +26,9 @@ layer norm applied, as to the last block's output: every layer is then on the sc
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +39,7 @@ from huggingface_hub.utils import tqdm
 
 from ..data import DataConfig, build_datasets
 from ..data.collator import evaluation_dataloader
+from ..data.splits import read_record
 from ..inference.predict import iterate_predictions
 from ..inference.windowing import FRAMES_PER_SECOND
 from ..models.loading import ModelArguments, build_classifier, build_feature_extractor
@@ -46,6 +55,9 @@ POOLINGS = ("mean", "cls", "patches")
 SPLITS = ("train", "validation", "test")
 # Rows are written in parquet files of about this size: the patch grids of a whole dataset do not fit in memory.
 SHARD_BYTES = 256 << 20
+CONFIG_NAME = "embeddings_config.json"
+PARTIAL_PREFIX = ".embed-partial-"  # hidden: `load_dataset(DIR)` never reads it
+SHARD_FOLDERS = ("windows", "songs")
 
 
 @dataclass
@@ -131,6 +143,55 @@ class _ParquetShards:
         self.rows = {name: [] for name in self.features}
 
 
+def _shard_sizes(folder: Path) -> dict[str, int]:
+    """The size in bytes of every parquet shard of an output folder, by its path in the folder."""
+    shards = sorted(path for name in SHARD_FOLDERS for path in (folder / name).glob("*.parquet"))
+    return {path.relative_to(folder).as_posix(): path.stat().st_size for path in shards}
+
+
+def _publish(staging: Path, output_dir: Path) -> None:
+    """Move everything written in `staging` into `output_dir`, in place of the previous run's: the shard folders,
+    then the files, `CONFIG_NAME` last (until it is in place again, the folder reads as unfinished)."""
+    (output_dir / CONFIG_NAME).unlink(missing_ok=True)
+    for name in SHARD_FOLDERS:
+        shutil.rmtree(output_dir / name, ignore_errors=True)
+        if (staging / name).is_dir():
+            os.rename(staging / name, output_dir / name)
+    for path in sorted(staging.iterdir(), key=lambda path: path.name == CONFIG_NAME):
+        os.replace(path, output_dir / path.name)
+
+
+def read_embeddings(output_dir: str | os.PathLike) -> dict:
+    """
+    The `embeddings_config.json` of a `scripts/embed.py` output folder, checked against the shards the folder holds:
+    each listed shard present with its size, no other. A folder without it (a run that did not finish) or whose
+    shards are not those it lists (shards of two runs, as an in-place re-run stopped halfway left them) is refused in
+    one line naming the file.
+    """
+    output_dir = Path(output_dir)
+    again = "Run scripts/embed.py again (into this folder or an empty one)."
+    if not (output_dir / CONFIG_NAME).is_file():
+        raise FileNotFoundError(
+            f"{output_dir} has no {CONFIG_NAME}: scripts/embed.py writes it last, once every shard is in place, so "
+            f"the run that wrote there did not finish, or this is not its output folder. {again}"
+        )
+    config = read_record(output_dir / CONFIG_NAME, "the description of the embeddings scripts/embed.py wrote")
+    listed, found = config.get("files"), _shard_sizes(output_dir)
+    for name in sorted(set(found) | set(listed or {})) if listed is not None else []:
+        if name not in listed:
+            problem = f"is not among the shards {CONFIG_NAME} lists"
+        elif name not in found:
+            problem = f"is missing (listed in {CONFIG_NAME})"
+        elif found[name] != listed[name]:
+            problem = f"is not the shard {CONFIG_NAME} lists ({found[name]} bytes, not {listed[name]})"
+        else:
+            continue
+        raise ValueError(
+            f"{output_dir / name} {problem}: {output_dir} mixes shards of two runs of scripts/embed.py. {again}"
+        )
+    return config
+
+
 def _dataset_card(configs: list[str]) -> str:
     """A README whose configs let `load_dataset(DIR)` read the windows and `load_dataset(DIR, "songs")` the songs."""
     lines = ["---", "configs:"]
@@ -192,9 +253,6 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
     device = resolve_device(args.device)
     encoder.to(device)
 
-    def step(input_values: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"embedding": window_embeddings(encoder, input_values, args.pooling, args.layer)}
-
     config = encoder.config
     shape = [*config.patch_grid, config.hidden_size] if args.pooling == "patches" else [config.hidden_size]
     width = int(np.prod(shape))
@@ -209,6 +267,41 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
     )
     song_features = Features({name: value for name, value in features.items() if name != "window_start"})
     output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.glob(f"{PARTIAL_PREFIX}*"):
+        logger.info("Removing %s, left by a run that was stopped", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=output_dir))
+    try:
+        counts = _write_shards(args, data, encoder, device, staging, features, song_features, width)
+        description = {
+            "model": args.model,
+            "source_checkpoint": getattr(encoder.config, "source_checkpoint", None),
+            "pooling": args.pooling,
+            "layer": encoder.config.num_hidden_layers if args.layer is None else args.layer,
+            "num_hidden_layers": encoder.config.num_hidden_layers,
+            "embedding_shape": shape,
+            "num_windows": counts,
+            "data": asdict(data_config),
+            "files": _shard_sizes(staging),
+        }
+        (staging / "README.md").write_text(_dataset_card(["windows", "songs"] if args.per_song else ["windows"]))
+        data.info.save(staging / "splits.json")
+        (staging / CONFIG_NAME).write_text(json.dumps(description, indent=2))
+        _publish(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Wrote the embeddings of %s windows to %s", counts, output_dir)
+    return counts
+
+
+def _write_shards(args, data, encoder, device, folder: Path, features, song_features, width: int) -> dict[str, int]:
+    """Write the window (and with `--per_song` the song) embeddings of every split in `folder`; returns the number
+    of windows of each split."""
+
+    def step(input_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"embedding": window_embeddings(encoder, input_values, args.pooling, args.layer)}
+
     rows_per_shard = max(1, SHARD_BYTES // (4 * width))
     counts = {}
     for split in SPLITS:
@@ -216,7 +309,7 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         index = dataset.with_format(None)[:]  # the song and first frame of every window, in order
         song_ids = [data.song_ids[split][song] for song in index["song_index"]]
         starts = [start / FRAMES_PER_SECOND for start in index["start"]]
-        windows = _ParquetShards(output_dir / "windows", split, features, rows_per_shard)
+        windows = _ParquetShards(folder / "windows", split, features, rows_per_shard)
         songs = {}  # song_id -> (sum of its windows' embeddings, their number, label)
         done = 0
         batches = tqdm(evaluation_dataloader(dataset, args.batch_size, data.num_labels), desc=f"Embedding {split}")
@@ -238,25 +331,10 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         windows.flush()
         counts[split] = done
         if args.per_song:
-            means = _ParquetShards(output_dir / "songs", split, song_features, rows_per_shard)
+            means = _ParquetShards(folder / "songs", split, song_features, rows_per_shard)
             for song_id, (total, count, label) in songs.items():
                 means.add(song_id=[song_id], label=[label], split=[split], embedding=[total / count])
             means.flush()
-
-    (output_dir / "README.md").write_text(_dataset_card(["windows", "songs"] if args.per_song else ["windows"]))
-    description = {
-        "model": args.model,
-        "source_checkpoint": getattr(config, "source_checkpoint", None),
-        "pooling": args.pooling,
-        "layer": config.num_hidden_layers if args.layer is None else args.layer,
-        "num_hidden_layers": config.num_hidden_layers,
-        "embedding_shape": shape,
-        "num_windows": counts,
-        "data": asdict(data_config),
-    }
-    (output_dir / "embeddings_config.json").write_text(json.dumps(description, indent=2))
-    data.info.save(output_dir / "splits.json")
-    logger.info("Wrote the embeddings of %s windows to %s", counts, output_dir)
     return counts
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict, load_dataset
+from datasets.exceptions import DatasetGenerationError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -20,6 +21,7 @@ from ..inference.predict import WindowPredictions
 from ..reports.evaluation import split_metrics, write_confusion_matrices
 from ..training.output_dir import check_output_dir
 from .cli import entry_point, parse_args
+from .embed import read_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,10 @@ class ProbeArguments:
 
 
 def load_window_embeddings(embeddings_dir: str | Path, cache_dir: str | None = None) -> DatasetDict:
-    """The `train`, `validation` and `test` window embeddings of a `scripts/embed.py` output folder."""
+    """The `train`, `validation` and `test` window embeddings of a `scripts/embed.py` output folder, whose shards are
+    checked to be those of one run ([`~gtzan_hf.commands.embed.read_embeddings`]; for a folder written before its
+    shards were listed, their columns and their number of windows)."""
+    config = read_embeddings(embeddings_dir)
     windows = Path(embeddings_dir) / "windows"
     missing = [split for split in SPLITS if not any(windows.glob(f"{split}-*.parquet"))]
     if missing:
@@ -47,7 +52,18 @@ def load_window_embeddings(embeddings_dir: str | Path, cache_dir: str | None = N
             f"No {', '.join(missing)} embeddings in {windows}: expected the output folder of scripts/embed.py "
             "(windows/{train,validation,test}-*.parquet)."
         )
-    return load_dataset("parquet", data_dir=str(windows), cache_dir=cache_dir)
+    mixed = f"{windows} mixes shards of two runs of scripts/embed.py"
+    again = "Run scripts/embed.py again (into this folder or an empty one)."
+    try:
+        loaded = load_dataset("parquet", data_dir=str(windows), cache_dir=cache_dir)
+    except DatasetGenerationError as error:
+        cause = str(error.__cause__ or error).splitlines()[0]
+        raise ValueError(f"{mixed}: they cannot be read as one dataset ({cause}). {again}") from None
+    for split in SPLITS:
+        expected = (config.get("num_windows") or {}).get(split)
+        if expected is not None and len(loaded[split]) != expected:
+            raise ValueError(f"{mixed}: they hold {len(loaded[split])} {split} windows, not {expected}. {again}")
+    return loaded
 
 
 def _split_arrays(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
