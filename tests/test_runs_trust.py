@@ -4,6 +4,8 @@ the classes or the settings changed, a `splits.json` cut short or edited, and em
 run. Tiny corpora and models, CPU; the stops and the printed output in real subprocesses."""
 
 import json
+import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,3 +110,87 @@ def test_an_output_dir_that_is_a_file_is_one_line_before_any_work(corpus, tmp_pa
             "--output_dir, or move the file."
         ), message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.txt"]  # no cache: refused before any work
+
+
+TINY_FINETUNE = [
+    "--preset", "quickstart", "--split", "kfold", "--num_folds", "3", "--max_length", "208", "--crop_seconds", "2",
+    "--eval_hop_seconds", "2", "--freq_mask", "0", "--time_mask", "0", "--per_device_train_batch_size", "2",
+    "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "1",
+    "--load_best_model_at_end", "false", "--do_eval", "false", "--eval_segments", "1", "--disable_tqdm", "true",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stopped_run(corpus, tmp_path_factory):
+    """A fine-tuning run of 2 steps (its checkpoint-2 saved), which asking for 4 steps resumes."""
+    workdir = tmp_path_factory.mktemp("stopped-run")
+    argv = [*TINY_FINETUNE, "--dataset", str(corpus), "--output_dir", str(workdir / "run")]
+    finetune.main([*argv, "--cache_dir", str(workdir / "cache"), "--max_steps", "2"])
+    assert (workdir / "run" / "checkpoint-2").is_dir()
+    return workdir / "run", argv
+
+
+def _resume(stopped_run, tmp_path, *flags) -> tuple[Path, list[str]]:
+    run, argv = stopped_run
+    shutil.copytree(run, tmp_path / "run")
+    argv = [*argv[:-1], str(tmp_path / "run"), "--cache_dir", str(tmp_path / "cache"), "--max_steps", "4", *flags]
+    return tmp_path / "run", argv
+
+
+NOT_RESUMED = (
+    "Resuming would train it under other settings than its own: run with those it was saved with, or start again "
+    "(--overwrite_output_dir) or in another --output_dir."
+)
+
+
+def test_resuming_after_a_class_folder_was_renamed_is_refused_before_any_data(stopped_run, corpus, tmp_path):
+    run, argv = _resume(stopped_run, tmp_path)
+    (corpus / "blues").rename(corpus / "zblues")
+    try:
+        message = one_line_error(finetune.main, argv)
+    finally:
+        (corpus / "zblues").rename(corpus / "blues")
+    assert message == (
+        f"error: {run / 'checkpoint-2'} cannot be resumed by this run: it was saved with the classes blues, jazz, "
+        f"rock, where the dataset now has jazz, rock, zblues (blues is gone; zblues is new). {NOT_RESUMED}"
+    )
+    assert not (tmp_path / "cache").exists()  # before any data was prepared
+
+
+@pytest.mark.parametrize(
+    "flags, difference",
+    [
+        (["--model_size", "small"], '--model_size "tiny" (now "small")'),
+        (["--model_type", "cnn"], '--model_type "ssast" (now "cnn")'),
+        (["--crop_seconds", "1.5"], "--crop_seconds 2.0 (now 1.5)"),
+        (["--split", "random"], '--split "kfold" (now "random")'),
+        (["--num_hidden_layers", "3", "--label_column", "label"], "--num_hidden_layers 2 (now 3); --label_column"),
+    ],
+)
+def test_resuming_with_another_model_or_data_settings_is_refused_before_any_data(
+    stopped_run, tmp_path, flags, difference
+):
+    run, argv = _resume(stopped_run, tmp_path, *flags)
+    message = one_line_error(finetune.main, argv)
+    assert message.startswith(
+        f"error: {run / 'checkpoint-2'} cannot be resumed by this run: it was saved with {difference}"
+    )
+    assert message.endswith(NOT_RESUMED) and not (tmp_path / "cache").exists()
+
+
+def test_a_checkpoint_without_its_runs_record_is_told_apart_by_its_config(stopped_run, tmp_path):
+    run, argv = _resume(stopped_run, tmp_path, "--model_size", "small")
+    (run / "run_config.json").unlink()  # as a run recorded nothing before its first save
+    message = one_line_error(finetune.main, argv)
+    assert message.startswith(
+        f"error: {run / 'checkpoint-2'} cannot be resumed by this run: it was saved with hidden_size 192 (this run "
+        "builds 384). "
+    ), message
+
+
+def test_a_run_resumed_with_the_same_settings_goes_on(stopped_run, tmp_path, caplog):
+    run, argv = _resume(stopped_run, tmp_path, "--preprocessing_num_workers", "1")  # how data is prepared may change
+    with caplog.at_level(logging.INFO, logger="gtzan_hf.training.resume"):
+        finetune.main(argv)
+    assert f"Resuming from {run / 'checkpoint-2'}" in [r.getMessage() for r in caplog.records]
+    assert json.loads((run / "trainer_state.json").read_text())["global_step"] == 4

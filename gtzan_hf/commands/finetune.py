@@ -11,22 +11,25 @@ import torch
 import transformers
 from transformers import set_seed
 
-from ..data import DataConfig, SSASTDataCollator, SSASTDatasets, build_datasets
+from ..data import DataConfig, SplitInfo, SSASTDataCollator, SSASTDatasets, build_datasets, load_corpus
 from ..data.augmentation import spec_augment
 from ..inference.predict import predict
+from ..inference.windowing import model_windows
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from ..models.loading import (
     ModelArguments,
     build_classifier,
     build_feature_extractor,
     check_label_names,
+    classifier_settings,
     load_classifier,
 )
-from ..models.source import ModelSource
+from ..models.registry import model_type
+from ..models.source import MODEL, ModelSource
 from ..reports.evaluation import write_evaluation_reports, write_learning_curves, write_spectrogram_pair
 from ..reports.model_card import write_model_card
 from ..training.output_dir import holds_output_dir
-from ..training.resume import finished_run, resume_checkpoint
+from ..training.resume import RUN_RECORD, check_resumed_run, finished_run, resume_checkpoint
 from ..training.trainer import AudioClassificationTrainer, AudioTrainingArguments
 from .cli import CommandLine, entry_point, parse_args
 
@@ -80,7 +83,7 @@ def write_run_reports(
         if name in metrics:
             trainer.save_metrics(prefix, flat_metrics(metrics[name], prefix))
     data.info.save(output_dir / "splits.json")
-    (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
+    (output_dir / RUN_RECORD).write_text(json.dumps(run_config, indent=2, default=str))
     if args.do_train:
         write_learning_curves(trainer.state.log_history, output_dir)
         before, after = specaugment_example(data, data_config, trainer.processing_class)
@@ -150,6 +153,54 @@ def build_trainer(
     return trainer, data
 
 
+def run_settings(model_args: ModelArguments, data_config: DataConfig, training_args: AudioTrainingArguments) -> dict:
+    """Every setting of a run, as its `run_config.json` records them."""
+    return {**asdict(model_args), **asdict(data_config), **training_args.to_dict()}
+
+
+def listed_label_names(data_config: DataConfig) -> list[str]:
+    """The classes of the dataset as listing it gives them, before any file is read, less those a run in the same
+    output folder left out for want of usable songs (its splits.json)."""
+    sources = logging.getLogger("gtzan_hf.data.sources")
+    level = sources.level
+    sources.setLevel(logging.ERROR)  # what the listing finds is said once, when the data is prepared
+    try:
+        corpus = load_corpus(
+            data_config.resolved_dataset(), label_column=data_config.label_column, check=False,
+            **data_config.corpus_options(),
+        )  # fmt: skip
+    finally:
+        sources.setLevel(level)
+    return corpus.label_names
+
+
+def check_resumed_finetuning(
+    checkpoint: str, model_args: ModelArguments, data_config: DataConfig, source: ModelSource | None
+) -> None:
+    """Refuse to resume `checkpoint` into a fine-tuning run of other classes, another model or other data settings
+    ([`~gtzan_hf.training.resume.check_resumed_run`]), before any data is prepared: the classes from listing the
+    dataset, the windows as the model resolves them."""
+    saved_splits = Path(checkpoint).parent / "splits.json"
+    dropped = SplitInfo.load(saved_splits).dropped_classes if saved_splits.is_file() else {}
+    label_names = [name for name in listed_label_names(data_config) if name not in dropped]
+    windows = model_windows(
+        build_feature_extractor(source, model_args.max_length), data_config.crop_seconds, data_config.eval_hop_seconds
+    )
+    data_settings = {
+        **data_config.run_settings(),
+        "dataset": data_config.resolved_dataset(),
+        "crop_seconds": windows.seconds,
+        "eval_hop_seconds": windows.hop_seconds,
+    }
+    model_settings = {name: getattr(model_args, name) for name in classifier_settings(source)}
+    entry = model_type(model_args.model_type) if source is None else None
+    if entry is not None:
+        model_config = entry.scratch_config(model_args).to_dict()
+    else:  # a saved model keeps its own; a converted one is told by its recorded flags
+        model_config = source.config if source is not None and source.kind == MODEL else None
+    check_resumed_run(checkpoint, label_names, model_config, {**model_settings, **data_settings})
+
+
 @holds_output_dir
 def run_finetune(
     model_args: ModelArguments,
@@ -168,19 +219,29 @@ def run_finetune(
     ):
         return None
     source = model_args.resolve()  # a bad model is refused before any data is prepared
-    trainer, data = build_trainer(model_args, data_config, training_args, source)
+    resume = None
     if training_args.do_train:
         resume = resume_checkpoint(
             training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir
         )
+        if resume:  # a checkpoint of another run is refused before any data is prepared
+            check_resumed_finetuning(resume, model_args, data_config, source)
+    trainer, data = build_trainer(model_args, data_config, training_args, source)
+    if training_args.do_train:
+        if resume:  # the classes with usable songs, now that every file is checked
+            check_resumed_run(resume, label_names=data.label_names)
+        if trainer.is_world_process_zero():  # what a resumed run is checked against, recorded before the first save
+            data.info.save(Path(training_args.output_dir) / "splits.json")
+            (Path(training_args.output_dir) / RUN_RECORD).write_text(
+                json.dumps(run_settings(model_args, data_config, training_args), indent=2, default=str)
+            )
         train_result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()
         trainer.save_state()
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
 
-    run_config = {**asdict(model_args), **asdict(data_config), **training_args.to_dict()}
-    metrics = write_run_reports(trainer, data, data_config, run_config)
+    metrics = write_run_reports(trainer, data, data_config, run_settings(model_args, data_config, training_args))
     for split, figures in (metrics or {}).items():
         clip, song = figures["clip_accuracy"], figures["song_accuracy"]
         logger.info("%s: clip accuracy %.4f, song accuracy %.4f (soft vote)", split, clip, song)

@@ -25,7 +25,7 @@ from ..models.convert import to_original_checkpoint
 from ..models.loading import PretrainingModelArguments, build_pretraining_model
 from ..training.output_dir import holds_output_dir
 from ..training.pretraining import PretrainingArguments, PretrainingTrainer
-from ..training.resume import finished_run, resume_checkpoint
+from ..training.resume import check_resumed_run, finished_run, resume_checkpoint
 from .cli import CommandLine, entry_point, parse_args
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ def run_pretrain(
     set_seed(training_args.seed)
     source = model_args.resolve()
     model, feature_extractor = build_pretraining_model(source, model_args)
+    resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir)
+    if resume:  # a checkpoint of another model is refused before any data is prepared
+        check_resumed_run(resume, model_config=model.config.to_dict())
     compute_stats = data_config.use_dataset_stats(from_scratch=source is None)
     with training_args.main_process_first(desc="dataset preparation"):
         data_config.dataset = data_config.resolved_dataset()
@@ -86,7 +89,6 @@ def run_pretrain(
         processing_class=feature_extractor,
         callbacks=callbacks,
     )
-    resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_state()

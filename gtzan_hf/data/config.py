@@ -17,6 +17,10 @@ from .splits import SPLITS
 logger = logging.getLogger(__name__)
 
 CROP_STRATEGIES = ("random-crop", "static")
+# Where and how fast the data is prepared, not what a run reads or how: a resumed run may change them.
+PREPARATION_SETTINGS = frozenset(
+    {"preprocessing_num_workers", "cache_dir", "generated_corpus_dir", "generate_songs_per_genre", "generate_seconds"}
+)
 
 
 @dataclass
@@ -132,6 +136,11 @@ class DataConfig(AudioSourceConfig):
     )
     waveform_augment: bool = field(default=False, metadata={"help": "audiomentations gain/noise/pitch/stretch."})
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables."})
+
+    def run_settings(self) -> dict:
+        """The settings that shape what a run reads and how (all but `PREPARATION_SETTINGS`), by name: a resumed run
+        must share them with the run that saved its checkpoint."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in PREPARATION_SETTINGS}
 
     @classmethod
     def saved_values(cls, settings: dict) -> dict:

@@ -144,6 +144,25 @@ def label_settings(label_names: list[str]) -> dict:
     }
 
 
+def classifier_settings(source: ModelSource | None) -> tuple[str, ...]:
+    """The [`ModelArguments`] fields the classifier [`build_classifier`] gives depends on, for `source`: the others
+    it ignores (a saved model keeps its own size and geometry)."""
+    geometry = ("freq_stride", "time_stride", "max_length", "pooling")
+    if source is None:
+        return (
+            "model_name_or_path",
+            "model_type",
+            "model_size",
+            "num_hidden_layers",
+            "patch_freq",
+            "patch_time",
+            *geometry,
+        )
+    if source.kind in (CHECKPOINT, AST, PRETRAINING):
+        return ("model_name_or_path", *geometry)
+    return ("model_name_or_path",)
+
+
 def build_classifier(source: ModelSource | None, args: ModelArguments, label_names: list[str]) -> AudioClassifier:
     """The classifier to fine-tune, with a head of `len(label_names)` outputs named after the classes, in training
     mode. Original checkpoints, pretraining folders and AST models are converted to `args`' strides, input length and

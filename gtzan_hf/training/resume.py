@@ -1,7 +1,8 @@
 """Resuming a run: which checkpoint of an output folder a run continues from, whether the folder already holds a
-finished run, and what of a checkpoint can be restored: its pickled files are read as tensors only, and one that holds
-other Python objects is refused in one line (the random state is left out instead, with a warning). Shared by
-fine-tuning and pretraining."""
+finished run, whether the checkpoint was saved by a run like this one (its classes, its model, its data settings),
+and what of a checkpoint can be restored: its pickled files are read as tensors only, and one that holds other Python
+objects is refused in one line (the random state is left out instead, with a warning). Shared by fine-tuning and
+pretraining."""
 
 import json
 import logging
@@ -21,6 +22,24 @@ logger = logging.getLogger(__name__)
 WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")
 # The Trainer state that resuming unpickles besides the weights and the random state.
 STATE_NAMES = ("optimizer.pt", "scheduler.pt", "scaler.pt")
+# The config fields that make a model's shape and kind: a checkpoint of other values cannot be resumed into it.
+ARCHITECTURE = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "channels",
+    "patch_freq",
+    "patch_time",
+    "freq_stride",
+    "time_stride",
+    "max_length",
+    "num_mel_bins",
+    "num_cls_tokens",
+    "pooling",
+)
+RUN_RECORD = "run_config.json"
 NOT_RESUMABLE = (
     "This checkpoint cannot be resumed: resume from another one (--resume_from_checkpoint), or start again "
     "(--overwrite_output_dir)."
@@ -137,3 +156,71 @@ def finished_run(output_dir: str | os.PathLike, marker: str, training_args, over
             marker,
         )
     return done
+
+
+def _shown(value) -> str:
+    return json.dumps(value, default=str)
+
+
+def _same(name: str, saved, now) -> bool:
+    if name in ("dataset", "model_name_or_path") and isinstance(saved, str) and isinstance(now, str):
+        return os.path.normpath(saved) == os.path.normpath(now)  # `data/x/` is `data/x`
+    return saved == now
+
+
+def _class_changes(saved: list[str], now: list[str]) -> str:
+    gone, new = [name for name in saved if name not in now], [name for name in now if name not in saved]
+    changes = [f"{', '.join(names)} {verb}" for names, verb in ((gone, "gone"), (new, "new")) if names]
+    changes = [change.replace(" gone", " is gone" if len(gone) == 1 else " are gone") for change in changes]
+    changes = [change.replace(" new", " is new" if len(new) == 1 else " are new") for change in changes]
+    return "; ".join(changes) or "the same classes in another order"
+
+
+def check_resumed_run(
+    checkpoint: str | os.PathLike,
+    label_names: list[str] | None = None,
+    model_config: dict | None = None,
+    settings: dict | None = None,
+) -> None:
+    """
+    Refuse, in one line naming every difference, to resume `checkpoint` into a run unlike the one that saved it:
+    other classes than its head's (`label_names`, the dataset's: each output would be trained under another class's
+    name), another model (`model_config`, the config the run builds: its `ARCHITECTURE` fields; a size mismatch would
+    only show once the weights are loaded), or other settings than those the run recorded in its output folder's
+    `run_config.json` (`settings`: the values of the flags that shape the model and the data, by name). The caller
+    checks before any data is prepared, and the classes again once the files are checked.
+    """
+    checkpoint = Path(checkpoint)
+    differences = []
+    saved = read_record(
+        checkpoint / "config.json", "the model settings of a checkpoint, as save_pretrained writes them"
+    )
+    if label_names is not None and saved.get("id2label") is not None:
+        saved_labels = [saved["id2label"][str(i)] for i in range(len(saved["id2label"]))]
+        if saved_labels != list(label_names):
+            differences.append(
+                f"the classes {', '.join(saved_labels)}, where the dataset now has {', '.join(label_names)} "
+                f"({_class_changes(saved_labels, list(label_names))})"
+            )
+    record, flags = checkpoint.parent / RUN_RECORD, []
+    if settings and record.is_file():
+        recorded = read_record(record, "the settings of the run")
+        flags = [
+            f"--{name} {_shown(recorded[name])} (now {_shown(value)})"
+            for name, value in settings.items()
+            if name in recorded and not _same(name, recorded[name], value)
+        ]
+    differences += flags
+    if model_config is not None and not flags:  # no recorded flag tells the models apart: their configs do
+        shape = [key for key in ARCHITECTURE if saved.get(key) != model_config.get(key)]
+        if "hidden_size" in shape:  # a model size sets its heads and MLP width too
+            shape = [key for key in shape if key not in ("num_attention_heads", "intermediate_size")]
+        differences += [
+            f"{key} {_shown(saved.get(key))} (this run builds {_shown(model_config.get(key))})" for key in shape
+        ]
+    if differences:
+        raise ValueError(
+            f"{checkpoint} cannot be resumed by this run: it was saved with {'; '.join(differences)}. Resuming would "
+            "train it under other settings than its own: run with those it was saved with, or start again "
+            "(--overwrite_output_dir) or in another --output_dir."
+        )
