@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from conftest import one_line_error
 from datasets import Dataset, Features, Value
+from datasets.data_files import DataFilesDict, get_data_patterns
 
 from gtzan_hf.commands.evaluate import main as evaluation_main
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune
@@ -293,3 +294,191 @@ def test_a_damaged_splits_json_is_one_line_naming_the_file_and_the_key(run_witho
     message = one_line_error(evaluation_main, [str(run), "--output_dir", str(tmp_path / "evaluation")])
     assert message.startswith(f"error: {run / 'splits.json'} {found}"), message
     assert not (tmp_path / "evaluation").exists()
+
+
+def _datasets_reading(root: Path) -> dict[Path, str]:
+    """The split of every audio file of `root` as `load_dataset("audiofolder", data_dir=root)` resolves its files
+    (datasets' own data-file patterns; loading them needs torchcodec, resolving them does not)."""
+    base = str(root.resolve())
+    files = DataFilesDict.from_patterns(get_data_patterns(base), base_path=base)
+    return {Path(file): split for split, names in files.items() for file in names if file.endswith(".wav")}
+
+
+def _our_reading(corpus) -> dict[Path, str]:
+    paths = [Path(audio["path"]).resolve() for audio in corpus.songs["audio"]]
+    return {path: corpus.named_splits[song_id] for path, song_id in zip(paths, corpus.songs["song_id"])}
+
+
+def _songs_to(songs: Path, target: Path, split_of) -> dict[str, tuple[str, str]]:
+    """Copy the 4 x 4 songs into `target` as `split_of(genre, index)` says (a path under `target`); returns
+    `{song id: (split, genre)}`."""
+    placed = {}
+    for genre in GENRES:
+        for index in range(4):
+            split, relative = split_of(genre, index)
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(songs / genre / f"{genre}.{index:05d}.wav", target / relative)
+            placed[Path(relative).stem] = (split, genre)
+    return placed
+
+
+def _metadata_per_split(songs, root):
+    """datasets' documented layout: train/metadata.csv and test/metadata.csv, `file_name,label`."""
+    placed = _songs_to(
+        songs, root, lambda g, i: ("test" if i == 3 else "train", f"{'test' if i == 3 else 'train'}/{g}{i}.wav")
+    )
+    for split in ("train", "test"):
+        rows = [f"{song_id}.wav,{genre}" for song_id, (s, genre) in placed.items() if s == split]
+        (root / split / "metadata.csv").write_text("file_name,label\n" + "\n".join(rows) + "\n")
+    return placed, {}
+
+
+def _metadata_at_the_root(songs, root):
+    """One metadata.jsonl beside the split folders (validation named `val`, test `eval`), classes in `genre`."""
+    names = {0: "train", 1: "train", 2: "val", 3: "eval"}
+    placed = _songs_to(songs, root, lambda g, i: (names[i], f"{names[i]}-2024/{g}-{i}.wav"))
+    rows = [{"file_name": f"{s}-2024/{song_id}.wav", "genre": genre} for song_id, (s, genre) in placed.items()]
+    (root / "metadata.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    splits = {"train": "train", "val": "validation", "eval": "test"}
+    return {song_id: (splits[s], genre) for song_id, (s, genre) in placed.items()}, {"label_column": "genre"}
+
+
+def _class_folders_per_split(songs, root):
+    """No metadata: train/<class>/, validation/<class>/, test/<class>/; the class is the folder's name."""
+    names = {0: "train", 1: "train", 2: "validation", 3: "test"}
+    return _songs_to(songs, root, lambda g, i: (names[i], f"{names[i]}/{g}/{g}.{i:05d}.wav")), {}
+
+
+def _parquet_metadata_with_audio_file_name(songs, root):
+    """metadata.parquet per split folder, the path in `audio_file_name`, the splits `training` and `testing`."""
+    names = {0: "training", 1: "training", 2: "training", 3: "testing"}
+    placed = _songs_to(songs, root, lambda g, i: (names[i], f"{names[i]}/{g}{i}.wav"))
+    for split in ("training", "testing"):
+        members = [(song_id, genre) for song_id, (s, genre) in placed.items() if s == split]
+        table = {"audio_file_name": [f"{song_id}.wav" for song_id, _ in members], "label": [g for _, g in members]}
+        Dataset.from_dict(table).to_parquet(root / split / "metadata.parquet")
+    return {song_id: (s.removesuffix("ing"), genre) for song_id, (s, genre) in placed.items()}, {}
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [_metadata_per_split, _metadata_at_the_root, _class_folders_per_split, _parquet_metadata_with_audio_file_name],
+)
+def test_an_audiofolder_is_read_as_datasets_reads_it(songs, tmp_path, layout):
+    root = tmp_path / "data"
+    placed, settings = layout(songs, root)
+    corpus = load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache", **settings)
+    assert corpus.label_names == list(GENRES) and not corpus.skipped  # not `train` and `test`
+    assert {s: corpus.label_names[label] for s, label in zip(corpus.songs["song_id"], corpus.songs["label"])} == {
+        song_id: genre for song_id, (_, genre) in placed.items()
+    }
+    assert corpus.named_splits == {song_id: split for song_id, (split, _) in placed.items()}
+    assert _our_reading(corpus) == _datasets_reading(root)
+
+    # fine-tuning's split: the dataset's own, what it lacks drawn from its train songs
+    config = DataConfig(dataset=str(root), cache_dir=str(tmp_path / "cache"), validation_size=0.34, **settings)
+    data = load_splits(config, tmp_path / "s.json")  # a third of 12 train songs: one per class at least
+    saved = json.loads((tmp_path / "s.json").read_text())
+    named = {split: {s for s, (named_split, _) in placed.items() if named_split == split} for split in data}
+    assert set(saved["drawn"]) == {split for split in ("validation", "test") if not named[split]}
+    drawn = {song_id for split in saved["drawn"] for song_id in data[split]["song_id"]}
+    assert drawn <= named["train"] and all(data[split].num_rows for split in saved["drawn"])
+    assert set(data["train"]["song_id"]) == named["train"] - drawn
+    for split in ("validation", "test"):
+        assert split in saved["drawn"] or set(data[split]["song_id"]) == named[split]
+    assert saved["split"] == "dataset"
+
+
+def test_an_audiofolders_splits_are_pooled_only_when_asked(songs, tmp_path, caplog):
+    root = tmp_path / "data"
+    _metadata_per_split(songs, root)
+    with caplog.at_level(logging.WARNING):
+        data = splits_of(root, split="kfold", num_folds=4, cache_dir=tmp_path / "cache")
+    assert sum(part.num_rows for part in data.values()) == 16
+    assert f"{root} names its own splits (train 12, test 4): --split kfold splits all its 16 songs afresh" in (
+        _warnings(caplog)
+    )
+    with pytest.raises(ValueError, match="split='dataset' takes the splits a dataset's folders name"):
+        splits_of(_copy(songs, tmp_path / "plain"), split="dataset", cache_dir=tmp_path / "cache")
+
+
+def test_what_an_audiofolders_metadata_does_not_list_is_said(songs, tmp_path, caplog):
+    root = tmp_path / "data"
+    _metadata_per_split(songs, root)
+    shutil.copy(songs / "pop" / "pop.00000.wav", root / "train" / "unlisted.wav")
+    with open(root / "test" / "metadata.csv", "a") as metadata:
+        metadata.write("gone.wav,rock\n")
+    with caplog.at_level(logging.WARNING):
+        corpus = load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache")
+    assert {entry["song_id"]: entry["reason"] for entry in corpus.skipped} == {
+        "unlisted": "listed in no metadata file (metadata.csv)",
+        "gone": f"listed in {root / 'test' / 'metadata.csv'} (row 5), but there is no such file",
+    }
+    assert f"1 audio files under {root} are listed in no metadata file (metadata.csv), and are not read" in (
+        _warnings(caplog)
+    )
+    (root / "train" / "metadata.csv").write_text("file_name,label\n../../elsewhere.wav,rock\n")
+    message = one_line_error(lambda argv: load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache"), [])
+    assert message == (
+        f"error: {root / 'train' / 'metadata.csv'} (row 1): file_name '../../elsewhere.wav' is not a path inside "
+        f"{root / 'train'}; expected the audio file's path relative to the metadata file, as datasets' audiofolder "
+        "requires. Correct it."
+    )
+
+
+def test_a_nested_folder_belongs_to_its_class_folder(songs, tmp_path, caplog):
+    root = _copy(songs, tmp_path / "corpus", ("jazz", "rock"))
+    (root / "rock" / "live").mkdir()
+    (root / "jazz" / "takes" / "2024").mkdir(parents=True)
+    shutil.move(root / "rock" / "rock.00003.wav", root / "rock" / "live" / "rock.00003.wav")
+    shutil.move(root / "jazz" / "jazz.00003.wav", root / "jazz" / "takes" / "2024" / "jazz.00003.wav")
+    with caplog.at_level(logging.WARNING):
+        corpus = load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache")
+    assert corpus.label_names == ["jazz", "rock"] and not corpus.skipped
+    labels = {s: corpus.label_names[label] for s, label in zip(corpus.songs["song_id"], corpus.songs["label"])}
+    assert labels["rock.00003"] == "rock" and labels["jazz.00003"] == "jazz"
+    assert (
+        f"Folders inside class folders are read as part of their class: {root / 'jazz' / 'takes'} (1 file): class "
+        f"'jazz'; {root / 'rock' / 'live'} (1 file): class 'rock'. A class is a folder of its own beside the "
+        "others: move a folder there to make it a class."
+    ) in _warnings(caplog)
+
+    # every class folder nested one level deeper (no song beside the sub-folders): the classes stay the top folders
+    for genre in ("jazz", "rock"):
+        for path in (root / genre).glob("*.wav"):
+            (root / genre / "studio").mkdir(exist_ok=True)
+            shutil.move(path, root / genre / "studio" / path.name)
+    assert load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache").label_names == ["jazz", "rock"]
+
+
+def test_classes_whose_names_differ_only_by_case_are_refused(songs, tmp_path):
+    root = _copy(songs, tmp_path / "corpus", ("jazz", "rock"))
+    shutil.copytree(songs / "pop", root / "Rock")
+    message = one_line_error(lambda argv: load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache"), [])
+    assert message == (
+        f"error: The class folders {root / 'Rock'} and {root / 'rock'} differ only by case: they would be two classes "
+        "here and one folder on a system whose file names ignore case (macOS, Windows). Merge them, or rename one."
+    )
+    listed = tmp_path / "songs.csv"
+    rows = [f"{path},{'Rock' if index % 2 else 'rock'}" for index, path in enumerate(sorted(root.rglob("*.wav")))]
+    listed.write_text("path,genre\n" + "\n".join(rows) + "\n")
+    message = one_line_error(
+        lambda argv: load_corpus(listed, label_column="genre", num_proc=1, cache_dir=tmp_path / "cache"), []
+    )
+    assert message == (
+        f"error: The classes 'Rock' and 'rock' of {listed} differ only by case: they would be two classes here and "
+        "one on a system whose file names ignore case (macOS, Windows). Give them one spelling, or rename one."
+    )
+
+
+def test_fine_tuning_on_an_audiofolder_trains_its_classes_on_its_splits(songs, tmp_path):
+    root = tmp_path / "data"
+    placed, _ = _metadata_per_split(songs, root)  # data/train/metadata.csv, data/test/metadata.csv
+    argv = [a for a in TINY_FINETUNE if a not in ("--split", "kfold", "--num_folds", "3")]
+    argv += ["--dataset", str(root), "--output_dir", str(tmp_path / "run"), "--cache_dir", str(tmp_path / "cache")]
+    run_finetune(*parse_finetune_args([*argv, "--validation_size", "0.34", "--max_steps", "1"])[:3])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(GENRES))] == list(GENRES)
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert splits["split"] == "dataset" and splits["drawn"] == ["validation"]
+    assert sorted(splits["song_ids"]["test"]) == sorted(s for s, (split, _) in placed.items() if split == "test")

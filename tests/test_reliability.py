@@ -699,3 +699,15 @@ def test_on_a_full_disk_the_error_is_the_last_thing_a_run_prints(corpus, small_d
     assert done.returncode == 1 and "| 1/1 [" in done.stderr, done.stderr[-3000:]  # the training bar was drawn
     last = done.stderr.rstrip().splitlines()[-1]
     assert last.startswith(f"error: No space left for {small_disk / 'run'}: a save failed"), done.stderr[-3000:]
+
+
+def test_resuming_pretraining_with_another_model_is_one_line(pretrained, corpus, tmp_path):
+    run = _killed_run(pretrained, tmp_path, _truncate_weights)
+    recorder = StepRecorder()
+    with pytest.raises(ValueError) as refused:
+        _pretrain(corpus, pretrained, run, "--max_length", "256", "--num_hidden_layers", "3", callbacks=[recorder])
+    assert str(refused.value).startswith(
+        f"{run / 'checkpoint-2'} cannot be resumed by this run: it was saved with num_hidden_layers 2 (this run "
+        "builds 3); max_length 128 (this run builds 256). Resuming would train it under other settings than its own"
+    )
+    assert recorder.steps == []

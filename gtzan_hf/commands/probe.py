@@ -57,7 +57,7 @@ def load_window_embeddings(embeddings_dir: str | Path, cache_dir: str | None = N
     try:
         loaded = load_dataset("parquet", data_dir=str(windows), cache_dir=cache_dir)
     except DatasetGenerationError as error:
-        cause = str(error.__cause__ or error).splitlines()[0]
+        cause = " ".join(str(error.__cause__ or error).split())[:160]  # arrow's message lists both schemas
         raise ValueError(f"{mixed}: they cannot be read as one dataset ({cause}). {again}") from None
     for split in SPLITS:
         expected = (config.get("num_windows") or {}).get(split)

@@ -95,10 +95,12 @@ class DataConfig(AudioSourceConfig):
 
     label_column: str = field(default="genre", metadata={"help": "Label column of a Hub dataset or a list."})
     split: str = field(
-        default="random",
+        default="auto",
         metadata={
-            "help": f"{' | '.join(SPLITS)}: random (stratified 80/10/10), fault-filtered (GTZAN's artist-filtered "
-            "split), course-project / course-project-30s (the course project's song lists), kfold."
+            "help": f"{' | '.join(SPLITS)}: auto (the dataset's own train/validation/test folders where it has "
+            "them, else random), dataset (those folders; one missing is drawn from train), random (stratified "
+            "80/10/10), fault-filtered (GTZAN's artist-filtered split), course-project / course-project-30s (the "
+            "course project's song lists), kfold."
         },
     )
     split_seed: int = field(default=0, metadata={"help": "Seed of the random and k-fold splits."})

@@ -1,4 +1,5 @@
-"""Where songs come from: a local folder (GTZAN's layouts, any class-folder tree), a CSV/JSON list, or the Hub.
+"""Where songs come from: a local folder (GTZAN's layouts, any class-folder tree, a Hugging Face `audiofolder`), a
+CSV/JSON list, or the Hub.
 
 Every source becomes one `datasets.Dataset` of songs, one row per file, with the columns
 - `audio`: `Audio(decode=False)`, i.e. `{"path", "bytes"}`: decoding is ours (soundfile, no FFmpeg needed);
@@ -6,11 +7,14 @@ Every source becomes one `datasets.Dataset` of songs, one row per file, with the
 - `song_id`: a string unique in the corpus: the file name without extension (GTZAN: `"jazz.00054"`); for the songs
   whose name other songs share, `"<label>/<name>"`, else the row number.
 Files that cannot be used are skipped with a warning naming each, and listed in `Corpus.skipped`; a class left
-without songs is left out of the labels with a warning naming it, and listed in `Corpus.dropped_classes`.
+without songs is left out of the labels with a warning naming it, and listed in `Corpus.dropped_classes`. A folder
+whose sub-folders name splits as `datasets` reads them (`train/`, `validation/`, `test/`, ...) gives each song its
+split in `Corpus.named_splits`.
 """
 
 import logging
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -20,9 +24,15 @@ from pathlib import Path
 
 import datasets
 import huggingface_hub
+import pyarrow as pa
+import pyarrow.csv
+import pyarrow.json
+import pyarrow.parquet
 import xxhash
 from datasets import Audio, ClassLabel, Dataset, Features, Value
+from datasets.data_files import NON_WORDS_CHARS, SPLIT_KEYWORDS
 from datasets.fingerprint import Hasher
+from datasets.packaged_modules.folder_based_builder.folder_based_builder import FolderBasedBuilder
 from filelock import FileLock
 
 from ..inference.audio import audio_problem
@@ -34,6 +44,23 @@ AUDIO_EXTENSIONS = frozenset(
 )
 LIST_EXTENSIONS = frozenset({".csv", ".json", ".jsonl"})
 PATH_COLUMNS = ("path", "file", "filename", "audio")
+# A Hugging Face `audiofolder` (`load_dataset("audiofolder", data_dir=...)`), read by datasets' own rules: its
+# metadata files (`metadata.csv`, `.jsonl` or `.parquet`, one format per dataset) list each audio file in a `file_name`
+# column (or `<name>_file_name`), relative to the metadata file's folder, with its other columns (the label); a folder
+# named by a split keyword, or holding one between separators (`train/`, `train-2024/`, `my_test/`; `val/` and `dev/`
+# are validation, `eval/` test), gives the split of every file under it.
+METADATA_NAMES = tuple(FolderBasedBuilder.METADATA_FILENAMES)
+METADATA_READERS = {
+    ".csv": pyarrow.csv.read_csv,
+    ".jsonl": pyarrow.json.read_json,
+    ".parquet": pyarrow.parquet.read_table,
+}
+SPLIT_FOLDERS = {
+    str(split): re.compile(
+        rf"(?:.*[{NON_WORDS_CHARS}])?(?:{'|'.join(map(re.escape, keywords))})(?:[{NON_WORDS_CHARS}].*)?"
+    )
+    for split, keywords in SPLIT_KEYWORDS.items()
+}
 
 # The Hub's `marsyas/gtzan` (and its copies) hold GTZAN's original archive and a loading script, which datasets >= 4
 # refuses: a Hub dataset holding this file is read from the archive, unpacked, instead.
@@ -55,6 +82,7 @@ class Corpus:
     skipped: list[dict] = field(default_factory=list)  # {"song_id", "path", "label", "reason"} per unusable file
     dropped_classes: dict[str, str] = field(default_factory=dict)  # class name: why it has no songs
     content_hashes: dict[str, str] = field(default_factory=dict)  # song id: `content_hash` of its file (checked)
+    named_splits: dict[str, str] = field(default_factory=dict)  # song id: the split its folder names, if any
 
     @property
     def label_names(self) -> list[str]:
@@ -95,6 +123,7 @@ def _song_ids(names: list[str], labels: list[str]) -> list[str]:
 
 def _from_records(paths: list[str], labels: list[str], source: str) -> tuple[Dataset, str]:
     """Songs from local files; the fingerprint covers each file's path, size and modification time."""
+    _refuse_case_clash(set(labels), source)
     label_names = sorted(set(labels))
     stats = [os.stat(path) for path in paths]
     fingerprint = Hasher.hash(
@@ -135,20 +164,21 @@ def _distinct_files(paths: list, labels: list[str | None], skipped: list[dict]) 
     return kept
 
 
-def _walk(root: Path) -> tuple[list[Path], list[Path]]:
+def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """
-    The audio files (by extension) and the folders under `root`, hidden ones (`.git/`, macOS's `._song.wav`) aside.
+    The audio files (by extension), the folders and the `audiofolder` metadata files (`METADATA_NAMES`) under `root`,
+    hidden ones (`.git/`, macOS's `._song.wav`) and `__MACOSX/`-like folders aside, as `datasets` leaves them out.
     Links to folders are followed (a class folder may live on another disk), each real folder once: a link into the
     tree itself (to an ancestor, a loop, or a sibling) or to a folder reached already is not followed, with a warning.
     A broken link to a folder is warned about; a broken link named like an audio file is returned, to be reported.
     """
     own = {os.path.realpath(folder) for folder, _, _ in os.walk(root)}  # read where they are, never through a link
     reached = {os.path.realpath(root)}
-    files, folders = [], []
+    files, folders, metadata = [], [], []
     for folder, dirnames, filenames in os.walk(root, followlinks=True):
         folders.append(Path(folder))
         followed = []
-        for name in sorted(name for name in dirnames if not name.startswith(".")):
+        for name in sorted(name for name in dirnames if not name.startswith((".", "__"))):
             path = os.path.join(folder, name)
             real = os.path.realpath(path)
             if real in reached or (os.path.islink(path) and real in own):
@@ -163,60 +193,235 @@ def _walk(root: Path) -> tuple[list[Path], list[Path]]:
             path = Path(folder, name)
             if path.suffix.lower() in AUDIO_EXTENSIONS:
                 files.append(path)
+            elif name in METADATA_NAMES:
+                metadata.append(path)
             elif path.is_symlink() and not path.exists():
                 logger.warning("Not reading %s: a broken link (to %s, which does not exist)", path, os.readlink(path))
-    return files, folders
+    return files, folders, metadata
+
+
+def _split_of(path: Path, root: Path) -> tuple[str, Path] | None:
+    """`(split, its folder)` when a folder between `root` and `path` names a split by datasets' rules
+    (`SPLIT_FOLDERS`; the outermost such folder), else `None`."""
+    relative = path.relative_to(root)
+    for index, part in enumerate(relative.parts[:-1]):
+        for split, pattern in SPLIT_FOLDERS.items():
+            if pattern.fullmatch(part):
+                return split, root.joinpath(*relative.parts[: index + 1])
+    return None
+
+
+def _skip_many(skipped: list[dict], paths: list[Path], reason: str, summary: str) -> None:
+    """Record files skipped for one reason, said in one warning (`summary`, then a few of them)."""
+    for path in paths:
+        skipped.append({"song_id": path.stem, "path": str(path), "label": None, "reason": reason})
+    if paths:
+        more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+        logger.warning("%s: %s%s", summary, ", ".join(str(path) for path in paths[:5]), more)
+
+
+def _case_clash(names) -> tuple[str, str] | None:
+    """Two of `names` that differ only by case, if any."""
+    seen: dict[str, str] = {}
+    for name in sorted(names):
+        if name.casefold() in seen and seen[name.casefold()] != name:
+            return seen[name.casefold()], name
+        seen.setdefault(name.casefold(), name)
+    return None
+
+
+def _refuse_case_clash(names, source: str) -> None:
+    clash = _case_clash(names)
+    if clash:
+        raise ValueError(
+            f"The classes {clash[0]!r} and {clash[1]!r} of {source} differ only by case: they would be two classes "
+            "here and one on a system whose file names ignore case (macOS, Windows). Give them one spelling, or "
+            "rename one."
+        )
+
+
+def _metadata_labels(
+    root: Path, files: list[Path], tables: list[Path], path_column: str | None, label_column: str, skipped: list[dict]
+) -> list[tuple[Path, str]]:
+    """
+    `(path, label)` of every file an `audiofolder`'s metadata files list (`file_name`, or `path_column`, relative to
+    the metadata file's folder; the label from `label_column`, else from `label`). A listed file that does not exist
+    or has no label is skipped; an audio file no metadata file lists is skipped too (`datasets` leaves it out), each
+    said. A path that leads outside the metadata file's folder is refused, as `datasets` refuses it.
+    """
+    formats = sorted({table.suffix for table in tables})
+    if len(formats) > 1:
+        raise ValueError(
+            f"{root} holds metadata files of {len(formats)} formats ({', '.join(str(t) for t in tables[:3])}): an "
+            "audiofolder's metadata is in one format (metadata.csv, metadata.jsonl or metadata.parquet). Keep one."
+        )
+    pairs = []
+    for table_path in tables:
+        try:
+            table = METADATA_READERS[table_path.suffix](str(table_path))
+        except (pa.ArrowException, OSError) as error:
+            raise ValueError(
+                f"{table_path} could not be read ({str(error).splitlines()[0]}): expected a table of a file_name "
+                "column and a label column, as datasets' audiofolder reads it. Correct it, or remove it."
+            ) from None
+        columns = table.column_names
+        named = [column for column in columns if column.endswith("_file_name")]  # `audio_file_name`: one of them
+        candidates = (path_column, "file_name", *(named if len(named) == 1 else ()))
+        file_column = next((c for c in candidates if c in columns), None)
+        column = next((c for c in (label_column, "label") if c in columns), None)
+        if file_column is None or column is None:
+            wanted = "a file_name column (each audio file's path, relative to it)" if file_column is None else ""
+            wanted = wanted or f"a {label_column!r} column (pass the column of the classes with --label_column)"
+            raise ValueError(f"{table_path} has the columns {', '.join(columns)}: expected {wanted}.")
+        if column != label_column:
+            logger.info("%s has no %r column: its classes are its %r column", table_path, label_column, column)
+        for row, (name, label) in enumerate(zip(table[file_column].to_pylist(), table[column].to_pylist()), 1):
+            where = f"{table_path} (row {row})"
+            relative = os.path.normpath(name) if isinstance(name, str) else ""
+            if not relative or "://" in name or os.path.isabs(name) or relative == ".." or relative.startswith("../"):
+                raise ValueError(
+                    f"{where}: {file_column} {name!r} is not a path inside {table_path.parent}; expected the audio "
+                    "file's path relative to the metadata file, as datasets' audiofolder requires. Correct it."
+                )
+            path = table_path.parent / relative
+            if label is None or not str(label).strip():
+                _skip(skipped, path.stem, str(path), None, f"no label in {where}")
+            elif not path.is_file():
+                _skip(skipped, path.stem, str(path), str(label), f"listed in {where}, but there is no such file")
+            else:
+                pairs.append((path, str(label)))
+    listed = {os.path.realpath(path) for path, _ in pairs}
+    listed |= {os.path.realpath(entry["path"]) for entry in skipped if entry["path"]}
+    unlisted = [path for path in files if os.path.realpath(path) not in listed]
+    names = ", ".join(sorted({table.name for table in tables}))
+    _skip_many(
+        skipped,
+        unlisted,
+        f"listed in no metadata file ({names})",
+        f"{len(unlisted)} audio files under {root} are listed in no metadata file ({names}), and are not read (as "
+        "datasets' audiofolder reads only the files its metadata lists)",
+    )
+    return pairs
+
+
+def _folder_labels(
+    root: Path, files: list[Path], folders: list[Path], skipped: list[dict], dropped: dict[str, str]
+) -> list[tuple[Path, str]]:
+    """
+    `(path, label)` of every audio file by its class folder: the folders directly under the deepest folder common to
+    all files (`genres/` in GTZAN's archive, `Data/genres_original/` in Kaggle's), or, where `files` lie under split
+    folders, under each split folder. A folder inside a class folder belongs to that class, with a warning; a file
+    beside the class folders is skipped; class folders whose names differ only by case are refused; a class folder
+    that holds no audio file is warned about and added to `dropped`.
+    """
+    by_base: dict[Path, list[Path]] = {}
+    for path in files:
+        split = _split_of(path, root)
+        by_base.setdefault(split[1] if split else root, []).append(path)
+    pairs, nested, class_folders = [], Counter(), {}
+    for base, members in by_base.items():
+        parents = {path.parent for path in members}
+        class_root = Path(os.path.commonpath(parents))
+        if class_root != base and class_root in parents:  # the common folder holds songs: it is a class itself
+            class_root = class_root.parent
+        for path in members:
+            parts = path.parent.relative_to(class_root).parts
+            if not parts:
+                _skip(skipped, path.stem, str(path), None, "not inside a class folder")
+                continue
+            pairs.append((path, parts[0]))
+            class_folders.setdefault(parts[0], class_root / parts[0])
+            if len(parts) > 1:
+                nested[(class_root / parts[0] / parts[1], parts[0])] += 1
+        holding_audio = {folder for path in members for folder in path.parents}
+        for folder in folders:
+            if folder.parent == class_root and folder not in holding_audio and folder.name not in class_folders:
+                class_folders.setdefault(folder.name, folder)
+                reason = f"its folder {folder} holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"
+                _leave_out(dropped, folder.name, reason)
+    clash = _case_clash(class_folders)
+    if clash:
+        raise ValueError(
+            f"The class folders {class_folders[clash[0]]} and {class_folders[clash[1]]} differ only by case: they "
+            "would be two classes here and one folder on a system whose file names ignore case (macOS, Windows). "
+            "Merge them, or rename one."
+        )
+    if nested:
+        found = "; ".join(
+            f"{folder} ({count} file{'s' if count > 1 else ''}): class {label!r}"
+            for (folder, label), count in nested.items()
+        )
+        logger.warning(
+            "Folders inside class folders are read as part of their class: %s. A class is a folder of its own beside "
+            "the others: move a folder there to make it a class.",
+            found,
+        )
+    return pairs
 
 
 def _from_folder(
-    root: Path, skipped: list[dict], dropped: dict[str, str], labelled: bool = True
+    root: Path,
+    skipped: list[dict],
+    dropped: dict[str, str],
+    labelled: bool = True,
+    label_column: str = "label",
+    path_column: str | None = None,
+    named: list[str | None] | None = None,
 ) -> tuple[Dataset, str]:
     """
-    Every audio file under `root` (recursively, through links to folders), labelled by the folder it is in: GTZAN's
-    `genres/<genre>/<genre>.000NN.au`, Kaggle's `Data/genres_original/<genre>/...wav`, or any `<class>/<file>` tree.
-    Other files (images, CSV features, `.mf` lists) are ignored. One file reached twice (through a link) or two files
-    of one name in one class folder (say a `.au` and a `.wav` copy of the same song) would leak between splits: the
-    second is skipped and reported, a file reached through no link kept first. A class folder beside others that
-    holds no audio file is warned about and added to `dropped`. Unlabelled (`labelled=False`), files may lie
-    anywhere under `root` and all get the label `UNLABELED`.
+    Every audio file under `root` (recursively, through links to folders), labelled by its class folder (GTZAN's
+    `genres/<genre>/<genre>.000NN.au`, Kaggle's `Data/genres_original/<genre>/...wav`, any `<class>/<file>` tree:
+    [`_folder_labels`]), or as a Hugging Face `audiofolder` holding metadata files lists them ([`_metadata_labels`]).
+    Sub-folders that name splits as `datasets` reads them (`SPLIT_FOLDERS`: `train/`, `test/`, ...) give each song's
+    split, appended to `named` in row order (`None` for none); files outside them are skipped, as `datasets` leaves
+    them out. Other files (images, CSV features, `.mf` lists) are ignored. One file reached twice (through a link) or
+    two files of one name in one folder (say a `.au` and a `.wav` copy of the same song) would leak between splits:
+    the second is skipped and reported, a file reached through no link kept first. Unlabelled (`labelled=False`),
+    files may lie anywhere under `root` and all get the label `UNLABELED`.
     """
-    files, folders = _walk(root)
+    files, folders, tables = _walk(root)
     real_root = Path(os.path.realpath(root))
     files.sort(key=lambda path: (Path(os.path.realpath(path)) != real_root / path.relative_to(root), path))
-    found, labels = [], []
-    for path in files:
-        label = path.parent.name if labelled else UNLABELED
-        if labelled and path.parent == root:
-            _skip(skipped, path.stem, str(path), None, "not inside a class folder")
-        elif not path.exists():
-            _skip(
-                skipped, path.stem, str(path), label, f"a broken link (to {os.readlink(path)}, which does not exist)"
-            )
+    if labelled and any(_split_of(path, root) for path in [*files, *tables]):
+        outside = [path for path in files if not _split_of(path, root)]
+        _skip_many(
+            skipped,
+            outside,
+            "in no split folder (train, validation, test)",
+            f"{len(outside)} audio files of {root} lie in no split folder beside its split folders (train, "
+            "validation, test), and are not read (as datasets reads only the files of its splits)",
+        )
+        files = [path for path in files if _split_of(path, root)]
+    if not labelled:
+        pairs = [(path, UNLABELED) for path in files]
+    elif tables:
+        pairs = _metadata_labels(root, files, tables, path_column, label_column, skipped)
+    else:
+        pairs = _folder_labels(root, files, folders, skipped, dropped)
+    found = []
+    for path, label in pairs:
+        if not path.exists():
+            reason = f"a broken link (to {os.readlink(path)}, which does not exist)"
+            _skip(skipped, path.stem, str(path), label, reason)
         else:
-            found.append(path)
-            labels.append(label)
-    kept: dict[tuple[str, str], Path] = {}
-    for index in _distinct_files(found, labels, skipped):
-        path, label = found[index], labels[index]
-        if (label, path.stem) in kept:
-            _skip(skipped, path.stem, str(path), label, f"duplicate of {kept[(label, path.stem)]}")
+            found.append((path, label))
+    kept: dict[tuple[Path, str], tuple[Path, str]] = {}
+    for index in _distinct_files([path for path, _ in found], [label for _, label in found], skipped):
+        path, label = found[index]
+        if (path.parent, path.stem) in kept:
+            _skip(skipped, path.stem, str(path), label, f"duplicate of {kept[(path.parent, path.stem)][0]}")
         else:
-            kept[(label, path.stem)] = path
+            kept[(path.parent, path.stem)] = (path, label)
     if not kept:
         raise ValueError(
             f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) in class folders under {root}. Expected "
-            "GTZAN's layout (genres/<genre>/<genre>.000NN.wav) or <class>/<file> sub-folders."
+            "GTZAN's layout (genres/<genre>/<genre>.000NN.wav), <class>/<file> sub-folders, or an audiofolder "
+            "(metadata.csv with file_name and label columns)."
         )
-    paths = sorted(kept.values())
-    labels = [p.parent.name if labelled else UNLABELED for p in paths]
-    if labelled:
-        class_parents = {path.parent.parent for path in paths}
-        holding_audio = {folder for path in files for folder in path.parents}
-        for folder in folders:
-            if folder.parent in class_parents and folder not in holding_audio and folder.name not in labels:
-                reason = f"its folder {folder} holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"
-                _leave_out(dropped, folder.name, reason)
-    return _from_records([str(p) for p in paths], labels, str(root))
+    songs = sorted(kept.values())
+    if named is not None:
+        named.extend(split[0] if split else None for split in (_split_of(path, root) for path, _ in songs))
+    return _from_records([str(path) for path, _ in songs], [label for _, label in songs], str(root))
 
 
 def _leave_out(dropped: dict[str, str], name: str, reason: str) -> None:
@@ -303,6 +508,7 @@ def _from_hub(
         label_names = [songs.features[label_column].int2str(int(label)) for label in songs[label_column]]
     else:
         label_names = [str(label) for label in songs[label_column]]
+    _refuse_case_clash(set(label_names), repo_id)
     file_names = songs["file"] if "file" in songs.column_names else [a["path"] for a in songs[audio_column]]
     names = [Path(name).stem if name else "" for name in file_names]
     ordered = sorted(set(label_names))
@@ -352,13 +558,17 @@ def load_corpus(
     Read every song of `source` and check that each can be used.
 
     Args:
-        source: a local folder (GTZAN in any published layout, or `<class>/<file>` sub-folders), a `.csv`,
-            `.json` or `.jsonl` list of (path, label), or a Hub dataset id: one holding GTZAN's `genres.tar.gz`
-            (`marsyas/gtzan`) is read from that archive, any other through `datasets.load_dataset`.
-        audio_column, label_column: columns of a Hub dataset, or the label column of a list. `label_column=None`
-            reads audio without labels (self-supervised pretraining): a folder's files need no class folder, a list
-            or Hub dataset no label column, and every song gets the one label `UNLABELED`.
-        path_column: the path column of a list (default: the first of `path`, `file`, `filename`, `audio`).
+        source: a local folder (GTZAN in any published layout, `<class>/<file>` sub-folders, or a Hugging Face
+            `audiofolder`: metadata files and split folders read as `load_dataset("audiofolder", data_dir=...)`
+            reads them), a `.csv`, `.json` or `.jsonl` list of (path, label), or a Hub dataset id: one holding
+            GTZAN's `genres.tar.gz` (`marsyas/gtzan`) is read from that archive, any other through
+            `datasets.load_dataset`.
+        audio_column, label_column: columns of a Hub dataset, or the label column of a list or of an audiofolder's
+            metadata (which falls back on its `label` column). `label_column=None` reads audio without labels
+            (self-supervised pretraining): a folder's files need no class folder, a list or Hub dataset no label
+            column, and every song gets the one label `UNLABELED`.
+        path_column: the path column of a list (default: the first of `path`, `file`, `filename`, `audio`) or of an
+            audiofolder's metadata (default: `file_name`).
         revision: Hub revision (branch, tag or commit).
         num_proc: processes that read the files (default: all cores).
         cache_dir: where file checks are cached and Hub archives are unpacked (default: `gtzan_hf` in the datasets
@@ -374,9 +584,12 @@ def load_corpus(
     """
     skipped: list[dict] = []
     dropped: dict[str, str] = {}
+    named: list[str | None] = []
     path = Path(source)
     if path.is_dir():
-        songs, fingerprint = _from_folder(path, skipped, dropped, labelled=label_column is not None)
+        songs, fingerprint = _from_folder(
+            path, skipped, dropped, label_column is not None, label_column or "label", path_column, named
+        )
     elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
         songs, fingerprint = _from_list(path, path_column, label_column, skipped)
     elif path.exists():
@@ -385,8 +598,9 @@ def load_corpus(
         songs, fingerprint = _load_hub_source(
             str(source), audio_column, label_column, revision, num_proc, cache_dir, skipped, dropped
         )
+    named_splits = {song_id: split for song_id, split in zip(songs["song_id"], named) if split}
     if not check:
-        return Corpus(songs, fingerprint, str(source), skipped, dropped)
+        return Corpus(songs, fingerprint, str(source), skipped, dropped, named_splits=named_splits)
     num_proc = min(num_proc or os.cpu_count() or 1, len(songs))
     # only the audio goes in and only the verdicts come out (a Hub dataset's audio bytes are not copied); they are
     # cached under the corpus fingerprint, so a later run with unchanged files reads no audio here
@@ -425,7 +639,10 @@ def load_corpus(
     content_hashes = {song_ids[index]: contents[index] for index in usable}
     # the labels and song ids too: the rules that derive them may change, and the fbank cache stores them
     fingerprint = Hasher.hash((fingerprint, usable, kept_names, [song_ids[index] for index in usable]))
-    return Corpus(songs, fingerprint, str(source), skipped, dropped, content_hashes)
+    named_splits = {
+        song_ids[index]: named_splits[song_ids[index]] for index in usable if song_ids[index] in named_splits
+    }
+    return Corpus(songs, fingerprint, str(source), skipped, dropped, content_hashes, named_splits)
 
 
 def hub_archive_folder(repo_id: str, revision: str | None, cache_dir: str | os.PathLike | None) -> Path | None:

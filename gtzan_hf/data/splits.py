@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -46,7 +47,16 @@ def fault_filtered_lists() -> dict[str, list[str]]:
 
 # Fixed song lists by split name: GTZAN's artist-filtered split, then the recipes' (`gtzan_hf.recipes`).
 SPLIT_LISTS = {"fault-filtered": fault_filtered_lists, **dict(plugins("SPLIT_LISTS"))}
-SPLITS = ("random", *SPLIT_LISTS, "kfold")
+# `auto`: the dataset's own splits where its folders name them (`dataset`), else `random`.
+SPLITS = ("auto", "dataset", "random", *SPLIT_LISTS, "kfold")
+
+
+def resolved_split(split: str, named: dict[str, str]) -> str:
+    """The split `split` stands for on a corpus whose folders name the splits `named` (song id: split): `auto` is
+    `dataset` where they name any, else `random`."""
+    if split == "auto":
+        return "dataset" if named else "random"
+    return split
 
 
 @dataclass
@@ -63,14 +73,17 @@ class SplitInfo:
     skipped: list[dict] = field(default_factory=list)  # unusable files: {"song_id", "path", "label", "reason"}
     excluded: list[str] = field(default_factory=list)  # usable songs the split leaves out by design
     dropped_classes: dict[str, str] = field(default_factory=dict)  # classes without songs: why, by name
+    drawn: list[str] = field(default_factory=list)  # split "dataset": the splits drawn from its train songs
     # song id: xxh3-128 of its file's bytes (`sources.content_hash`), for the songs of every split
     content_hashes: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         sizes = ", ".join(f"{name} {len(ids)}" for name, ids in self.song_ids.items())
         dropped = ", ".join(self.dropped_classes)
+        split = "the dataset's own split" if self.split == "dataset" else f"{self.split} split"
+        drawn = f" ({' and '.join(self.drawn)} drawn from its train songs)" if self.drawn else ""
         return (
-            f"{self.split} split of {self.source}: {sizes} songs; {len(self.skipped)} files skipped"
+            f"{split} of {self.source}{drawn}: {sizes} songs; {len(self.skipped)} files skipped"
             + (f"; {len(self.excluded)} songs outside the split" if self.excluded else "")
             + (f"; classes left out (no usable songs): {dropped}" if dropped else "")
         )
@@ -85,7 +98,7 @@ class SplitInfo:
         expected = "the songs of every split of a run (train, validation, test), as fine-tuning writes them"
         record = read_record(path, expected)
         kinds = {"source": str, "split": str, "seed": int, "label_names": list, "song_ids": dict}
-        optional = {"skipped": list, "excluded": list, "dropped_classes": dict, "content_hashes": dict}
+        optional = {"skipped": list, "excluded": list, "dropped_classes": dict, "content_hashes": dict, "drawn": list}
         values = [(name, record.get(name, ...), kind) for name, kind in kinds.items()]
         values += [(name, record[name], kind) for name, kind in optional.items() if name in record]
         if isinstance(record.get("song_ids"), dict):
@@ -173,13 +186,20 @@ def split_indices(
     validation_size: float = 0.1,
     test_size: float = 0.1,
     skipped: list[dict] | None = None,
+    named: dict[str, str] | None = None,
 ) -> tuple[dict[str, list[int]], list[str]]:
     """
     Row indices of each split, and the song ids the split leaves out by design; `labels` are the songs' classes
-    (names or ids: the same split either way, names being sorted as ids are).
+    (names or ids: the same split either way, names being sorted as ids are); `named` the split each song's folders
+    name (song id: `train`, `validation` or `test`), if any.
 
+    - `auto` (the default): `dataset` where `named` names splits, else `random`;
+    - `dataset`: the splits `named` gives (an audiofolder's `train/`, `validation/`, `test/`); one it lacks is drawn
+      from the train songs, stratified and seeded: `test_size` of them, then `validation_size` of those left (a
+      dataset of train and test folders gives up 10 % of its train songs to validation). A dataset that names no
+      train split is refused;
     - `random`: stratified by class and seeded: `1 - validation_size - test_size` / `validation_size` / `test_size`
-      (80/10/10 by default);
+      (80/10/10 by default), over all songs (a dataset's own splits pooled);
     - `fault-filtered`: GTZAN's artist-filtered 443/197/290 lists (songs outside them are excluded);
     - the recipes' song lists (`gtzan_hf.recipes`): `course-project`, `course-project-30s`, the course project's own
       lists (799/99/101 and 800/100/100 songs);
@@ -187,10 +207,13 @@ def split_indices(
       validation set, the rest the training set.
     Songs are ordered by id first, so the result does not depend on the order files were found in.
     """
+    split = resolved_split(split, named or {})
     if split in SPLIT_LISTS:
         return _listed(split, SPLIT_LISTS[split](), song_ids, skipped or [])
     order = np.argsort(np.asarray(song_ids), kind="stable")
     labels_array = np.asarray(labels)
+    if split == "dataset":
+        return _named(order, labels_array, song_ids, named or {}, seed, validation_size, test_size), []
     if split == "random":
         rest, test = _stratified(order, labels_array, test_size, seed)
         train, validation = _stratified(rest, labels_array, validation_size / (1 - test_size), seed)
@@ -212,26 +235,76 @@ def split_indices(
     return {name: sorted(int(i) for i in part) for name, part in zip(SPLIT_NAMES, (train, validation, test))}, []
 
 
+def _named(
+    order: np.ndarray,
+    labels: np.ndarray,
+    song_ids: list[str],
+    named: dict[str, str],
+    seed: int,
+    validation_size: float,
+    test_size: float,
+) -> dict[str, list[int]]:
+    """The rows of the splits `named` gives, those it lacks drawn from its train songs."""
+    if not named:
+        raise ValueError(
+            "split='dataset' takes the splits a dataset's folders name (train/, validation/, test/, as datasets "
+            "reads them), and this one names none: use split='auto' or 'random'."
+        )
+    rows = {name: order[[named.get(song_ids[i]) == name for i in order]] for name in SPLIT_NAMES}
+    if not len(rows["train"]):
+        found = ", ".join(sorted(set(named.values())))
+        raise ValueError(
+            f"The dataset's folders name the splits {found}, but no train split: add a train/ folder, or pass "
+            "--split random to split all its songs afresh."
+        )
+    drawn = [name for name in ("test", "validation") if not len(rows[name])]
+    for name in drawn:
+        try:
+            rows["train"], rows[name] = _stratified(
+                rows["train"], labels, test_size if name == "test" else validation_size, seed
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"The dataset's folders name no {name} split, and one cannot be drawn from its train songs: {error} "
+                f"Or add a {name}/ folder."
+            ) from error
+    return {name: sorted(int(i) for i in rows[name]) for name in SPLIT_NAMES}
+
+
 def split_corpus(corpus: Corpus, config) -> tuple[dict[str, list[int]], SplitInfo]:
     """`(row indices per split, SplitInfo)` of a loaded corpus under `config`'s split settings (a [`DataConfig`]:
     `split`, `split_seed`, `fold`, `num_folds`, `validation_size`, `test_size`)."""
     song_ids = list(corpus.songs["song_id"])
+    split = resolved_split(config.split, corpus.named_splits)
+    if corpus.named_splits and split != "dataset":
+        sizes = Counter(corpus.named_splits.values())
+        logger.warning(
+            "%s names its own splits (%s): --split %s splits all its %d songs afresh instead (--split auto keeps "
+            "them).",
+            corpus.source,
+            ", ".join(f"{name} {sizes[name]}" for name in SPLIT_NAMES if sizes[name]),
+            split,
+            len(song_ids),
+        )
     indices, excluded = split_indices(
         song_ids,
         [corpus.label_names[label] for label in corpus.songs["label"]],  # by name: errors can name a class
-        config.split,
+        split,
         config.split_seed,
         config.fold,
         config.num_folds,
         validation_size=config.validation_size,
         test_size=config.test_size,
         skipped=corpus.skipped,
+        named=corpus.named_splits,
     )
-    kfold = config.split == "kfold"
+    named = set(corpus.named_splits.values())
+    drawn = [name for name in ("test", "validation") if name not in named] if split == "dataset" else []
+    kfold = split == "kfold"
     split_ids = {name: [song_ids[i] for i in rows] for name, rows in indices.items()}
     info = SplitInfo(
         source=corpus.source,
-        split=config.split,
+        split=split,
         seed=config.split_seed,
         fold=config.fold if kfold else None,
         num_folds=config.num_folds if kfold else None,
@@ -240,6 +313,7 @@ def split_corpus(corpus: Corpus, config) -> tuple[dict[str, list[int]], SplitInf
         skipped=corpus.skipped,
         excluded=excluded,
         dropped_classes=corpus.dropped_classes,
+        drawn=drawn,
         content_hashes={
             s: corpus.content_hashes[s] for ids in split_ids.values() for s in ids if s in corpus.content_hashes
         },

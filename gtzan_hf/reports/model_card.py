@@ -92,6 +92,11 @@ def describe_split(splits: dict) -> str:
         split = f"kfold (fold {splits['fold']} of {splits['num_folds']}, seed {splits['seed']})"
     elif split == "random":
         split = f"random (seed {splits['seed']})"
+    elif split == "dataset":
+        drawn = splits.get("drawn") or []
+        split = "the dataset's own" + (
+            f" ({' and '.join(drawn)} drawn from its train songs, seed {splits['seed']})" if drawn else ""
+        )
     sizes = " / ".join(str(len(splits["song_ids"][name])) for name in ("train", "validation", "test"))
     return f"{split}: {sizes} songs (train / validation / test)"
 
