@@ -248,6 +248,7 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         time_mask=0,
     )
     data = build_datasets(data_config, build_feature_extractor(source, args.max_length))
+    data_config.split = data.info.split  # `auto` resolved
     data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     encoder = load_encoder(source, args, data.label_names)
     device = resolve_device(args.device)

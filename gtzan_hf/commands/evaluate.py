@@ -149,6 +149,7 @@ def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str
     metrics = write_evaluation_reports(splits, data.label_names, output_dir)
     data.info.save(output_dir / "splits.json")
     # the windows used, whether asked for or the model's own
+    data_config.split = data.info.split  # `auto` resolved
     data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     (output_dir / "evaluation_config.json").write_text(
         json.dumps({**asdict(args), **asdict(data_config), "models": names}, indent=2)

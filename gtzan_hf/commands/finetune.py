@@ -11,8 +11,9 @@ import torch
 import transformers
 from transformers import set_seed
 
-from ..data import DataConfig, SplitInfo, SSASTDataCollator, SSASTDatasets, build_datasets, load_corpus
+from ..data import Corpus, DataConfig, SplitInfo, SSASTDataCollator, SSASTDatasets, build_datasets, load_corpus
 from ..data.augmentation import spec_augment
+from ..data.splits import resolved_split
 from ..inference.predict import predict
 from ..inference.windowing import model_windows
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
@@ -124,7 +125,9 @@ def build_trainer(
         data_config.dataset = data_config.resolved_dataset()
         feature_extractor = build_feature_extractor(source, model_args.max_length)
         data = build_datasets(data_config, feature_extractor)
-    # the windows used, asked for or the model's own: saved with the run (run_config.json)
+    # the split and the windows used, asked for or the dataset's and the model's own: saved with the run
+    # (run_config.json)
+    data_config.split = data.info.split
     data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     if data.skipped:
         logger.warning(
@@ -158,20 +161,18 @@ def run_settings(model_args: ModelArguments, data_config: DataConfig, training_a
     return {**asdict(model_args), **asdict(data_config), **training_args.to_dict()}
 
 
-def listed_label_names(data_config: DataConfig) -> list[str]:
-    """The classes of the dataset as listing it gives them, before any file is read, less those a run in the same
-    output folder left out for want of usable songs (its splits.json)."""
+def listed_corpus(data_config: DataConfig) -> Corpus:
+    """The dataset as listing it gives it, before any file is read: its classes and the splits its folders name."""
     sources = logging.getLogger("gtzan_hf.data.sources")
     level = sources.level
     sources.setLevel(logging.ERROR)  # what the listing finds is said once, when the data is prepared
     try:
-        corpus = load_corpus(
-            data_config.resolved_dataset(), label_column=data_config.label_column, check=False,
-            **data_config.corpus_options(),
-        )  # fmt: skip
+        options = data_config.corpus_options()
+        return load_corpus(
+            data_config.resolved_dataset(), label_column=data_config.label_column, check=False, **options
+        )
     finally:
         sources.setLevel(level)
-    return corpus.label_names
 
 
 def check_resumed_finetuning(
@@ -181,14 +182,17 @@ def check_resumed_finetuning(
     ([`~gtzan_hf.training.resume.check_resumed_run`]), before any data is prepared: the classes from listing the
     dataset, the windows as the model resolves them."""
     saved_splits = Path(checkpoint).parent / "splits.json"
+    # a class the run left out for want of usable songs is listed, and left out again once the files are read
     dropped = SplitInfo.load(saved_splits).dropped_classes if saved_splits.is_file() else {}
-    label_names = [name for name in listed_label_names(data_config) if name not in dropped]
+    corpus = listed_corpus(data_config)
+    label_names = [name for name in corpus.label_names if name not in dropped]
     windows = model_windows(
         build_feature_extractor(source, model_args.max_length), data_config.crop_seconds, data_config.eval_hop_seconds
     )
-    data_settings = {
+    data_settings = {  # as the run recorded them: resolved
         **data_config.run_settings(),
         "dataset": data_config.resolved_dataset(),
+        "split": resolved_split(data_config.split, corpus.named_splits),
         "crop_seconds": windows.seconds,
         "eval_hop_seconds": windows.hop_seconds,
     }

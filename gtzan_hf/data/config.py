@@ -33,7 +33,11 @@ class AudioSourceConfig:
     )
     audio_column: str = field(default="audio", metadata={"help": "Audio column of a Hub dataset."})
     path_column: str | None = field(
-        default=None, metadata={"help": "Path column of a CSV/JSON list (default: path, file, filename or audio)."}
+        default=None,
+        metadata={
+            "help": "Path column of a CSV/JSON list (default: path, file, filename or audio) or of an audiofolder's "
+            "metadata (default: file_name)."
+        },
     )
     revision: str | None = field(default=None, metadata={"help": "Hub dataset revision (branch, tag or commit)."})
     dataset_stats: bool = field(
@@ -93,7 +97,10 @@ class AudioSourceConfig:
 class DataConfig(AudioSourceConfig):
     """A labelled source, its song-level split, its windows and the training augmentation."""
 
-    label_column: str = field(default="genre", metadata={"help": "Label column of a Hub dataset or a list."})
+    label_column: str = field(
+        default="genre",
+        metadata={"help": "Label column of a Hub dataset, a list or an audiofolder's metadata (there, else label)."},
+    )
     split: str = field(
         default="auto",
         metadata={

@@ -220,6 +220,19 @@ def _skip_many(skipped: list[dict], paths: list[Path], reason: str, summary: str
         logger.warning("%s: %s%s", summary, ", ".join(str(path) for path in paths[:5]), more)
 
 
+def _in_splits(root: Path, paths: list[Path], skipped: list[dict]) -> list[Path]:
+    """The `paths` that lie in a split folder; the others are skipped and said, as `datasets` leaves them out."""
+    outside = [path for path in paths if not _split_of(path, root)]
+    _skip_many(
+        skipped,
+        outside,
+        "in no split folder (train, validation, test)",
+        f"{len(outside)} audio files of {root} lie in no split folder beside its split folders (train, validation, "
+        "test), and are not read (as datasets reads only the files of its splits)",
+    )
+    return [path for path in paths if _split_of(path, root)]
+
+
 def _case_clash(names) -> tuple[str, str] | None:
     """Two of `names` that differ only by case, if any."""
     seen: dict[str, str] = {}
@@ -382,21 +395,16 @@ def _from_folder(
     files, folders, tables = _walk(root)
     real_root = Path(os.path.realpath(root))
     files.sort(key=lambda path: (Path(os.path.realpath(path)) != real_root / path.relative_to(root), path))
-    if labelled and any(_split_of(path, root) for path in [*files, *tables]):
-        outside = [path for path in files if not _split_of(path, root)]
-        _skip_many(
-            skipped,
-            outside,
-            "in no split folder (train, validation, test)",
-            f"{len(outside)} audio files of {root} lie in no split folder beside its split folders (train, "
-            "validation, test), and are not read (as datasets reads only the files of its splits)",
-        )
-        files = [path for path in files if _split_of(path, root)]
+    split_layout = labelled and any(_split_of(path, root) for path in [*files, *tables])
     if not labelled:
         pairs = [(path, UNLABELED) for path in files]
     elif tables:
         pairs = _metadata_labels(root, files, tables, path_column, label_column, skipped)
+        if split_layout:
+            inside = set(_in_splits(root, [path for path, _ in pairs], skipped))
+            pairs = [(path, label) for path, label in pairs if path in inside]
     else:
+        files = _in_splits(root, files, skipped) if split_layout else files
         pairs = _folder_labels(root, files, folders, skipped, dropped)
     found = []
     for path, label in pairs:
@@ -420,7 +428,8 @@ def _from_folder(
         )
     songs = sorted(kept.values())
     if named is not None:
-        named.extend(split[0] if split else None for split in (_split_of(path, root) for path, _ in songs))
+        splits = [_split_of(path, root) if split_layout else None for path, _ in songs]
+        named.extend(split[0] if split else None for split in splits)
     return _from_records([str(path) for path, _ in songs], [label for _, label in songs], str(root))
 
 
