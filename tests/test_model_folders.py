@@ -1,6 +1,6 @@
 """Model folders whose parts disagree or are missing, each made on the spot from a tiny saved classifier: class names
 against `num_labels`, class ids with a gap, weights of another model than the config, a cut `model.safetensors` or
-`pytorch_model.bin`, a feature extractor of another input length, no `preprocessor_config.json`. Each is one line
+`pytorch_model.bin`, a feature extractor of another input length or cut short, no `preprocessor_config.json`. Each is one line
 naming the file and the disagreement, before any data is prepared, in every command and on the Space's page."""
 
 import json
@@ -91,6 +91,11 @@ def extractor_of_another_length(folder, models):
     )
 
 
+def cut_feature_extractor(folder, models):
+    (folder / "preprocessor_config.json").write_text('{"max_length": 12')
+    return "The preprocessor_config.json of {model} is not valid JSON (Expecting ',' delimiter"
+
+
 def no_feature_extractor(folder, models):
     (folder / "preprocessor_config.json").unlink()
     return (
@@ -108,6 +113,7 @@ DAMAGES = [
     cut_safetensors,
     cut_pytorch_weights,
     extractor_of_another_length,
+    cut_feature_extractor,
     no_feature_extractor,
 ]
 

@@ -101,7 +101,13 @@ def _json_file(name: str, filename: str, what: str) -> dict:
         values = PreTrainedConfig.get_config_dict(name)[0]
     else:
         path = cached_file(name, filename, _raise_exceptions_for_missing_entries=False)
-        values = json.loads(Path(path).read_text()) if path else {}
+        try:
+            values = json.loads(Path(path).read_text()) if path else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(
+                f"The {filename} of {name} is not valid JSON ({error}): it was cut short or edited by hand. Save the "
+                "model again, or copy the file again from the folder it was saved in."
+            ) from None
     if not isinstance(values, dict):
         raise ValueError(
             f"The {filename} of {name} holds a {type(values).__name__}; expected a mapping of {what}, as "
