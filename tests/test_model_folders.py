@@ -1,7 +1,8 @@
 """Model folders whose parts disagree or are missing, each made on the spot from a tiny saved classifier: class names
 against `num_labels`, class ids with a gap, weights of another model than the config, a cut `model.safetensors` or
-`pytorch_model.bin`, a feature extractor of another input length or cut short, no `preprocessor_config.json`. Each is one line
-naming the file and the disagreement, before any data is prepared, in every command and on the Space's page."""
+`pytorch_model.bin`, a feature extractor of another input length or cut short, no `preprocessor_config.json`. Each is
+one line naming the file and the disagreement, before any data is prepared, in every command and on the Space's
+page."""
 
 import json
 import logging

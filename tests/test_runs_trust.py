@@ -91,6 +91,33 @@ def test_a_sigterm_during_the_cache_build_ends_the_run_and_its_workers(corpus, t
     assert not output_dir.exists(), "the run's lock and folder were left behind"
 
 
+# A SIGTERM that falls while the run forks (as `datasets.map` starts its workers): Python runs the handler inside an
+# at-fork callback, where the exception it raises is only printed, never propagated.
+SIGTERM_WHILE_FORKING = """
+import os, signal, sys, time
+from gtzan_hf.commands.cli import run
+
+
+def main(argv):
+    os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    if os.fork() == 0:
+        os._exit(0)
+    time.sleep(60)  # the run goes on: the stop must still end it
+    print("not stopped")
+
+
+run(main, [])
+"""
+
+
+def test_a_sigterm_that_falls_while_the_run_forks_still_stops_it():
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", SIGTERM_WHILE_FORKING], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-3000:]
+    assert "not stopped" not in done.stdout and time.monotonic() - start < 30
+    assert done.stderr.strip().splitlines()[-1] == "stopped: SIGTERM received; the run and its worker processes ended."
+
+
 @pytest.mark.parametrize("where", ["file", "under a file"])
 def test_an_output_dir_that_is_a_file_is_one_line_before_any_work(corpus, tmp_path, where):
     taken = tmp_path / "run.txt"

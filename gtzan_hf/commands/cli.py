@@ -218,10 +218,23 @@ class Stopped(KeyboardInterrupt):
     removed and the run's lock released, instead of the process vanishing and leaving its workers running."""
 
 
+def _stopping() -> bool:
+    """Whether a [`Stopped`] is being handled here (a `finally` or `__exit__` it runs, its report): a stop unwinds."""
+    error = sys.exc_info()[1]
+    while error is not None and not isinstance(error, Stopped):
+        error = error.__context__
+    return error is not None
+
+
 def _stop_on_sigterm(received: list[int]):
-    """Raise [`Stopped`] on SIGTERM in this process (noting the signal in `received`); returns the handler it
-    replaced. A process forked from this one (`datasets.map`'s workers, DataLoader workers) inherits the handler: there
-    it ends the process at once, as SIGTERM does by default, which is how a terminated pool stops its workers."""
+    """
+    Raise [`Stopped`] on SIGTERM in this process (noting the signal in `received`); returns the handler it replaced.
+    A stop raised where Python cannot propagate it (in an at-fork callback, as when the signal falls while
+    `datasets.map` forks its workers, or a `__del__`) is only printed: it is raised again a second later, until one
+    unwinds; while one unwinds, its cleanup is left to run. A process forked from this one (`datasets.map`'s workers,
+    DataLoader workers) inherits the handler: there it ends the process at once, as SIGTERM does by default, which is
+    how a terminated pool stops its workers.
+    """
     owner = os.getpid()
 
     def stop(signum, frame):
@@ -229,7 +242,12 @@ def _stop_on_sigterm(received: list[int]):
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        if _stopping():
+            return
         received.append(signum)
+        again = threading.Timer(1.0, lambda: signal.getsignal(signum) is stop and os.kill(owner, signum))
+        again.daemon = True
+        again.start()
         raise Stopped(f"{signal.Signals(signum).name} received")
 
     return signal.signal(signal.SIGTERM, stop)
