@@ -100,8 +100,7 @@ def random_ast(**kwargs) -> ASTForAudioClassification:
         intermediate_size=128,
         max_length=64,
         num_mel_bins=48,
-        num_labels=5,
-        **kwargs,
+        **{"num_labels": 5, **kwargs},
     )
     torch.manual_seed(0)
     model = ASTForAudioClassification(config).eval()
@@ -124,6 +123,23 @@ def test_transformers_ast_folder_gives_the_same_logits(tmp_path, qkv_bias):
     retargeted = from_original_checkpoint(ast, num_labels=10)
     assert retargeted.classifier.dense.out_features == 10
     torch.testing.assert_close(retargeted.ssast.layernorm.weight, model.ssast.layernorm.weight)
+
+
+@pytest.mark.parametrize("labels", ["indices", "multi-hot", "regression"])
+def test_the_loss_is_transformers_asts_on_the_same_logits(labels):
+    """A converted AST keeps its head and its problem type: its loss is AST's own, whatever the labels."""
+    ast = random_ast(**({"num_labels": 1, "problem_type": "regression"} if labels == "regression" else {}))
+    model = from_original_checkpoint(ast)
+    targets = {
+        "indices": torch.tensor([0, 4, 2]),
+        "multi-hot": torch.tensor([[1.0, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 1, 1, 1, 1]]),
+        "regression": torch.tensor([0.5, -1.0, 2.0]),
+    }[labels]
+    inputs = torch.randn(3, 64, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, theirs = model(inputs, labels=targets), ast(inputs, labels=targets)
+    torch.testing.assert_close(ours.loss, theirs.loss, atol=1e-5, rtol=1e-5)
+    assert model.config.problem_type == ast.config.problem_type
 
 
 def test_unknown_and_damaged_checkpoints_are_refused(tmp_path):

@@ -162,23 +162,25 @@ def test_resume_goes_on_without_a_random_state_that_pickles_an_object(tmp_path, 
     assert "GLOBAL test_trainer.NotNumbers" in message and message.endswith("differ from an uninterrupted run.")
 
 
-def test_soft_labels_train_with_label_smoothing(tmp_path):
+def test_the_trainer_smooths_hard_and_soft_labels_and_the_model_does_not(tmp_path):
+    """Label smoothing and mixup's class probabilities are the Trainer's: its loss is smoothed cross-entropy against
+    both; the model's own stays transformers' plain cross-entropy, and its config learns nothing of the smoothing."""
     trainer = AudioClassificationTrainer(
         model=tiny_cnn(), args=optimizer_arguments(tmp_path, label_smoothing_factor=0.2), train_dataset=[]
     )
-    model = trainer.model
+    model = trainer.model.eval()
     values = torch.randn(4, FRAMES, BINS)
     hard = torch.tensor([0, 1, 2, 0])
-    soft = torch.nn.functional.one_hot(hard, NUM_LABELS).float()
-    model.eval()
+    soft = 0.7 * torch.nn.functional.one_hot(hard, NUM_LABELS).float() + 0.3 * torch.full((4, NUM_LABELS), 1 / 3)
     loss_hard = trainer.compute_loss(model, {"input_values": values, "labels": hard, "song_index": hard})
     loss_soft = trainer.compute_loss(model, {"input_values": values, "labels": soft, "song_index": hard})
-    torch.testing.assert_close(loss_hard, loss_soft)
-    assert model.config.label_smoothing == 0.2  # the model computes the loss, with the arguments' smoothing
-    logits = model(values).logits
-    smoothed = soft * 0.8 + 0.2 / NUM_LABELS
-    expected = -(smoothed * logits.log_softmax(-1)).sum(-1).mean()
-    torch.testing.assert_close(loss_hard, expected)
+    with torch.no_grad():
+        logits = model(values).logits
+        torch.testing.assert_close(loss_hard, torch.nn.functional.cross_entropy(logits, hard, label_smoothing=0.2))
+        smoothed = soft * 0.8 + 0.2 / NUM_LABELS
+        torch.testing.assert_close(loss_soft, -(smoothed * logits.log_softmax(-1)).sum(-1).mean())
+        torch.testing.assert_close(model(values, labels=hard).loss, torch.nn.functional.cross_entropy(logits, hard))
+    assert "label_smoothing" not in model.config.to_dict()
 
 
 def learning_rates_and_weight_decays(optimizer, model) -> tuple[dict, dict]:

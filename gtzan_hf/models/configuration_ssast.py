@@ -83,9 +83,8 @@ class SSASTConfig(PreTrainedConfig):
             to `"random"` when a patch spans all mel bins, `"cluster"` otherwise.
         mpg_loss_weight (`float`, *optional*, defaults to 10.0):
             Weight of the reconstruction (MSE) loss in the pretraining loss `mpc_loss + mpg_loss_weight * mpg_loss`.
-        label_smoothing (`float`, *optional*, defaults to 0.0):
-            Label smoothing of the classification cross-entropy, for class indices and class probabilities alike
-            (the Trainer sets it from `label_smoothing_factor`).
+
+    The classification loss follows `problem_type` (a [`PreTrainedConfig`] field), as transformers' AST's does.
 
     Example:
 
@@ -121,9 +120,11 @@ class SSASTConfig(PreTrainedConfig):
     num_masked_patches: int = 400
     masking: str | None = None
     mpg_loss_weight: float | int = 10.0
-    label_smoothing: float | int = 0.0
 
     def __post_init__(self, **kwargs):
+        # Folders saved before the loss followed `problem_type` carry their training's label smoothing, which nothing
+        # reads any more: dropped, so that saving them again does not carry it on.
+        kwargs.pop("label_smoothing", None)
         if self.masking is None:
             self.masking = "random" if self.patch_freq == self.num_mel_bins else "cluster"
         super().__post_init__(**kwargs)
@@ -151,7 +152,7 @@ class SSASTConfig(PreTrainedConfig):
         if not 1 <= self.patch_time <= self.max_length:
             raise ValueError(f"patch_time ({self.patch_time}) must lie in [1, max_length={self.max_length}].")
         probabilities = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob")
-        for name in (*probabilities, "label_smoothing"):
+        for name in probabilities:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}.")
 

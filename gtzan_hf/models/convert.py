@@ -232,8 +232,11 @@ def _from_transformers_ast(
     patch_size = ast_config.patch_size
     patch_freq, patch_time = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
     keep_head = num_labels is None or num_labels == ast_config.num_labels
+    # a head kept is the AST's: its classes and the problem type its loss follows
     labels = (
-        {"id2label": ast_config.id2label, "label2id": ast_config.label2id} if keep_head else {"num_labels": num_labels}
+        {"id2label": ast_config.id2label, "label2id": ast_config.label2id, "problem_type": ast_config.problem_type}
+        if keep_head
+        else {"num_labels": num_labels}
     )
     config = SSASTConfig(
         hidden_size=ast_config.hidden_size,
@@ -255,8 +258,7 @@ def _from_transformers_ast(
         max_length=max_length or ast_config.max_length,
         num_cls_tokens=2,
         pooling=pooling or "cls",
-        **labels,
-        **config_kwargs,
+        **(labels | config_kwargs),
     )
     ast_state = ast.state_dict()
     converted = {}

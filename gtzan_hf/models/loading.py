@@ -136,8 +136,10 @@ class PretrainingModelArguments:
 
 
 def label_settings(label_names: list[str]) -> dict:
-    """The config fields of a head with one output per class, named."""
+    """The config fields of a head with one output per class, named: one class per song, which the config states
+    (its loss then follows it, as transformers' models do)."""
     return {
+        "problem_type": "single_label_classification",
         "num_labels": len(label_names),
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: index for index, name in enumerate(label_names)},

@@ -29,14 +29,15 @@ class AudioClassifier(Protocol):
     need from a classifier of filter-bank windows.
     """
 
-    config: PreTrainedConfig  # `id2label`, `max_length`, `num_mel_bins`, `label_smoothing`
+    config: PreTrainedConfig  # `id2label`, `max_length`, `num_mel_bins`, `problem_type`
     classifier: torch.nn.Module  # the head: its input is the clip embedding (t-SNE maps of the reports)
 
     def __call__(
         self, input_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
     ) -> SequenceClassifierOutput:
-        """`input_values` `(batch, max_length, num_mel_bins)` -> `logits` `(batch, num_labels)`, and the loss (label
-        smoothing from `config.label_smoothing`) when `labels` (class indices or probabilities) are given."""
+        """`input_values` `(batch, max_length, num_mel_bins)` -> `logits` `(batch, num_labels)`, and the loss when
+        `labels` are given: `self.loss_function(labels, logits, self.config)`, transformers' rules for
+        `config.problem_type`, as `ASTForAudioClassification`."""
 
     def layer_ids(self) -> dict[str, int]:
         """Depth of each parameter for layer-wise learning rates, the head deepest."""

@@ -62,8 +62,9 @@ class AudioClassificationTrainer(RandomStateOptional, Trainer):
     - Optimiser parameter groups, from the model's own declaration (`model.layer_ids()`, `model.no_weight_decay()`):
       the head (the deepest layer id) at `args.head_learning_rate`, the backbone at `args.learning_rate` scaled by
       `args.layer_decay` per layer below the head; no weight decay on the parameters the model exempts.
-    - Loss: the model's own (label-smoothed cross-entropy for class indices and soft labels), with
-      `args.label_smoothing_factor` as the model's `config.label_smoothing`.
+    - Loss: cross-entropy with `args.label_smoothing_factor`, against class indices or class probabilities (mixup's
+      soft labels): training choices, computed here. The model's own loss (`model(x, labels=y).loss`, which a plain
+      `Trainer` reports) follows `config.problem_type` as transformers' AST's does.
     - Evaluation: batches carry `song_index`; `compute_metrics` defaults to song-level voting metrics
       (`song_accuracy`, the soft-voting headline, `clip_accuracy`, `song_accuracy_hard`, `song_accuracy_hybrid`,
       `song_accuracy_course_project`, `macro_f1`, `per_genre_accuracy_<name>`).
@@ -78,8 +79,6 @@ class AudioClassificationTrainer(RandomStateOptional, Trainer):
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = self._song_metrics
         super().__init__(*args, **kwargs)
-        # The model computes the loss; the smoothing is a training choice, so the arguments set it.
-        self.model.config.label_smoothing = self.args.label_smoothing_factor
         # Evaluation batches must not be mixed up: a training collator with mixup gets a plain twin here.
         self.eval_data_collator = eval_data_collator or self.data_collator
         self._train_correct = torch.zeros((), dtype=torch.long)
@@ -186,13 +185,19 @@ class AudioClassificationTrainer(RandomStateOptional, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         inputs.pop("song_index", None)
+        labels = inputs.pop("labels")
         outputs = model(**inputs)
+        logits = outputs["logits"]
+        # class indices `(batch,)`, or mixup's class probabilities `(batch, num_labels)`
+        soft = labels.is_floating_point()
+        loss = nn.functional.cross_entropy(
+            logits, labels.to(logits.dtype) if soft else labels, label_smoothing=self.args.label_smoothing_factor
+        )
         if model.training:
-            labels, logits = inputs["labels"], outputs["logits"]
-            targets = labels.argmax(dim=-1) if labels.is_floating_point() else labels
+            targets = labels.argmax(dim=-1) if soft else labels
             self._train_correct = self._train_correct.to(logits.device) + (logits.argmax(-1) == targets).sum()
             self._train_seen = self._train_seen.to(logits.device) + targets.numel()
-        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         # Training logs are written on every process at the same step: summing the counts here is collective-safe.
