@@ -63,7 +63,8 @@ class RandomStateOptional:
     `Trainer` mixin: a checkpoint's random state (`rng_state*.pth`) that holds Python objects besides its numbers is
     left out with a warning instead of stopping the run. Resuming without it changes only the random draws from then
     on (dropout, crops, masks), as the Trainer itself does for a checkpoint without one; refusing would cost the whole
-    run for that.
+    run for that. transformers has no public hook for this: the one private `Trainer` method the package overrides,
+    checked by name against the installed release (tests/test_trainer.py).
     """
 
     def _load_rng_state(self, checkpoint):

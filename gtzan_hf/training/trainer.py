@@ -1,8 +1,6 @@
 """A `transformers.Trainer` for audio classification of songs: layer-wise learning rates, label smoothing on hard
 and soft (mixup) labels, and song-level voting metrics."""
 
-import copy
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +53,34 @@ class AudioTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+class EpochSchedule(torch.optim.lr_scheduler.LambdaLR):
+    """A learning-rate schedule held for a whole epoch: `lr_scheduler_type` evaluated at the epoch count, as a torch
+    scheduler stepped once per epoch (`--lr_schedule_per_epoch`), while the Trainer steps it at every step."""
+
+    @classmethod
+    def from_arguments(cls, optimizer: torch.optim.Optimizer, args, num_training_steps: int) -> "EpochSchedule":
+        """`args.lr_scheduler_type` on the epoch scale (warm-up rounded up to whole epochs), read at the epoch each of
+        the `num_training_steps` steps falls in."""
+        if args.max_steps > 0:
+            raise ValueError("lr_schedule_per_epoch counts epochs: set num_train_epochs, not max_steps.")
+        steps_per_epoch = max(1, round(num_training_steps / args.num_train_epochs))
+        on_epochs = get_scheduler(
+            args.lr_scheduler_type,
+            optimizer=optimizer,
+            num_warmup_steps=-(-args.get_warmup_steps(num_training_steps) // steps_per_epoch),
+            num_training_steps=-(-num_training_steps // steps_per_epoch),
+            scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+        )
+        if not isinstance(on_epochs, torch.optim.lr_scheduler.LambdaLR):
+            raise ValueError(
+                f"lr_schedule_per_epoch needs a schedule of the step count; {args.lr_scheduler_type} is not one."
+            )
+        return cls(
+            optimizer,
+            [lambda step, factor=factor: factor(step // steps_per_epoch) for factor in on_epochs.lr_lambdas],
+        )
+
+
 class AudioClassificationTrainer(RandomStateOptional, Trainer):
     """
     `Trainer` for [`SSASTForAudioClassification`] and [`CNNForAudioClassification`] on segmented songs.
@@ -84,52 +110,40 @@ class AudioClassificationTrainer(RandomStateOptional, Trainer):
         self._train_correct = torch.zeros((), dtype=torch.long)
         self._train_seen = torch.zeros((), dtype=torch.long)
 
-    @contextmanager
-    def _evaluation_loading(self):
-        # `dataloader_drop_last` is for training batches: evaluation must see every window of every song.
-        training = self.data_collator, self.args
-        self.data_collator = self.eval_data_collator
-        self.args = copy.copy(self.args)
-        self.args.dataloader_drop_last = False
-        try:
-            yield
-        finally:
-            self.data_collator, self.args = training
+    def _evaluation_dataloader(self, dataset) -> torch.utils.data.DataLoader:
+        # Every window of every song, in order and unmixed: the evaluation collator, and never
+        # `dataloader_drop_last`, which is for training batches.
+        args = self.args
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=args.eval_batch_size,
+            collate_fn=self.eval_data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+        )
+        return self.accelerator.prepare(loader)
 
     def get_eval_dataloader(self, eval_dataset=None):
-        with self._evaluation_loading():
-            return super().get_eval_dataloader(eval_dataset)
+        if isinstance(eval_dataset, str):
+            eval_dataset = self.eval_dataset[eval_dataset]
+        eval_dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        if eval_dataset is None:
+            raise ValueError("Trainer: evaluation requires an eval_dataset.")
+        return self._evaluation_dataloader(eval_dataset)
 
     def get_test_dataloader(self, test_dataset):
-        with self._evaluation_loading():
-            return super().get_test_dataloader(test_dataset)
+        return self._evaluation_dataloader(test_dataset)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
-        if self.lr_scheduler is not None or not self.args.lr_schedule_per_epoch:
+        # A scheduler given to the Trainer is kept; a per-epoch one is built anew at every `train()`, as the Trainer
+        # builds its own.
+        ours = self.lr_scheduler is None or isinstance(self.lr_scheduler, EpochSchedule)
+        if not (self.args.lr_schedule_per_epoch and ours):
             return super().create_scheduler(num_training_steps, optimizer)
-        if self.args.max_steps > 0:
-            raise ValueError("lr_schedule_per_epoch counts epochs: set num_train_epochs, not max_steps.")
-        steps_per_epoch = max(1, round(num_training_steps / self.args.num_train_epochs))
-        num_epochs = -(-num_training_steps // steps_per_epoch)
-        # The schedule built on the epoch scale, then read at the epoch a step falls in.
-        scheduler = get_scheduler(
-            self.args.lr_scheduler_type,
-            optimizer=optimizer or self.optimizer,
-            num_warmup_steps=-(-self.args.get_warmup_steps(num_training_steps) // steps_per_epoch),
-            num_training_steps=num_epochs,
-            scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
-        )
-        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-            raise ValueError(
-                f"lr_schedule_per_epoch needs a schedule of the step count; {self.args.lr_scheduler_type} is not one."
-            )
-        scheduler.lr_lambdas = [
-            lambda step, epoch_lambda=epoch_lambda: epoch_lambda(step // steps_per_epoch)
-            for epoch_lambda in scheduler.lr_lambdas
-        ]
-        self.lr_scheduler = scheduler
-        self._created_lr_scheduler = True
-        return scheduler
+        self.lr_scheduler = EpochSchedule.from_arguments(optimizer or self.optimizer, self.args, num_training_steps)
+        return self.lr_scheduler
 
     def create_model_card(self, **kwargs) -> None:
         # A fine-tuning run writes its own card with results (gtzan_hf.reports.model_card); keep it when pushing.
