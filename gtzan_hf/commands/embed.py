@@ -32,7 +32,6 @@ from huggingface_hub.utils import tqdm
 from ..data import DataConfig, build_datasets
 from ..data.collator import evaluation_dataloader
 from ..inference.predict import iterate_predictions
-from ..inference.windowing import FRAMES_PER_SECOND
 from ..models.loading import ModelArguments, build_classifier, build_feature_extractor
 from ..models.modeling_ssast import SSASTModel
 from ..models.source import ModelSource
@@ -184,7 +183,8 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         freq_mask=0,
         time_mask=0,
     )
-    data = build_datasets(data_config, build_feature_extractor(source, args.max_length))
+    feature_extractor = build_feature_extractor(source, args.max_length)
+    data = build_datasets(data_config, feature_extractor)
     data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     encoder = load_encoder(source, args, data.label_names)
     device = resolve_device(args.device)
@@ -213,7 +213,7 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         dataset = getattr(data, split)
         index = dataset.with_format(None)[:]  # the song and first frame of every window, in order
         song_ids = [data.song_ids[split][song] for song in index["song_index"]]
-        starts = [start / FRAMES_PER_SECOND for start in index["start"]]
+        starts = [feature_extractor.frames_to_seconds(start) for start in index["start"]]
         windows = _ParquetShards(output_dir / "windows", split, features, rows_per_shard)
         songs = {}  # song_id -> (sum of its windows' embeddings, their number, label)
         done = 0
