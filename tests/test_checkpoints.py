@@ -20,12 +20,13 @@ from gtzan_hf.models.checkpoints import (
     resolve_checkpoint,
     safe_model_weights,
 )
-from gtzan_hf.models.convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
+from gtzan_hf.models.convert import to_original_checkpoint
 from gtzan_hf.models.loading import (
     ModelArguments,
     PretrainingModelArguments,
     build_classifier,
     build_pretraining_model,
+    convert_checkpoint,
 )
 from gtzan_hf.models.modeling_ssast import SSASTForPreTraining
 
@@ -124,7 +125,8 @@ def test_download_once_then_offline_from_the_cache(mirror, original_checkpoint, 
     assert resolve_checkpoint(NAME) == path
     assert mirror.requests == [f"/{NAME}.pth"]
     # Converting by name: the same weights, and the provenance saved with the model.
-    pretraining = pretraining_model_from_original_checkpoint(NAME, num_masked_patches=8)
+    pretraining = convert_checkpoint(NAME, for_pretraining=True, num_masked_patches=8)
+    assert pretraining.config.source_checkpoint == checkpoint_provenance(path)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(pretraining.state_dict()[key], value, rtol=0, atol=0)
     convert_main([NAME, str(tmp_path / "converted"), "--fstride", "16", "--tstride", "16", "--input_tdim", "128"])

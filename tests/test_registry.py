@@ -11,7 +11,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from gtzan_hf.models import registry
 from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 from gtzan_hf.models.loading import ModelArguments, build_classifier, load_classifier
-from gtzan_hf.models.source import MODEL, resolve_model
+from gtzan_hf.models.source import SourceKind, resolve_model
 from gtzan_hf.training.trainer import AudioClassificationTrainer, AudioTrainingArguments
 
 
@@ -58,7 +58,7 @@ def test_a_model_type_is_two_classes_and_one_registry_entry(monkeypatch, tmp_pat
     SSASTFeatureExtractor(max_length=64).save_pretrained(tmp_path)
 
     source = resolve_model(str(tmp_path))  # no trust_remote_code: a registered type runs no folder code
-    assert source.kind == MODEL and source.model_type is entry
+    assert source.kind is SourceKind.MODEL and source.registered_type is entry
     loaded, feature_extractor = load_classifier(source)
     assert isinstance(loaded, MeanForAudioClassification) and feature_extractor.max_length == 64
     torch.testing.assert_close(loaded.classifier.weight, model.classifier.weight)

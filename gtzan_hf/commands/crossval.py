@@ -28,7 +28,7 @@ import torch
 from ..reports.evaluation import accuracy_table, metric_keys, table_keys
 from ..reports.model_card import write_model_card
 from .cli import entry_point
-from .finetune import parse_finetune_args, run_finetune
+from .finetune import parse_finetune_args, run_finetune, starting_model
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ def run_crossval(argv: list[str]) -> dict:
     output_dir = Path(known.output_dir)
     jobs = [(name, [*finetune_argv, *flags, "--output_dir", str(output_dir / name)]) for name, flags in runs]
     # a bad flag or model is reported now, not after the first sub-run
-    parse_finetune_args(jobs[0][1])[0].resolve()
+    model_args, _, training_args, _ = parse_finetune_args(jobs[0][1])
+    starting_model(model_args, training_args)
     if torch.cuda.device_count() > 1 and "LOCAL_RANK" not in os.environ:
         _run_on_gpus(jobs)
     else:

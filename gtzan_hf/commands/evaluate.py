@@ -18,7 +18,7 @@ from ..data import DataConfig, SplitInfo, build_datasets
 from ..data.collator import evaluation_dataloader
 from ..inference.predict import WindowPredictions, predict
 from ..models.loading import check_label_names, load_classifier
-from ..models.source import TRAINED, TRAINED_EXPECTED, ModelSource, resolve_model
+from ..models.source import TRAINED, ModelSource, resolve_model
 from ..reports.evaluation import comparison_table, write_evaluation_reports
 from .cli import entry_point, parse_args
 
@@ -116,10 +116,7 @@ def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str
         raise ValueError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
     # resolved before any data is prepared: a bad model is refused at once
     sources = [
-        resolve_model(
-            name, trust_remote_code=args.trust_remote_code, what="MODEL", kinds=TRAINED, expected=TRAINED_EXPECTED
-        )
-        for name in names
+        resolve_model(name, accepts=TRAINED, trust_remote_code=args.trust_remote_code, what="MODEL") for name in names
     ]
     device = resolve_device(args.device)
     saved = saved_data_settings(names[0])

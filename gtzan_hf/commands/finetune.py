@@ -22,7 +22,7 @@ from ..models.loading import (
     check_label_names,
     load_classifier,
 )
-from ..models.source import ModelSource
+from ..models.source import ANY, TRAINED, ModelSource
 from ..reports.evaluation import write_evaluation_reports, write_learning_curves, write_spectrogram_pair
 from ..reports.model_card import write_model_card
 from ..training.output_dir import holds_output_dir
@@ -99,6 +99,12 @@ def check_run_stages(model_args: ModelArguments, training_args: AudioTrainingArg
         )
 
 
+def starting_model(model_args: ModelArguments, training_args: AudioTrainingArguments) -> ModelSource | None:
+    """`--model_name_or_path` resolved: any model to fine-tune, a trained classifier to evaluate (`--do_train
+    false`); `None` from scratch."""
+    return model_args.resolve(ANY if training_args.do_train else TRAINED)
+
+
 def build_trainer(
     model_args: ModelArguments,
     data_config: DataConfig,
@@ -113,7 +119,7 @@ def build_trainer(
     with the model.
     """
     set_seed(training_args.seed)
-    source = source or model_args.resolve()
+    source = source or starting_model(model_args, training_args)
     # The main process writes the corpus and the fbank cache; the others then read them.
     with training_args.main_process_first(desc="dataset preparation"):
         data_config.dataset = data_config.resolved_dataset()
@@ -166,7 +172,7 @@ def run_finetune(
         training_args.output_dir, "metrics.json", training_args, overwrite_output_dir
     ):
         return None
-    source = model_args.resolve()  # a bad model is refused before any data is prepared
+    source = starting_model(model_args, training_args)  # a bad model is refused before any data is prepared
     trainer, data = build_trainer(model_args, data_config, training_args, source)
     if training_args.do_train:
         resume = resume_checkpoint(

@@ -1,18 +1,25 @@
 """
 Models from a resolved source ([`gtzan_hf.models.source.ModelSource`]): what each command does with each kind of
-source, in one place. `build_classifier` gives the model to fine-tune (from scratch, converted from an original
-checkpoint, a pretraining folder or a transformers AST, or a saved model with a new head), `build_feature_extractor`
-its feature extractor, `load_classifier` a trained classifier as it is (evaluation, the Space), and
-`build_pretraining_model` the model to pretrain.
+source, in one place, and the only place where model files are read for conversion. `build_classifier` gives the
+model to fine-tune (from scratch, converted from an original checkpoint, a pretraining folder or a transformers AST,
+or a saved model with a new head), `build_feature_extractor` its feature extractor, `load_classifier` a trained
+classifier as it is (evaluation, the Space), `build_pretraining_model` the model to pretrain and `convert_checkpoint`
+a converted checkpoint. Each takes a source already resolved for what its command accepts
+([`~gtzan_hf.models.source.resolve_model`]): nothing here checks its kind again.
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+from transformers import (
+    ASTForAudioClassification,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    PreTrainedModel,
+)
 
-from .checkpoints import safe_model_weights
+from .checkpoints import checkpoint_provenance, load_original_checkpoint, safe_model_weights
 from .configuration_ssast import SSASTConfig
 from .convert import (
     classifier_from_pretraining_model,
@@ -21,29 +28,10 @@ from .convert import (
 )
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
-from .registry import MODEL_TYPES, AudioClassifier, model_type
-from .source import (
-    AST,
-    CHECKPOINT,
-    CONVERTIBLE,
-    CONVERTIBLE_EXPECTED,
-    FOREIGN,
-    MODEL,
-    PRETRAINING,
-    TRAINED,
-    TRAINED_EXPECTED,
-    ModelSource,
-    require_kind,
-    resolve_model,
-)
+from .registry import MODEL_TYPES, AudioClassifier, find_model_type
+from .source import ANY, CONVERTIBLE, PRETRAINABLE, TRAINED, Accepted, ModelSource, SourceKind, resolve_model
 
 logger = logging.getLogger(__name__)
-
-# What pretraining continues from: a model with pretraining heads.
-PRETRAINABLE = (CHECKPOINT, PRETRAINING)
-PRETRAINABLE_EXPECTED = (
-    "an original pretraining checkpoint (a .pth or a released name) or a scripts/pretrain.py folder"
-)
 
 
 @dataclass
@@ -92,11 +80,11 @@ class ModelArguments:
         metadata={"help": "Run the code shipped inside a model folder whose type is not gtzan-hf's or AST."},
     )
 
-    def resolve(self) -> ModelSource | None:
-        """The resolved `model_name_or_path`, or `None` from scratch."""
+    def resolve(self, accepts: Accepted = ANY) -> ModelSource | None:
+        """The resolved `model_name_or_path`, of a kind the command `accepts`, or `None` from scratch."""
         if self.model_name_or_path is None:
             return None
-        return resolve_model(self.model_name_or_path, trust_remote_code=self.trust_remote_code)
+        return resolve_model(self.model_name_or_path, accepts=accepts, trust_remote_code=self.trust_remote_code)
 
 
 @dataclass
@@ -127,7 +115,7 @@ class PretrainingModelArguments:
         """The resolved `model_name_or_path`, or `None` from scratch."""
         if self.model_name_or_path is None:
             return None
-        return resolve_model(self.model_name_or_path, kinds=PRETRAINABLE, expected=PRETRAINABLE_EXPECTED)
+        return resolve_model(self.model_name_or_path, accepts=PRETRAINABLE)
 
     def objective(self) -> dict:
         """The objective settings given (`num_masked_patches`, `mpg_loss_weight`): the others stay the model's."""
@@ -146,6 +134,24 @@ def label_settings(label_names: list[str]) -> dict:
     }
 
 
+def _from_pretrained(model_class, source: ModelSource, **kwargs) -> PreTrainedModel:
+    with safe_model_weights(source.location):
+        return model_class.from_pretrained(source.location, **kwargs)
+
+
+def _original_checkpoint(source: ModelSource) -> tuple[dict, dict]:
+    """The state dict of an original checkpoint file, and its provenance (name, sha256, official link)."""
+    return load_original_checkpoint(source.location), {"source_checkpoint": checkpoint_provenance(source.location)}
+
+
+def _converted(source: ModelSource, **kwargs) -> SSASTForAudioClassification:
+    """An original checkpoint (its provenance kept in the config) or a transformers AST model, as SSAST."""
+    if source.kind is SourceKind.AST:
+        return from_original_checkpoint(_from_pretrained(ASTForAudioClassification, source), **kwargs)
+    state_dict, provenance = _original_checkpoint(source)
+    return from_original_checkpoint(state_dict, **(provenance | kwargs))
+
+
 def build_classifier(source: ModelSource | None, args: ModelArguments, label_names: list[str]) -> AudioClassifier:
     """The classifier to fine-tune, with a head of `len(label_names)` outputs named after the classes, in training
     mode. Original checkpoints, pretraining folders and AST models are converted to `args`' strides, input length and
@@ -153,7 +159,7 @@ def build_classifier(source: ModelSource | None, args: ModelArguments, label_nam
     geometry and gets a new head where its classes differ."""
     labels = label_settings(label_names)
     if source is None:
-        entry = model_type(args.model_type)
+        entry = find_model_type(args.model_type)
         if entry is None:
             names = ", ".join(entry.name for entry in MODEL_TYPES)
             raise ValueError(f"Unknown --model_type {args.model_type!r}: choose one of {names}.")
@@ -166,17 +172,17 @@ def build_classifier(source: ModelSource | None, args: ModelArguments, label_nam
         "max_length": args.max_length,
         "pooling": args.pooling,
     }
-    if source.kind in (CHECKPOINT, AST):
-        return from_original_checkpoint(source, **geometry, **labels).train()
-    if source.kind == PRETRAINING:
-        with safe_model_weights(source.location):
-            pretrained = source.model_type.pretraining_class.from_pretrained(source.location)
-        return classifier_from_pretraining_model(pretrained, **geometry, **labels).train()
-    model_class = source.model_type.classifier_class if source.kind == MODEL else AutoModelForAudioClassification
-    with safe_model_weights(source.location):
-        return model_class.from_pretrained(
-            source.location, ignore_mismatched_sizes=True, trust_remote_code=source.kind == FOREIGN, **labels
-        )
+    new_head = {"ignore_mismatched_sizes": True, **labels}
+    match source.kind:
+        case SourceKind.CHECKPOINT | SourceKind.AST:
+            return _converted(source, **geometry, **labels).train()
+        case SourceKind.PRETRAINING:
+            pretrained = _from_pretrained(source.registered_type.pretraining_class, source)
+            return classifier_from_pretraining_model(pretrained, **geometry, **labels).train()
+        case SourceKind.MODEL:
+            return _from_pretrained(source.registered_type.classifier_class, source, **new_head)
+        case SourceKind.FOREIGN:
+            return _from_pretrained(AutoModelForAudioClassification, source, trust_remote_code=True, **new_head)
 
 
 def build_feature_extractor(
@@ -185,15 +191,17 @@ def build_feature_extractor(
     """
     The feature extractor of the model [`build_classifier`] gives: a saved model's own; a pretraining folder's or an
     AST model's statistics at `max_length` frames; AudioSet's statistics at `max_length` frames for an original
-    checkpoint or a new model.
+    checkpoint, a folder without one or a new model.
     """
-    if source is None or source.kind == CHECKPOINT or not source.preprocessor:
-        return SSASTFeatureExtractor(num_mel_bins=num_mel_bins, max_length=max_length)
-    if source.kind in (PRETRAINING, AST):
-        return SSASTFeatureExtractor.from_pretrained(source.location, max_length=max_length)
-    if source.kind == MODEL:
-        return source.model_type.feature_extractor_class.from_pretrained(source.location)
-    return AutoFeatureExtractor.from_pretrained(source.location, trust_remote_code=True)
+    match None if source is None or not source.preprocessor else source.kind:
+        case SourceKind.PRETRAINING | SourceKind.AST:
+            return SSASTFeatureExtractor.from_pretrained(source.location, max_length=max_length)
+        case SourceKind.MODEL:
+            return source.registered_type.feature_extractor_class.from_pretrained(source.location)
+        case SourceKind.FOREIGN:
+            return AutoFeatureExtractor.from_pretrained(source.location, trust_remote_code=True)
+        case _:  # none to read: a new model, an original checkpoint, a folder without one
+            return SSASTFeatureExtractor(num_mel_bins=num_mel_bins, max_length=max_length)
 
 
 def load_classifier(
@@ -202,25 +210,23 @@ def load_classifier(
     """
     `(model, feature_extractor)` of a trained classifier as it is, in evaluation mode: a gtzan-hf folder or Hub id
     with the package's own classes, a transformers AST converted into SSAST (the same logits, its own statistics), or
-    with `trust_remote_code` a folder of another type with the code it ships. Original checkpoints and pretraining
-    folders have no trained head: they are refused with what to do.
+    with `trust_remote_code` a folder of another type with the code it ships. A name is resolved here for what this
+    takes ([`~gtzan_hf.models.source.TRAINED`]): original checkpoints and pretraining folders, which have no trained
+    head, are refused with what to do.
     """
-    if isinstance(source, ModelSource):
-        require_kind(source, TRAINED, TRAINED_EXPECTED, "MODEL")
-    else:
-        source = resolve_model(
-            source, trust_remote_code=trust_remote_code, what="MODEL", kinds=TRAINED, expected=TRAINED_EXPECTED
-        )
-    if source.kind in (AST, MODEL):
-        if source.kind == AST:
-            model = from_original_checkpoint(source)
-        else:
-            with safe_model_weights(source.location):
-                model = source.model_type.classifier_class.from_pretrained(source.location)
-        return model.eval(), build_feature_extractor(source, model.config.max_length, model.config.num_mel_bins)
-    with safe_model_weights(source.location):
-        model = AutoModelForAudioClassification.from_pretrained(source.location, trust_remote_code=True)
-    return model.eval(), AutoFeatureExtractor.from_pretrained(source.location, trust_remote_code=True)
+    if not isinstance(source, ModelSource):
+        source = resolve_model(source, accepts=TRAINED, trust_remote_code=trust_remote_code, what="MODEL")
+    match source.kind:
+        case SourceKind.AST:
+            model = _converted(source)
+        case SourceKind.MODEL:
+            model = _from_pretrained(source.registered_type.classifier_class, source)
+        case SourceKind.FOREIGN:
+            model = _from_pretrained(AutoModelForAudioClassification, source, trust_remote_code=True)
+            return model.eval(), AutoFeatureExtractor.from_pretrained(source.location, trust_remote_code=True)
+        case _:
+            raise TypeError(f"load_classifier takes a source resolved with accepts=TRAINED, not {source.kind.value}.")
+    return model.eval(), build_feature_extractor(source, model.config.max_length, model.config.num_mel_bins)
 
 
 def check_label_names(model: PreTrainedModel, label_names: list[str], name: str) -> None:
@@ -254,11 +260,11 @@ def build_pretraining_model(
             **objective,
         )
         model = SSASTForPreTraining(config)
-    elif require_kind(source, PRETRAINABLE, PRETRAINABLE_EXPECTED, "--model_name_or_path").kind == CHECKPOINT:
-        model = pretraining_model_from_original_checkpoint(source, **objective)
+    elif source.kind is SourceKind.CHECKPOINT:
+        state_dict, provenance = _original_checkpoint(source)
+        model = pretraining_model_from_original_checkpoint(state_dict, **(provenance | objective))
     else:
-        with safe_model_weights(source.location):
-            model = SSASTForPreTraining.from_pretrained(source.location, **objective)
+        model = _from_pretrained(SSASTForPreTraining, source, **objective)
         if source.preprocessor:
             return model.train(), SSASTFeatureExtractor.from_pretrained(source.location)
         logger.warning("%s has no feature extractor: using the AudioSet statistics.", source.name)
@@ -267,23 +273,34 @@ def build_pretraining_model(
 
 
 def convert_checkpoint(
-    checkpoint: ModelSource | str | Path, output_dir: str | Path, *, for_pretraining: bool = False, **kwargs
+    checkpoint: ModelSource | str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    *,
+    for_pretraining: bool = False,
+    **kwargs,
 ) -> SSASTForAudioClassification | SSASTForPreTraining:
     """
-    Converts an original checkpoint or a transformers AST model (see
-    [`~gtzan_hf.models.convert.from_original_checkpoint`], whose keyword arguments `kwargs` are) and saves it with
-    its feature extractor (its input length; an AST model's statistics) to `output_dir`, loadable with
-    `from_pretrained` and the Auto classes. With `for_pretraining`, an original pretraining checkpoint becomes an
-    [`SSASTForPreTraining`] instead (`kwargs`: config fields such as `num_masked_patches`).
+    Converts an original checkpoint (a `.pth` file or a released name) or a transformers AST model (a folder or a Hub
+    id), resolved here unless given resolved, with [`~gtzan_hf.models.convert.from_original_checkpoint`] (whose
+    keyword arguments `kwargs` are); with `output_dir`, saves it there with its feature extractor (its input length;
+    an AST model's statistics), loadable with `from_pretrained` and the Auto classes. With `for_pretraining`, an
+    original pretraining checkpoint becomes an [`SSASTForPreTraining`] instead (`kwargs`: config fields such as
+    `num_masked_patches`). A file's provenance is kept in the config as `source_checkpoint`.
     """
-    if not isinstance(checkpoint, ModelSource):
-        checkpoint = resolve_model(checkpoint, what="Checkpoint", kinds=CONVERTIBLE, expected=CONVERTIBLE_EXPECTED)
-    source = require_kind(checkpoint, CONVERTIBLE, CONVERTIBLE_EXPECTED, "Checkpoint")
-    if for_pretraining:
-        model = pretraining_model_from_original_checkpoint(source, **kwargs)
+    source = checkpoint
+    if not isinstance(source, ModelSource):
+        source = resolve_model(checkpoint, accepts=CONVERTIBLE, what="Checkpoint")
+    if not for_pretraining:
+        model = _converted(source, **kwargs)
+    elif source.kind is SourceKind.CHECKPOINT:
+        state_dict, provenance = _original_checkpoint(source)
+        model = pretraining_model_from_original_checkpoint(state_dict, **(provenance | kwargs))
     else:
-        model = from_original_checkpoint(source, **kwargs)
-    feature_extractor = build_feature_extractor(source, model.config.max_length, model.config.num_mel_bins)
-    model.save_pretrained(output_dir)
-    feature_extractor.save_pretrained(output_dir)
+        raise ValueError(
+            f"{source.name} is {source.kind.value}, without pretraining heads: expected an original pretraining "
+            "checkpoint."
+        )
+    if output_dir is not None:
+        model.save_pretrained(output_dir)
+        build_feature_extractor(source, model.config.max_length, model.config.num_mel_bins).save_pretrained(output_dir)
     return model

@@ -61,8 +61,8 @@ class ModelType:
     pretraining_class: type[PreTrainedModel] | None = None
 
     @property
-    def model_type(self) -> str:
-        """The `model_type` of its `config.json`."""
+    def config_model_type(self) -> str:
+        """The `model_type` of its `config.json` (transformers' meaning of the words)."""
         return self.config_class.model_type
 
 
@@ -102,6 +102,6 @@ MODEL_TYPES = (
 )
 
 
-def model_type(name: str) -> ModelType | None:
+def find_model_type(name: str) -> ModelType | None:
     """The entry whose `--model_type` name or `config.json` `model_type` is `name`, or `None`."""
-    return next((entry for entry in MODEL_TYPES if name in (entry.name, entry.model_type)), None)
+    return next((entry for entry in MODEL_TYPES if name in (entry.name, entry.config_model_type)), None)

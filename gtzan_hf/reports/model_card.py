@@ -12,7 +12,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..data.synthetic import GENERATED_CORPUS_MARKER, GTZAN_GENRES
 from ..inference.voting import vote_rules
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
-from ..models.registry import model_type as registered_model_type
+from ..models.registry import find_model_type
 from ..models.source import is_hub_id
 from .evaluation import describe_windows
 
@@ -99,7 +99,7 @@ def describe_split(splits: dict) -> str:
 
 def describe_start(run_config: dict, model_type: str | None) -> str:
     """How the weights began, truthfully: from scratch, or fine-tuned from a named checkpoint."""
-    entry = registered_model_type(model_type or "")
+    entry = find_model_type(model_type or "")
     architecture = entry.description if entry else f"A `{model_type}` model"
     source = run_config.get("model_name_or_path")
     if not source:
