@@ -18,7 +18,7 @@ from conftest import one_line_error
 from transformers import ASTConfig, ASTForAudioClassification
 
 from gtzan_hf import SSASTConfig, SSASTForAudioClassification
-from gtzan_hf.commands import cli, convert, finetune, pretrain
+from gtzan_hf.commands import cli, convert, embed, finetune, pretrain
 from gtzan_hf.commands import evaluate as evaluation
 from gtzan_hf.commands.cli import run
 from gtzan_hf.data import DataConfig
@@ -139,6 +139,56 @@ def test_bad_flags_configs_and_splits_are_one_line(files, tmp_path, argv, says):
     argv = [str(files / a) if a.endswith(".yaml") else a for a in argv]
     message = one_line_error(finetune.main, _finetune(files, tmp_path, *argv))
     assert all(part in message for part in says), message
+
+
+# A typo in a closed set is refused as the arguments are parsed (the dataclasses type their choices); what the
+# arguments alone decide is refused before any data work.
+REFUSED_BEFORE_THE_DATA = [
+    (["--model_type", "resnet"], "invalid choice: 'resnet' (choose from 'ssast', 'cnn')"),
+    (["--model_size", "huge"], "invalid choice: 'huge' (choose from 'tiny', 'small', 'base')"),
+    (["--pooling", "max"], "argument --pooling: invalid choice: 'max' (choose from 'mean', 'cls')"),
+    (["--split", "kfolds"], "argument --split: invalid choice: 'kfolds' (choose from 'random', 'fault-filtered'"),
+    (["--crop_strategy", "crop"], "invalid choice: 'crop' (choose from 'random-crop', 'static')"),
+    (["--spec_augment_axes", "swaped"], "invalid choice: 'swaped' (choose from 'standard', 'swapped')"),
+    (["--lr_scheduler_type", "cosin"], "invalid choice: 'cosin' (choose from 'linear', 'cosine'"),
+    (["--config", "pooling.yaml"], 'sets pooling: "max"; expected one of "mean", "cls". Correct it there.'),
+    (["--patch_time", "600"], "no valid model (--model_type, --model_size, --num_hidden_layers, --patch_*"),
+    (["--patch_time", "600"], "patch_time (600) must lie in [1, max_length=512]"),
+    (["--lr_schedule_per_epoch", "true", "--max_steps", "5"], "counts epochs: set --num_train_epochs"),
+    (["--split", "kfold", "--num_folds", "5", "--fold", "5"], "fold must be in [0, 5), got 5"),
+    (["--split", "kfold", "--num_folds", "2"], "it needs 3 folds or more"),
+    (["--test_size", "0.95"], "together below 1"),
+    (["--crop_seconds", "20"], "A 20 s window is 2000 frames; this model reads at most 512 frames"),
+]
+
+
+@pytest.mark.parametrize("argv, says", REFUSED_BEFORE_THE_DATA, ids=[" ".join(a) for a, _ in REFUSED_BEFORE_THE_DATA])
+def test_typos_and_what_the_arguments_decide_are_refused_before_any_data_work(tmp_path, argv, says):
+    """The quickstart with its generated corpus not written yet: a refused command never writes it (nor a cache,
+    nor an output folder)."""
+    (tmp_path / "pooling.yaml").write_text("pooling: max\n")
+    argv = [str(tmp_path / a) if a.endswith(".yaml") else a for a in argv]
+    work = tmp_path / "work"
+    common = ["--preset", "quickstart", "--generated_corpus_dir", str(work / "corpus"), "--output_dir", str(work)]
+    message = one_line_error(finetune.main, [*common, "--cache_dir", str(work / "cache"), *argv])
+    assert says in message, message
+    assert not work.exists()
+
+
+@pytest.mark.parametrize(
+    "main, argv, says",
+    [
+        (pretrain.main, ["--preset", "tiny", "--model_size", "bigger"], "invalid choice: 'bigger' (choose from"),
+        (embed.main, ["MODEL", "--pooling", "patch"], "argument --pooling: invalid choice: 'patch'"),
+        (embed.main, ["MODEL", "--split", "kfold", "--num_folds", "2"], "it needs 3 folds or more"),
+    ],
+)
+def test_the_other_commands_refuse_typos_as_they_parse(tmp_path, main, argv, says):
+    work = tmp_path / "work"
+    common = ["--generated_corpus_dir", str(work / "corpus"), "--output_dir", str(work)]
+    message = one_line_error(main, [*argv, *common, "--cache_dir", str(work / "cache")])
+    assert says in message, message
+    assert not work.exists()
 
 
 def test_the_quickstart_never_generates_into_a_mistyped_dataset_path(files, tmp_path, monkeypatch):

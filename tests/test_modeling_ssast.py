@@ -6,6 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from torch import nn
 
 from gtzan_hf import (
@@ -49,7 +50,8 @@ def test_sizes_and_derived_values():
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    """transformers 5's strict configs: closed sets by their types, the rest in `validate_architecture`."""
+    with pytest.raises(StrictDataclassError, match=message):
         SSASTConfig(**kwargs)
     with pytest.raises(ValueError, match="size must be one of"):
         SSASTConfig.from_size("huge")

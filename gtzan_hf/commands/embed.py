@@ -23,6 +23,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ class EmbedArguments:
         },
     )
     output_dir: str = field(default="embeddings", metadata={"help": "Where the parquet files go."})
-    pooling: str = field(
+    pooling: Literal[POOLINGS] = field(
         default="mean", metadata={"help": "mean (patch tokens) | cls (class tokens) | patches (the whole grid)."}
     )
     layer: int | None = field(

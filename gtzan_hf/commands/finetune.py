@@ -122,9 +122,9 @@ def build_trainer(
     source = source or starting_model(model_args, training_args)
     # The main process writes the corpus and the fbank cache; the others then read them.
     with training_args.main_process_first(desc="dataset preparation"):
-        data_config.dataset = data_config.resolved_dataset()
         feature_extractor = build_feature_extractor(source, model_args.max_length)
-        data = build_datasets(data_config, feature_extractor)
+        data = build_datasets(data_config, feature_extractor)  # the windows are checked before any data is read
+        data_config.dataset = data_config.resolved_dataset()  # saved with the run: the corpus read
     # the windows used, asked for or the model's own: saved with the run (run_config.json)
     data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     if data.skipped:

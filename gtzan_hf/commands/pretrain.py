@@ -62,11 +62,11 @@ def run_pretrain(
     source = model_args.resolve()
     model, feature_extractor = build_pretraining_model(source, model_args)
     compute_stats = data_config.use_dataset_stats(from_scratch=source is None)
+    if data_config.streaming and compute_stats:
+        raise ValueError("--dataset_stats needs the fbank cache: drop --streaming, or pass neither.")
     with training_args.main_process_first(desc="dataset preparation"):
         data_config.dataset = data_config.resolved_dataset()
         if data_config.streaming:
-            if compute_stats:
-                raise ValueError("--dataset_stats needs the fbank cache: drop --streaming, or pass neither.")
             train_dataset = streamed_crops(data_config, feature_extractor, training_args.seed)
         else:
             train_dataset = cached_crops(data_config, feature_extractor, compute_stats)

@@ -131,6 +131,17 @@ def _listed(
     return {name: [position[s] for s in names if s in position] for name, names in lists.items()}, excluded
 
 
+def check_folds(fold: int, num_folds: int) -> None:
+    """Refuse k-fold settings that no corpus can split: a test, a validation and a training fold at least."""
+    if num_folds < 3:
+        raise ValueError(
+            f"split='kfold' with {num_folds} folds: it needs 3 folds or more (test, validation, train); choose "
+            "--num_folds 3 or more."
+        )
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+
+
 def split_indices(
     song_ids: list[str],
     labels: list,
@@ -163,9 +174,8 @@ def split_indices(
         rest, test = _stratified(order, labels_array, test_size, seed)
         train, validation = _stratified(rest, labels_array, validation_size / (1 - test_size), seed)
     elif split == "kfold":
-        if not 0 <= fold < num_folds:
-            raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
-        if num_folds < 3 or num_folds > len(order):
+        check_folds(fold, num_folds)
+        if num_folds > len(order):
             raise ValueError(
                 f"split='kfold' with {num_folds} folds needs from 3 folds (test, validation, train) to as many "
                 f"folds as songs ({len(order)}): choose --num_folds in that range."

@@ -10,17 +10,22 @@ a converted checkpoint. Each takes a source already resolved for what its comman
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
+from huggingface_hub.errors import StrictDataclassError
 from transformers import (
     ASTForAudioClassification,
     AutoFeatureExtractor,
     AutoModelForAudioClassification,
+    PreTrainedConfig,
     PreTrainedModel,
 )
 
 from .checkpoints import checkpoint_provenance, load_original_checkpoint, safe_model_weights
-from .configuration_ssast import SSASTConfig
+from .configuration_ssast import Pooling, Size, SSASTConfig
 from .convert import (
     classifier_from_pretraining_model,
     from_original_checkpoint,
@@ -32,6 +37,16 @@ from .registry import MODEL_TYPES, AudioClassifier, find_model_type
 from .source import ANY, CONVERTIBLE, PRETRAINABLE, TRAINED, Accepted, ModelSource, SourceKind, resolve_model
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def settings_refused(flags: str) -> Iterator[None]:
+    """Around a config built from the user's settings (`flags`, as the command line names them): what its strict
+    validation refuses, in one line."""
+    try:
+        yield
+    except StrictDataclassError as error:
+        raise ValueError(f"These settings make no valid model ({flags}): {error.__cause__ or error}") from error
 
 
 @dataclass
@@ -46,10 +61,10 @@ class ModelArguments:
             "saved or Hub gtzan-hf folder; a transformers AST folder or Hub id; none trains from scratch."
         },
     )
-    model_type: str = field(
+    model_type: Literal[tuple(entry.name for entry in MODEL_TYPES)] = field(
         default="ssast", metadata={"help": f"From scratch: {' | '.join(entry.name for entry in MODEL_TYPES)}."}
     )
-    model_size: str = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
+    model_size: Size = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
     num_hidden_layers: int = field(default=12, metadata={"help": "From scratch: SSAST depth."})
     patch_freq: int = field(default=16, metadata={"help": "From scratch: patch height (16, or 128 for frames)."})
     patch_time: int = field(default=16, metadata={"help": "From scratch: patch width (16, or 2 for frames)."})
@@ -74,17 +89,28 @@ class ModelArguments:
             "help": "Input frames of a new or converted model (100 per second; shorter windows are padded).",
         },
     )
-    pooling: str = field(default="mean", metadata={"help": "SSAST pooling: mean (ft_avgtok) or cls (ft_cls)."})
+    pooling: Pooling = field(default="mean", metadata={"help": "SSAST pooling: mean (ft_avgtok) or cls (ft_cls)."})
     trust_remote_code: bool = field(
         default=False,
         metadata={"help": "Run the code shipped inside a model folder whose type is not gtzan-hf's or AST."},
     )
 
     def resolve(self, accepts: Accepted = ANY) -> ModelSource | None:
-        """The resolved `model_name_or_path`, of a kind the command `accepts`, or `None` from scratch."""
+        """The resolved `model_name_or_path`, of a kind the command `accepts`; from scratch, `None`, once the
+        settings are known to make a model ([`scratch_config`])."""
         if self.model_name_or_path is None:
+            self.scratch_config()
             return None
         return resolve_model(self.model_name_or_path, accepts=accepts, trust_remote_code=self.trust_remote_code)
+
+    def scratch_config(self) -> PreTrainedConfig:
+        """The config of a model trained from scratch with these settings (its classes aside)."""
+        entry = find_model_type(self.model_type)
+        if entry is None:  # the command line's choices refuse it first
+            names = ", ".join(entry.name for entry in MODEL_TYPES)
+            raise ValueError(f"Unknown --model_type {self.model_type!r}: choose one of {names}.")
+        with settings_refused("--model_type, --model_size, --num_hidden_layers, --patch_*, --*_stride, --max_length"):
+            return entry.scratch_config(self)
 
 
 @dataclass
@@ -99,7 +125,7 @@ class PretrainingModelArguments:
             "pretrains from scratch."
         },
     )
-    model_size: str = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
+    model_size: Size = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
     num_hidden_layers: int = field(default=12, metadata={"help": "From scratch: SSAST depth."})
     patch_freq: int = field(default=16, metadata={"help": "From scratch: patch height (16, or 128 for frames)."})
     patch_time: int = field(default=16, metadata={"help": "From scratch: patch width (16, or 2 for frames)."})
@@ -152,6 +178,9 @@ def _converted(source: ModelSource, **kwargs) -> SSASTForAudioClassification:
     return from_original_checkpoint(state_dict, **(provenance | kwargs))
 
 
+CONVERSION_FLAGS = "--freq_stride, --time_stride, --max_length, --pooling"
+
+
 def build_classifier(source: ModelSource | None, args: ModelArguments, label_names: list[str]) -> AudioClassifier:
     """The classifier to fine-tune, with a head of `len(label_names)` outputs named after the classes, in training
     mode. Original checkpoints, pretraining folders and AST models are converted to `args`' strides, input length and
@@ -159,13 +188,9 @@ def build_classifier(source: ModelSource | None, args: ModelArguments, label_nam
     geometry and gets a new head where its classes differ."""
     labels = label_settings(label_names)
     if source is None:
-        entry = find_model_type(args.model_type)
-        if entry is None:
-            names = ", ".join(entry.name for entry in MODEL_TYPES)
-            raise ValueError(f"Unknown --model_type {args.model_type!r}: choose one of {names}.")
-        config = entry.scratch_config(args)
+        config = args.scratch_config()
         config.update(labels)
-        return entry.classifier_class(config)
+        return find_model_type(args.model_type).classifier_class(config)
     geometry = {
         "freq_stride": args.freq_stride,
         "time_stride": args.time_stride,
@@ -175,10 +200,12 @@ def build_classifier(source: ModelSource | None, args: ModelArguments, label_nam
     new_head = {"ignore_mismatched_sizes": True, **labels}
     match source.kind:
         case SourceKind.CHECKPOINT | SourceKind.AST:
-            return _converted(source, **geometry, **labels).train()
+            with settings_refused(CONVERSION_FLAGS):
+                return _converted(source, **geometry, **labels).train()
         case SourceKind.PRETRAINING:
             pretrained = _from_pretrained(source.registered_type.pretraining_class, source)
-            return classifier_from_pretraining_model(pretrained, **geometry, **labels).train()
+            with settings_refused(CONVERSION_FLAGS):
+                return classifier_from_pretraining_model(pretrained, **geometry, **labels).train()
         case SourceKind.MODEL:
             return _from_pretrained(source.registered_type.classifier_class, source, **new_head)
         case SourceKind.FOREIGN:
@@ -249,22 +276,25 @@ def build_pretraining_model(
     """
     objective = args.objective()
     if source is None:
-        config = SSASTConfig.from_size(
-            args.model_size,
-            num_hidden_layers=args.num_hidden_layers,
-            patch_freq=args.patch_freq,
-            patch_time=args.patch_time,
-            freq_stride=args.patch_freq,
-            time_stride=args.patch_time,
-            max_length=args.max_length,
-            **objective,
-        )
+        with settings_refused("--model_size, --num_hidden_layers, --patch_*, --max_length, --num_masked_patches"):
+            config = SSASTConfig.from_size(
+                args.model_size,
+                num_hidden_layers=args.num_hidden_layers,
+                patch_freq=args.patch_freq,
+                patch_time=args.patch_time,
+                freq_stride=args.patch_freq,
+                time_stride=args.patch_time,
+                max_length=args.max_length,
+                **objective,
+            )
         model = SSASTForPreTraining(config)
     elif source.kind is SourceKind.CHECKPOINT:
         state_dict, provenance = _original_checkpoint(source)
-        model = pretraining_model_from_original_checkpoint(state_dict, **(provenance | objective))
+        with settings_refused("--num_masked_patches, --mpg_loss_weight"):
+            model = pretraining_model_from_original_checkpoint(state_dict, **(provenance | objective))
     else:
-        model = _from_pretrained(SSASTForPreTraining, source, **objective)
+        with settings_refused("--num_masked_patches, --mpg_loss_weight"):
+            model = _from_pretrained(SSASTForPreTraining, source, **objective)
         if source.preprocessor:
             return model.train(), SSASTFeatureExtractor.from_pretrained(source.location)
         logger.warning("%s has no feature extractor: using the AudioSet statistics.", source.name)
@@ -291,10 +321,12 @@ def convert_checkpoint(
     if not isinstance(source, ModelSource):
         source = resolve_model(checkpoint, accepts=CONVERTIBLE, what="Checkpoint")
     if not for_pretraining:
-        model = _converted(source, **kwargs)
+        with settings_refused(CONVERSION_FLAGS):
+            model = _converted(source, **kwargs)
     elif source.kind is SourceKind.CHECKPOINT:
         state_dict, provenance = _original_checkpoint(source)
-        model = pretraining_model_from_original_checkpoint(state_dict, **(provenance | kwargs))
+        with settings_refused("--num_masked_patches"):
+            model = pretraining_model_from_original_checkpoint(state_dict, **(provenance | kwargs))
     else:
         raise ValueError(
             f"{source.name} is {source.kind.value}, without pretraining heads: expected an original pretraining "

@@ -51,6 +51,8 @@ class AudioTrainingArguments(TrainingArguments):
         if self.label_names is None:
             self.label_names = ["labels", "song_index"]
         super().__post_init__()
+        if self.lr_schedule_per_epoch and self.max_steps > 0:
+            raise ValueError("--lr_schedule_per_epoch counts epochs: set --num_train_epochs, not --max_steps.")
 
 
 class EpochSchedule(torch.optim.lr_scheduler.LambdaLR):
@@ -61,8 +63,6 @@ class EpochSchedule(torch.optim.lr_scheduler.LambdaLR):
     def from_arguments(cls, optimizer: torch.optim.Optimizer, args, num_training_steps: int) -> "EpochSchedule":
         """`args.lr_scheduler_type` on the epoch scale (warm-up rounded up to whole epochs), read at the epoch each of
         the `num_training_steps` steps falls in."""
-        if args.max_steps > 0:
-            raise ValueError("lr_schedule_per_epoch counts epochs: set num_train_epochs, not max_steps.")
         steps_per_epoch = max(1, round(num_training_steps / args.num_train_epochs))
         on_epochs = get_scheduler(
             args.lr_scheduler_type,
