@@ -4,6 +4,7 @@ a local-looking path, and nothing written for a refused command. The scripts run
 imports dominate); the many other cases go through the same `gtzan_hf.commands.cli.run` in this process."""
 
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from gtzan_hf.commands import evaluate as evaluation
 from gtzan_hf.commands.cli import run
 from gtzan_hf.data import DataConfig
 from gtzan_hf.data.synthetic import generate_corpus
+from gtzan_hf.models.checkpoints import safe_model_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -292,11 +294,26 @@ def test_a_hub_id_is_asked_for_and_its_absence_is_one_line(scripts):
 
 def test_weights_refused_as_they_are_read_are_one_line_without_torchs_advice(files):
     def main(argv):  # as from_pretrained reads the weights of a Hub model, past the checks of local folders
-        torch.load(files / "pickled-weights" / "pytorch_model.bin", weights_only=True)
+        with safe_model_weights("someone/model"):
+            torch.load(files / "pickled-weights" / "pytorch_model.bin", weights_only=True)
 
     message = one_line_error(main, [])
-    assert "A PyTorch weights file was refused" in message and "GLOBAL test_cli.NotPickledByTorch" in message
+    assert "A PyTorch weights file of someone/model was refused" in message
+    assert "GLOBAL test_cli.NotPickledByTorch" in message
     assert "weights_only" not in message and "save_pretrained" in message
+
+
+@pytest.mark.parametrize(
+    "fault", [ValueError("a bug"), OSError("a bug"), pickle.UnpicklingError("a bug")], ids=lambda e: type(e).__name__
+)
+def test_a_fault_keeps_its_traceback(fault):
+    """Only a `UserError` is one line: a `ValueError` or an `OSError` raised inside a command is a fault."""
+
+    def main(argv):
+        raise fault
+
+    with pytest.raises(type(fault), match="a bug"):
+        run(main, [])
 
 
 def test_traceback_flag_shows_the_error_itself(files, tmp_path):

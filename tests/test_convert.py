@@ -9,6 +9,7 @@ from conftest import REFERENCE_FIXTURES
 from transformers import ASTConfig, ASTForAudioClassification
 
 from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassification
+from gtzan_hf.errors import UserError
 from gtzan_hf.models.convert import (
     from_original_checkpoint,
     pretraining_model_from_original_checkpoint,
@@ -155,7 +156,7 @@ def test_unknown_and_damaged_checkpoints_are_refused(tmp_path):
     torch.save([torch.zeros(1)], not_a_state_dict)
     with pytest.raises(ValueError, match="holds a list"):
         convert_checkpoint(not_a_state_dict)
-    with pytest.raises(FileNotFoundError, match="missing.pth not found: pass the path of a .pth file"):
+    with pytest.raises(UserError, match="missing.pth not found: pass the path of a .pth file"):
         convert_checkpoint(tmp_path / "missing.pth")
     SSASTForAudioClassification(SSASTConfig.from_size("tiny", num_hidden_layers=1, max_length=32)).save_pretrained(
         tmp_path / "ssast"

@@ -19,6 +19,7 @@ from gtzan_hf.commands.cli import preset_names
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune, specaugment_example
 from gtzan_hf.data import DataConfig, build_datasets
 from gtzan_hf.data.synthetic import GENERATED_CORPUS_MARKER, GTZAN_GENRES, generate_corpus
+from gtzan_hf.errors import UserError
 from gtzan_hf.inference.voting import vote_rules
 from gtzan_hf.reports.model_card import RECIPE_KEYS
 
@@ -104,7 +105,7 @@ def test_missing_original_checkpoint_says_where_to_get_one(tmp_path, corpus):
             str(corpus.parent),
         ]
     )
-    with pytest.raises(FileNotFoundError, match=r"SSAST-Base-Patch-400.pth not found: .* released name \(SSAST-Base"):
+    with pytest.raises(UserError, match=r"SSAST-Base-Patch-400.pth not found: .* released name \(SSAST-Base"):
         run_finetune(*args)
 
 

@@ -32,6 +32,7 @@ from huggingface_hub.utils import tqdm
 
 from ..data import DataConfig, build_datasets
 from ..data.collator import evaluation_dataloader
+from ..errors import UserError
 from ..inference.predict import iterate_predictions
 from ..models.loading import ModelArguments, build_classifier, build_feature_extractor
 from ..models.modeling_ssast import SSASTModel
@@ -150,10 +151,10 @@ def load_encoder(source: ModelSource, args: EmbedArguments, label_names: list[st
     folders and AST models are converted with `args.freq_stride`, `args.time_stride` and `args.max_length`."""
     encoder = build_classifier(source, _model_arguments(args), label_names).base_model
     if not isinstance(encoder, SSASTModel):
-        raise ValueError(f"{args.model} is not an SSAST model: embeddings come from SSAST encoders.")
+        raise UserError(f"{args.model} is not an SSAST model: embeddings come from SSAST encoders.")
     depth = encoder.config.num_hidden_layers
     if args.layer is not None and not 0 <= args.layer <= depth:
-        raise ValueError(f"--layer {args.layer} does not exist: {args.model} has hidden states 0 to {depth}.")
+        raise UserError(f"--layer {args.layer} does not exist: {args.model} has hidden states 0 to {depth}.")
     return encoder.eval()
 
 
@@ -171,9 +172,9 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
     """Writes the embeddings of every window of the train, validation and test splits (the fixed evaluation
     windows in every split, without augmentation); returns the number of windows of each split."""
     if args.model is None:
-        raise ValueError("Name the model to embed with: MODEL (a folder, Hub id, .pth file or released name).")
+        raise UserError("Name the model to embed with: MODEL (a folder, Hub id, .pth file or released name).")
     if args.pooling not in POOLINGS:
-        raise ValueError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
+        raise UserError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
     source = _model_arguments(args).resolve()  # a bad model is refused before any data is prepared
     # the fixed windows of every split, train included: no crops, no augmentation
     data_config = replace(

@@ -13,6 +13,7 @@ from transformers import set_seed
 
 from ..data import DataConfig, SSASTDataCollator, SSASTDatasets, build_datasets
 from ..data.augmentation import spec_augment
+from ..errors import UserError
 from ..inference.predict import predict
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from ..models.loading import (
@@ -92,9 +93,9 @@ def write_run_reports(
 def check_run_stages(model_args: ModelArguments, training_args: AudioTrainingArguments) -> None:
     """Refuse a run with nothing to do, or an evaluation-only run without a trained model to evaluate."""
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
-        raise ValueError("--do_train, --do_eval and --do_predict are all false: nothing to do.")
+        raise UserError("--do_train, --do_eval and --do_predict are all false: nothing to do.")
     if not training_args.do_train and model_args.model_name_or_path is None:
-        raise ValueError(
+        raise UserError(
             "--do_train false evaluates a trained model: pass its folder or Hub id with --model_name_or_path."
         )
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
+from ..errors import UserError
 from ..models.source import check_local_path
 from .augmentation import SPEC_AUGMENT_AXES
 from .splits import SPLITS, check_folds
@@ -60,7 +61,7 @@ class AudioSourceConfig:
             check_local_path(self.dataset, "--dataset")
             return self.dataset
         if self.generated_corpus_dir is None:
-            raise ValueError("No --dataset given: pass a GTZAN folder, a CSV/JSON list or a Hub dataset id.")
+            raise UserError("No --dataset given: pass a GTZAN folder, a CSV/JSON list or a Hub dataset id.")
         folder = Path(self.generated_corpus_dir)
         if not folder.exists():
             from .synthetic import generate_corpus
@@ -147,13 +148,13 @@ class DataConfig(AudioSourceConfig):
         for name in ("split", "crop_strategy", "spec_augment_axes"):
             choices = typing.get_args(types[name])
             if getattr(self, name) not in choices:
-                raise ValueError(f"Unknown {name} {getattr(self, name)!r}: choose one of {', '.join(choices)}.")
+                raise UserError(f"Unknown {name} {getattr(self, name)!r}: choose one of {', '.join(choices)}.")
         if self.split == "kfold":
             check_folds(self.fold, self.num_folds)
         elif self.split == "random" and not (
             0 < self.validation_size and 0 < self.test_size and self.validation_size + self.test_size < 1
         ):
-            raise ValueError(
+            raise UserError(
                 f"--validation_size {self.validation_size:g} and --test_size {self.test_size:g}: each a share of the "
                 "songs above 0, together below 1 (the rest is the training set)."
             )

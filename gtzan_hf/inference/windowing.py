@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class Windows:
@@ -33,14 +35,14 @@ def model_windows(feature_extractor, seconds: float | None = None, hop_seconds: 
     window = seconds or recorded or input_seconds
     frames = feature_extractor.seconds_to_frames(window)
     if frames > feature_extractor.max_length or window <= 0:
-        raise ValueError(
+        raise UserError(
             f"A {window:g} s window is {frames} frames; this model reads at most "
             f"{feature_extractor.max_length} frames ({input_seconds:g} s): choose a window of at most "
             f"{input_seconds:g} s, or leave it unset to use the model's own ({recorded or input_seconds:g} s)."
         )
     hop = hop_seconds or getattr(feature_extractor, "hop_seconds", None) or window
     if hop <= 0:
-        raise ValueError(f"The hop between windows must be positive, got {hop:g} s.")
+        raise UserError(f"The hop between windows must be positive, got {hop:g} s.")
     return Windows(float(window), float(hop), frames, feature_extractor.seconds_to_frames(hop))
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from transformers import ASTForAudioClassification
 
+from ..errors import UserError
 from .checkpoints import checkpoint_kind
 from .configuration_ssast import FINETUNING_STRIDES, SSASTConfig
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
@@ -100,7 +101,7 @@ def _to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Te
             continue
         new_key = _rename(key, _TO_HF)
         if new_key is None:
-            raise ValueError(f"Unexpected key {key!r} in the original checkpoint: it has no SSAST counterpart.")
+            raise UserError(f"Unexpected key {key!r} in the original checkpoint: it has no SSAST counterpart.")
         converted[new_key] = value
     return converted
 
@@ -154,7 +155,7 @@ def _pretraining_grid(state_dict: dict[str, torch.Tensor], architecture: dict) -
     )
     expected = grid[0] * grid[1] + architecture["num_cls_tokens"]
     if state_dict["v.pos_embed"].shape[1] != expected:
-        raise ValueError(
+        raise UserError(
             f"Damaged pretraining checkpoint: p_input_fdim/p_input_tdim give a {grid[0]}x{grid[1]} patch grid "
             f"({expected} positions with the class tokens) but v.pos_embed has {state_dict['v.pos_embed'].shape[1]}."
         )
@@ -188,7 +189,7 @@ def _build_classifier(
     result = model.load_state_dict(state_dict, strict=False)
     missing = [key for key in result.missing_keys if not key.startswith(new_head)]
     if missing or result.unexpected_keys:
-        raise ValueError(f"Checkpoint does not fit the model: missing {missing}, unexpected {result.unexpected_keys}.")
+        raise UserError(f"Checkpoint does not fit the model: missing {missing}, unexpected {result.unexpected_keys}.")
     return model
 
 
@@ -208,7 +209,7 @@ def _from_pretraining(state_dict: dict[str, torch.Tensor], config: SSASTConfig) 
 def _from_finetuned(state_dict: dict[str, torch.Tensor], config: SSASTConfig) -> SSASTForAudioClassification:
     positions = state_dict["v.pos_embed"].shape[1] - config.num_cls_tokens
     if positions != config.num_patches:
-        raise ValueError(
+        raise UserError(
             f"The checkpoint's positional embeddings hold {positions} patches, but strides "
             f"({config.freq_stride}, {config.time_stride}) on {config.num_mel_bins} bins x {config.max_length} frames "
             f"give {config.patch_grid[0]}x{config.patch_grid[1]} = {config.num_patches}: pass the freq_stride, "
@@ -346,7 +347,7 @@ def from_original_checkpoint(
     state_dict = _state_dict(checkpoint)
     if isinstance(state_dict, ASTForAudioClassification):
         if num_mel_bins not in (128, state_dict.config.num_mel_bins):
-            raise ValueError(
+            raise UserError(
                 f"This AST model reads {state_dict.config.num_mel_bins} mel bins, not {num_mel_bins}: leave "
                 "num_mel_bins unset."
             )
@@ -375,7 +376,7 @@ def pretraining_model_from_original_checkpoint(
     """
     state_dict = _state_dict(checkpoint)
     if isinstance(state_dict, ASTForAudioClassification) or checkpoint_kind(state_dict) != "pretraining":
-        raise ValueError(
+        raise UserError(
             "A fine-tuned checkpoint has no pretraining heads: expected an original pretraining checkpoint."
         )
     architecture = _architecture(state_dict)

@@ -24,6 +24,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from ..errors import UserError
 from .checkpoints import checkpoint_provenance, load_original_checkpoint, safe_model_weights
 from .configuration_ssast import Pooling, Size, SSASTConfig
 from .convert import (
@@ -41,12 +42,15 @@ logger = logging.getLogger(__name__)
 
 @contextmanager
 def settings_refused(flags: str) -> Iterator[None]:
-    """Around a config built from the user's settings (`flags`, as the command line names them): what its strict
-    validation refuses, in one line."""
+    """Around a model built from the user's settings (`flags`, as the command line names them): what its config's
+    strict validation or the model files refuse (they raise `ValueError`s, importing nothing of the package), in one
+    line."""
     try:
         yield
-    except StrictDataclassError as error:
-        raise ValueError(f"These settings make no valid model ({flags}): {error.__cause__ or error}") from error
+    except UserError:
+        raise
+    except (StrictDataclassError, ValueError) as error:
+        raise UserError(f"These settings make no valid model ({flags}): {error.__cause__ or error}") from error
 
 
 @dataclass
@@ -108,7 +112,7 @@ class ModelArguments:
         entry = find_model_type(self.model_type)
         if entry is None:  # the command line's choices refuse it first
             names = ", ".join(entry.name for entry in MODEL_TYPES)
-            raise ValueError(f"Unknown --model_type {self.model_type!r}: choose one of {names}.")
+            raise UserError(f"Unknown --model_type {self.model_type!r}: choose one of {names}.")
         with settings_refused("--model_type, --model_size, --num_hidden_layers, --patch_*, --*_stride, --max_length"):
             return entry.scratch_config(self)
 
@@ -260,7 +264,7 @@ def check_label_names(model: PreTrainedModel, label_names: list[str], name: str)
     """Refuse to score a model on a dataset whose classes are not the ones it predicts, in the same order."""
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if model_labels != list(label_names):
-        raise ValueError(
+        raise UserError(
             f"{name} predicts {model_labels} but the dataset's classes are {list(label_names)}: evaluate on the "
             "dataset the model was trained for."
         )
@@ -287,7 +291,7 @@ def build_pretraining_model(
                 max_length=args.max_length,
                 **objective,
             )
-        model = SSASTForPreTraining(config)
+            model = SSASTForPreTraining(config)
     elif source.kind is SourceKind.CHECKPOINT:
         state_dict, provenance = _original_checkpoint(source)
         with settings_refused("--num_masked_patches, --mpg_loss_weight"):
@@ -328,7 +332,7 @@ def convert_checkpoint(
         with settings_refused("--num_masked_patches"):
             model = pretraining_model_from_original_checkpoint(state_dict, **(provenance | kwargs))
     else:
-        raise ValueError(
+        raise UserError(
             f"{source.name} is {source.kind.value}, without pretraining heads: expected an original pretraining "
             "checkpoint."
         )

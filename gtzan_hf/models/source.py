@@ -17,6 +17,7 @@ from pathlib import Path
 from transformers import PreTrainedConfig
 from transformers.utils import FEATURE_EXTRACTOR_NAME, cached_file
 
+from ..errors import UserError
 from .checkpoints import (
     RELEASED_CHECKPOINTS,
     check_model_weights,
@@ -66,7 +67,7 @@ def is_hub_id(name: str | None) -> bool:
 def check_local_path(name: str, what: str) -> None:
     """Refuse a local-looking path that does not exist before anything tries it as a Hub id."""
     if looks_local(name) and not Path(name).expanduser().exists():
-        raise FileNotFoundError(f"{what} {name}: no such file or folder. Check the path (a Hub id is 'owner/name').")
+        raise UserError(f"{what} {name}: no such file or folder. Check the path (a Hub id is 'owner/name').")
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,16 @@ class ModelSource:
 
 
 def _json_file(name: str, filename: str, what: str) -> dict:
-    if filename == "config.json":
-        values = PreTrainedConfig.get_config_dict(name)[0]
-    else:
-        path = cached_file(name, filename, _raise_exceptions_for_missing_entries=False)
-        values = json.loads(Path(path).read_text()) if path else {}
+    try:
+        if filename == "config.json":
+            values = PreTrainedConfig.get_config_dict(name)[0]
+        else:
+            path = cached_file(name, filename, _raise_exceptions_for_missing_entries=False)
+            values = json.loads(Path(path).read_text()) if path else {}
+    except (OSError, ValueError) as error:  # not on the Hub, the Hub offline, a file that is not JSON: the user's
+        raise UserError(str(error)) from error
     if not isinstance(values, dict):
-        raise ValueError(
+        raise UserError(
             f"The {filename} of {name} holds a {type(values).__name__}; expected a mapping of {what}, as "
             "save_pretrained writes it. Save the model again, or pass another folder."
         )
@@ -123,7 +127,7 @@ class Accepted:
         source is and what was expected."""
         if source.kind not in self.kinds:
             found = f" ({source.config['model_type']!r})" if source.config.get("model_type") else ""
-            raise ValueError(f"{what} {source.name} is {source.kind.value}{found}; expected {self.expected}.")
+            raise UserError(f"{what} {source.name} is {source.kind.value}{found}; expected {self.expected}.")
         return source
 
 
@@ -169,11 +173,11 @@ def resolve_model(
     path = Path(name).expanduser()
     is_checkpoint = bool(released_name(name)) or path.suffix.lower() in ORIGINAL_SUFFIXES
     if is_checkpoint and SourceKind.CHECKPOINT not in accepts.kinds:
-        raise ValueError(f"{what} {name} is {SourceKind.CHECKPOINT.value}; expected {accepts.expected}.")
+        raise UserError(f"{what} {name} is {SourceKind.CHECKPOINT.value}; expected {accepts.expected}.")
     if is_checkpoint:
         file = resolve_checkpoint(name)  # a released name is downloaded now, not after the data
         if not file.is_file():
-            raise FileNotFoundError(
+            raise UserError(
                 f"Original SSAST checkpoint {name} not found: pass the path of a .pth file or a released name "
                 f"({', '.join(RELEASED_CHECKPOINTS)})."
             )
@@ -182,9 +186,9 @@ def resolve_model(
     check_local_path(name, what)
     folder = "a saved model folder (config.json and weights, such as a run's output_dir) or a Hub id"
     if path.is_file():
-        raise ValueError(f"{what} {name} is a file; expected {folder}. Check the path.")
+        raise UserError(f"{what} {name} is a file; expected {folder}. Check the path.")
     if path.is_dir() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{what} {name} is a folder without config.json; expected {folder}. Check the path.")
+        raise UserError(f"{what} {name} is a folder without config.json; expected {folder}. Check the path.")
     location = str(path) if path.is_dir() else name
     config = _json_file(location, "config.json", "model settings")
     preprocessor = _json_file(location, FEATURE_EXTRACTOR_NAME, "feature extractor settings")
@@ -200,7 +204,7 @@ def resolve_model(
     source = accepts.check(ModelSource(name, kind, location, config, preprocessor), what)
     check_model_weights(location)  # a local folder's PyTorch weights that pickle objects: refused now, in one line
     if kind == SourceKind.FOREIGN and not trust_remote_code:
-        raise ValueError(
+        raise UserError(
             f"{name} holds a {found!r} model, not one of gtzan-hf's or a transformers AST: loading it would run the "
             "code shipped in its folder. If you trust it, pass --trust_remote_code (scripts) or set "
             "TRUST_REMOTE_CODE=1 (the Space)."

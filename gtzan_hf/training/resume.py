@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from ..errors import UserError
 from ..models.checkpoints import check_model_weights, load_tensors, refused_pickle
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def resume_checkpoint(
         return None
     if resume_from_checkpoint:
         if not is_complete_checkpoint(Path(resume_from_checkpoint)):
-            raise ValueError(
+            raise UserError(
                 f"--resume_from_checkpoint {resume_from_checkpoint} is not a complete checkpoint (trainer_state.json "
                 "and model weights): name another checkpoint-N folder."
             )

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import EvalPrediction, Trainer, TrainingArguments, get_scheduler
 
+from ..errors import UserError
 from ..metrics import song_level_metrics
 from .resume import RandomStateOptional
 
@@ -52,7 +53,7 @@ class AudioTrainingArguments(TrainingArguments):
             self.label_names = ["labels", "song_index"]
         super().__post_init__()
         if self.lr_schedule_per_epoch and self.max_steps > 0:
-            raise ValueError("--lr_schedule_per_epoch counts epochs: set --num_train_epochs, not --max_steps.")
+            raise UserError("--lr_schedule_per_epoch counts epochs: set --num_train_epochs, not --max_steps.")
 
 
 class EpochSchedule(torch.optim.lr_scheduler.LambdaLR):
@@ -72,7 +73,7 @@ class EpochSchedule(torch.optim.lr_scheduler.LambdaLR):
             scheduler_specific_kwargs=args.lr_scheduler_kwargs,
         )
         if not isinstance(on_epochs, torch.optim.lr_scheduler.LambdaLR):
-            raise ValueError(
+            raise UserError(
                 f"lr_schedule_per_epoch needs a schedule of the step count; {args.lr_scheduler_type} is not one."
             )
         return cls(
