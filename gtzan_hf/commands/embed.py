@@ -31,6 +31,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -40,8 +41,8 @@ from huggingface_hub.utils import tqdm
 from ..data import DataConfig, build_datasets
 from ..data.collator import evaluation_dataloader
 from ..data.splits import read_record
+from ..errors import UserError
 from ..inference.predict import iterate_predictions
-from ..inference.windowing import FRAMES_PER_SECOND
 from ..models.loading import ModelArguments, build_classifier, build_feature_extractor
 from ..models.modeling_ssast import SSASTModel
 from ..models.source import ModelSource
@@ -70,7 +71,7 @@ class EmbedArguments:
         },
     )
     output_dir: str = field(default="embeddings", metadata={"help": "Where the parquet files go."})
-    pooling: str = field(
+    pooling: Literal[POOLINGS] = field(
         default="mean", metadata={"help": "mean (patch tokens) | cls (class tokens) | patches (the whole grid)."}
     )
     layer: int | None = field(
@@ -171,7 +172,7 @@ def read_embeddings(output_dir: str | os.PathLike) -> dict:
     output_dir = Path(output_dir)
     again = "Run scripts/embed.py again (into this folder or an empty one)."
     if not (output_dir / CONFIG_NAME).is_file():
-        raise FileNotFoundError(
+        raise UserError(
             f"{output_dir} has no {CONFIG_NAME}: scripts/embed.py writes it last, once every shard is in place, so "
             f"the run that wrote there did not finish, or this is not its output folder. {again}"
         )
@@ -186,7 +187,7 @@ def read_embeddings(output_dir: str | os.PathLike) -> dict:
             problem = f"is not the shard {CONFIG_NAME} lists ({found[name]} bytes, not {listed[name]})"
         else:
             continue
-        raise ValueError(
+        raise UserError(
             f"{output_dir / name} {problem}: {output_dir} mixes shards of two runs of scripts/embed.py. {again}"
         )
     return config
@@ -212,10 +213,10 @@ def load_encoder(source: ModelSource, args: EmbedArguments, label_names: list[st
     folders and AST models are converted with `args.freq_stride`, `args.time_stride` and `args.max_length`."""
     encoder = build_classifier(source, _model_arguments(args), label_names).base_model
     if not isinstance(encoder, SSASTModel):
-        raise ValueError(f"{args.model} is not an SSAST model: embeddings come from SSAST encoders.")
+        raise UserError(f"{args.model} is not an SSAST model: embeddings come from SSAST encoders.")
     depth = encoder.config.num_hidden_layers
     if args.layer is not None and not 0 <= args.layer <= depth:
-        raise ValueError(f"--layer {args.layer} does not exist: {args.model} has hidden states 0 to {depth}.")
+        raise UserError(f"--layer {args.layer} does not exist: {args.model} has hidden states 0 to {depth}.")
     return encoder.eval()
 
 
@@ -233,9 +234,9 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
     """Writes the embeddings of every window of the train, validation and test splits (the fixed evaluation
     windows in every split, without augmentation); returns the number of windows of each split."""
     if args.model is None:
-        raise ValueError("Name the model to embed with: MODEL (a folder, Hub id, .pth file or released name).")
+        raise UserError("Name the model to embed with: MODEL (a folder, Hub id, .pth file or released name).")
     if args.pooling not in POOLINGS:
-        raise ValueError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
+        raise UserError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
     check_output_dir(args.output_dir)
     source = _model_arguments(args).resolve()  # a bad model is refused before any data is prepared
     # the fixed windows of every split, train included: no crops, no augmentation
@@ -247,7 +248,8 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         freq_mask=0,
         time_mask=0,
     )
-    data = build_datasets(data_config, build_feature_extractor(source, args.max_length))
+    feature_extractor = build_feature_extractor(source, args.max_length)
+    data = build_datasets(data_config, feature_extractor)
     data_config.split = data.info.split  # `auto` resolved
     data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     encoder = load_encoder(source, args, data.label_names)
@@ -274,7 +276,7 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=output_dir))
     try:
-        counts = _write_shards(args, data, encoder, device, staging, features, song_features, width)
+        counts = _write_shards(args, data, feature_extractor, encoder, device, staging, features, song_features, width)
         description = {
             "model": args.model,
             "source_checkpoint": getattr(encoder.config, "source_checkpoint", None),
@@ -296,7 +298,9 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
     return counts
 
 
-def _write_shards(args, data, encoder, device, folder: Path, features, song_features, width: int) -> dict[str, int]:
+def _write_shards(
+    args, data, feature_extractor, encoder, device, folder: Path, features, song_features, width: int
+) -> dict[str, int]:
     """Write the window (and with `--per_song` the song) embeddings of every split in `folder`; returns the number
     of windows of each split."""
 
@@ -309,7 +313,7 @@ def _write_shards(args, data, encoder, device, folder: Path, features, song_feat
         dataset = getattr(data, split)
         index = dataset.with_format(None)[:]  # the song and first frame of every window, in order
         song_ids = [data.song_ids[split][song] for song in index["song_index"]]
-        starts = [start / FRAMES_PER_SECOND for start in index["start"]]
+        starts = [feature_extractor.frames_to_seconds(start) for start in index["start"]]
         windows = _ParquetShards(folder / "windows", split, features, rows_per_shard)
         songs = {}  # song_id -> (sum of its windows' embeddings, their number, label)
         done = 0

@@ -17,9 +17,10 @@ import torch
 from ..data import DataConfig, SplitInfo, build_datasets
 from ..data.collator import evaluation_dataloader
 from ..data.splits import read_record
+from ..errors import UserError
 from ..inference.predict import WindowPredictions, predict
 from ..models.loading import check_label_names, load_classifier
-from ..models.source import TRAINED, TRAINED_EXPECTED, ModelSource, resolve_model
+from ..models.source import TRAINED, ModelSource, resolve_model
 from ..reports.evaluation import comparison_table, write_evaluation_reports
 from ..training.output_dir import check_output_dir
 from .cli import entry_point, parse_args
@@ -85,7 +86,7 @@ def average_probabilities(members: list[WindowPredictions]) -> WindowPredictions
     first = members[0]
     for other in members[1:]:
         if not (np.array_equal(other.labels, first.labels) and np.array_equal(other.song_index, first.song_index)):
-            raise ValueError(
+            raise UserError(
                 "Ensemble members were evaluated on different windows: pass --crop_seconds and --eval_hop_seconds."
             )
     mean = np.mean([member.probabilities() for member in members], axis=0)
@@ -104,7 +105,7 @@ def check_same_songs(saved: Path, run_info: SplitInfo, data, data_config: DataCo
     the run's `saved` splits.json): a changed corpus gives other figures."""
     changes = run_info.changes(data.info, SPLITS)
     if changes:
-        raise ValueError(
+        raise UserError(
             f"The songs of {data_config.dataset} ({data_config.split} split) differ from those in {saved}: {changes}. "
             "The dataset has changed since the run: pass the run's dataset with --dataset, or another --split to "
             "evaluate on other songs on purpose."
@@ -118,16 +119,13 @@ def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str
         return table
     names = args.ensemble or ([args.model] if args.model else [])
     if not names:
-        raise ValueError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
+        raise UserError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
     saved = saved_data_settings(names[0])
     output_dir = Path(args.output_dir or (Path(names[0]) / "evaluation" if saved else "evaluation"))
     check_output_dir(output_dir)
     # resolved before any data is prepared: a bad model is refused at once
     sources = [
-        resolve_model(
-            name, trust_remote_code=args.trust_remote_code, what="MODEL", kinds=TRAINED, expected=TRAINED_EXPECTED
-        )
-        for name in names
+        resolve_model(name, accepts=TRAINED, trust_remote_code=args.trust_remote_code, what="MODEL") for name in names
     ]
     device = resolve_device(args.device)
     data_config.dataset = data_config.resolved_dataset()

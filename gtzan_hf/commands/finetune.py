@@ -14,6 +14,7 @@ from transformers import set_seed
 from ..data import Corpus, DataConfig, SplitInfo, SSASTDataCollator, SSASTDatasets, build_datasets, load_corpus
 from ..data.augmentation import spec_augment
 from ..data.splits import resolved_split
+from ..errors import UserError
 from ..inference.predict import predict
 from ..inference.windowing import model_windows
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
@@ -25,8 +26,7 @@ from ..models.loading import (
     classifier_settings,
     load_classifier,
 )
-from ..models.registry import model_type
-from ..models.source import MODEL, ModelSource
+from ..models.source import ANY, TRAINED, ModelSource, SourceKind
 from ..reports.evaluation import write_evaluation_reports, write_learning_curves, write_spectrogram_pair
 from ..reports.model_card import write_model_card
 from ..training.output_dir import holds_output_dir
@@ -96,11 +96,17 @@ def write_run_reports(
 def check_run_stages(model_args: ModelArguments, training_args: AudioTrainingArguments) -> None:
     """Refuse a run with nothing to do, or an evaluation-only run without a trained model to evaluate."""
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
-        raise ValueError("--do_train, --do_eval and --do_predict are all false: nothing to do.")
+        raise UserError("--do_train, --do_eval and --do_predict are all false: nothing to do.")
     if not training_args.do_train and model_args.model_name_or_path is None:
-        raise ValueError(
+        raise UserError(
             "--do_train false evaluates a trained model: pass its folder or Hub id with --model_name_or_path."
         )
+
+
+def starting_model(model_args: ModelArguments, training_args: AudioTrainingArguments) -> ModelSource | None:
+    """`--model_name_or_path` resolved: any model to fine-tune, a trained classifier to evaluate (`--do_train
+    false`); `None` from scratch."""
+    return model_args.resolve(ANY if training_args.do_train else TRAINED)
 
 
 def build_trainer(
@@ -117,14 +123,14 @@ def build_trainer(
     with the model.
     """
     set_seed(training_args.seed)
-    source = source or model_args.resolve()
+    source = source or starting_model(model_args, training_args)
     if not training_args.do_train:  # a model that cannot be evaluated as it is is refused before any data
         model, _ = load_classifier(source)
     # The main process writes the corpus and the fbank cache; the others then read them.
     with training_args.main_process_first(desc="dataset preparation"):
-        data_config.dataset = data_config.resolved_dataset()
         feature_extractor = build_feature_extractor(source, model_args.max_length)
-        data = build_datasets(data_config, feature_extractor)
+        data = build_datasets(data_config, feature_extractor)  # the windows are checked before any data is read
+        data_config.dataset = data_config.resolved_dataset()  # saved with the run: the corpus read
     # the split and the windows used, asked for or the dataset's and the model's own: saved with the run
     # (run_config.json)
     data_config.split = data.info.split
@@ -181,14 +187,14 @@ def check_resumed_finetuning(
     """Refuse to resume `checkpoint` into a fine-tuning run of other classes, another model or other data settings
     ([`~gtzan_hf.training.resume.check_resumed_run`]), before any data is prepared: the classes from listing the
     dataset, the windows as the model resolves them."""
+    windows = model_windows(
+        build_feature_extractor(source, model_args.max_length), data_config.crop_seconds, data_config.eval_hop_seconds
+    )
     saved_splits = Path(checkpoint).parent / "splits.json"
     # a class the run left out for want of usable songs is listed, and left out again once the files are read
     dropped = SplitInfo.load(saved_splits).dropped_classes if saved_splits.is_file() else {}
     corpus = listed_corpus(data_config)
     label_names = [name for name in corpus.label_names if name not in dropped]
-    windows = model_windows(
-        build_feature_extractor(source, model_args.max_length), data_config.crop_seconds, data_config.eval_hop_seconds
-    )
     data_settings = {  # as the run recorded them: resolved
         **data_config.run_settings(),
         "dataset": data_config.resolved_dataset(),
@@ -197,11 +203,10 @@ def check_resumed_finetuning(
         "eval_hop_seconds": windows.hop_seconds,
     }
     model_settings = {name: getattr(model_args, name) for name in classifier_settings(source)}
-    entry = model_type(model_args.model_type) if source is None else None
-    if entry is not None:
-        model_config = entry.scratch_config(model_args).to_dict()
+    if source is None:
+        model_config = model_args.scratch_config().to_dict()
     else:  # a saved model keeps its own; a converted one is told by its recorded flags
-        model_config = source.config if source is not None and source.kind == MODEL else None
+        model_config = source.config if source.kind is SourceKind.MODEL else None
     check_resumed_run(checkpoint, label_names, model_config, {**model_settings, **data_settings})
 
 
@@ -222,7 +227,7 @@ def run_finetune(
         training_args.output_dir, "metrics.json", training_args, overwrite_output_dir
     ):
         return None
-    source = model_args.resolve()  # a bad model is refused before any data is prepared
+    source = starting_model(model_args, training_args)  # a bad model is refused before any data is prepared
     resume = None
     if training_args.do_train:
         resume = resume_checkpoint(

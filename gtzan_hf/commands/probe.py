@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..errors import UserError
 from ..inference.predict import WindowPredictions
 from ..reports.evaluation import split_metrics, write_confusion_matrices
 from ..training.output_dir import check_output_dir
@@ -48,7 +49,7 @@ def load_window_embeddings(embeddings_dir: str | Path, cache_dir: str | None = N
     windows = Path(embeddings_dir) / "windows"
     missing = [split for split in SPLITS if not any(windows.glob(f"{split}-*.parquet"))]
     if missing:
-        raise FileNotFoundError(
+        raise UserError(
             f"No {', '.join(missing)} embeddings in {windows}: expected the output folder of scripts/embed.py "
             "(windows/{train,validation,test}-*.parquet)."
         )
@@ -58,11 +59,11 @@ def load_window_embeddings(embeddings_dir: str | Path, cache_dir: str | None = N
         loaded = load_dataset("parquet", data_dir=str(windows), cache_dir=cache_dir)
     except DatasetGenerationError as error:
         cause = " ".join(str(error.__cause__ or error).split())[:160]  # arrow's message lists both schemas
-        raise ValueError(f"{mixed}: they cannot be read as one dataset ({cause}). {again}") from None
+        raise UserError(f"{mixed}: they cannot be read as one dataset ({cause}). {again}") from None
     for split in SPLITS:
         expected = (config.get("num_windows") or {}).get(split)
         if expected is not None and len(loaded[split]) != expected:
-            raise ValueError(f"{mixed}: they hold {len(loaded[split])} {split} windows, not {expected}. {again}")
+            raise UserError(f"{mixed}: they hold {len(loaded[split])} {split} windows, not {expected}. {again}")
     return loaded
 
 
@@ -90,7 +91,7 @@ def fit_probe(arrays: dict, label_names: list[str], c_values: list[float], max_i
     """
     embeddings, labels, _ = arrays["train"]
     if len(np.unique(labels)) != len(label_names):
-        raise ValueError(
+        raise UserError(
             f"The training windows hold {len(np.unique(labels))} of the {len(label_names)} classes: every class "
             "needs training songs."
         )
@@ -109,7 +110,7 @@ def run_probe(args: ProbeArguments) -> dict:
     """Fits the probe, writes `probe_metrics.json` (`{"validation": {...}, "test": {...}}`, as a run's
     metrics.json), clip- and song-level confusion matrices and `probe_config.json`; returns the metrics."""
     if args.embeddings_dir is None:
-        raise ValueError("Name the embeddings to probe: EMBEDDINGS_DIR, an output folder of scripts/embed.py.")
+        raise UserError("Name the embeddings to probe: EMBEDDINGS_DIR, an output folder of scripts/embed.py.")
     check_output_dir(args.output_dir)
     embeddings = load_window_embeddings(args.embeddings_dir, args.cache_dir)
     label_names = embeddings["train"].features["label"].names

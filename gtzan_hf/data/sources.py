@@ -35,6 +35,7 @@ from datasets.fingerprint import Hasher
 from datasets.packaged_modules.folder_based_builder.folder_based_builder import FolderBasedBuilder
 from filelock import FileLock
 
+from ..errors import UserError
 from ..inference.audio import audio_problem
 
 logger = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def _case_clash(names) -> tuple[str, str] | None:
 def _refuse_case_clash(names, source: str) -> None:
     clash = _case_clash(names)
     if clash:
-        raise ValueError(
+        raise UserError(
             f"The classes {clash[0]!r} and {clash[1]!r} of {source} differ only by case: they would be two classes "
             "here and one on a system whose file names ignore case (macOS, Windows). Give them one spelling, or "
             "rename one."
@@ -264,7 +265,7 @@ def _metadata_labels(
     """
     formats = sorted({table.suffix for table in tables})
     if len(formats) > 1:
-        raise ValueError(
+        raise UserError(
             f"{root} holds metadata files of {len(formats)} formats ({', '.join(str(t) for t in tables[:3])}): an "
             "audiofolder's metadata is in one format (metadata.csv, metadata.jsonl or metadata.parquet). Keep one."
         )
@@ -273,7 +274,7 @@ def _metadata_labels(
         try:
             table = METADATA_READERS[table_path.suffix](str(table_path))
         except (pa.ArrowException, OSError) as error:
-            raise ValueError(
+            raise UserError(
                 f"{table_path} could not be read ({str(error).splitlines()[0]}): expected a table of a file_name "
                 "column and a label column, as datasets' audiofolder reads it. Correct it, or remove it."
             ) from None
@@ -285,14 +286,14 @@ def _metadata_labels(
         if file_column is None or column is None:
             wanted = "a file_name column (each audio file's path, relative to it)" if file_column is None else ""
             wanted = wanted or f"a {label_column!r} column (pass the column of the classes with --label_column)"
-            raise ValueError(f"{table_path} has the columns {', '.join(columns)}: expected {wanted}.")
+            raise UserError(f"{table_path} has the columns {', '.join(columns)}: expected {wanted}.")
         if column != label_column:
             logger.info("%s has no %r column: its classes are its %r column", table_path, label_column, column)
         for row, (name, label) in enumerate(zip(table[file_column].to_pylist(), table[column].to_pylist()), 1):
             where = f"{table_path} (row {row})"
             relative = os.path.normpath(name) if isinstance(name, str) else ""
             if not relative or "://" in name or os.path.isabs(name) or relative == ".." or relative.startswith("../"):
-                raise ValueError(
+                raise UserError(
                     f"{where}: {file_column} {name!r} is not a path inside {table_path.parent}; expected the audio "
                     "file's path relative to the metadata file, as datasets' audiofolder requires. Correct it."
                 )
@@ -354,7 +355,7 @@ def _folder_labels(
                 _leave_out(dropped, folder.name, reason)
     clash = _case_clash(class_folders)
     if clash:
-        raise ValueError(
+        raise UserError(
             f"The class folders {class_folders[clash[0]]} and {class_folders[clash[1]]} differ only by case: they "
             "would be two classes here and one folder on a system whose file names ignore case (macOS, Windows). "
             "Merge them, or rename one."
@@ -421,7 +422,7 @@ def _from_folder(
         else:
             kept[(path.parent, path.stem)] = (path, label)
     if not kept:
-        raise ValueError(
+        raise UserError(
             f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) in class folders under {root}. Expected "
             "GTZAN's layout (genres/<genre>/<genre>.000NN.wav), <class>/<file> sub-folders, or an audiofolder "
             "(metadata.csv with file_name and label columns)."
@@ -449,7 +450,7 @@ def _from_list(
     )
     path_column = path_column or next((c for c in PATH_COLUMNS if c in table.column_names), None)
     if path_column not in table.column_names or label_column not in (*table.column_names, None):
-        raise ValueError(
+        raise UserError(
             f"{list_file} has columns {table.column_names}; expected a path column (one of {PATH_COLUMNS}, or "
             f"set `path_column`) and the label column {label_column!r} (set `label_column`)."
         )
@@ -457,7 +458,7 @@ def _from_list(
     labels = [UNLABELED] * len(paths) if label_column is None else [str(label) for label in table[label_column]]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} files listed in {list_file} do not exist, e.g. {missing[:3]}.")
+        raise UserError(f"{len(missing)} files listed in {list_file} do not exist, e.g. {missing[:3]}.")
     kept = _distinct_files(paths, labels, skipped)
     return _from_records([paths[i] for i in kept], [labels[i] for i in kept], str(list_file))
 
@@ -506,7 +507,7 @@ def _from_hub(
     songs = datasets.concatenate_datasets(list(loaded.values())) if isinstance(loaded, dict) else loaded
     for column in (audio_column, label_column):
         if column is not None and column not in songs.column_names:
-            raise ValueError(
+            raise UserError(
                 f"{repo_id} has columns {songs.column_names}; set `audio_column` and `label_column` to its audio "
                 f"and label columns (got {audio_column!r} and {label_column!r})."
             )
@@ -602,7 +603,7 @@ def load_corpus(
     elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
         songs, fingerprint = _from_list(path, path_column, label_column, skipped)
     elif path.exists():
-        raise ValueError(f"{source} is a file but not a list: pass a folder or a {sorted(LIST_EXTENSIONS)} list.")
+        raise UserError(f"{source} is a file but not a list: pass a folder or a {sorted(LIST_EXTENSIONS)} list.")
     else:
         songs, fingerprint = _load_hub_source(
             str(source), audio_column, label_column, revision, num_proc, cache_dir, skipped, dropped
@@ -632,7 +633,7 @@ def load_corpus(
         if problem:
             _skip(skipped, song_ids[index], songs[index]["audio"]["path"], names[labels[index]], problem)
     if not usable:
-        raise ValueError(f"None of the {len(songs)} files of {source} could be used; see the warnings above.")
+        raise UserError(f"None of the {len(songs)} files of {source} could be used; see the warnings above.")
     # the labels are the classes with songs: one without would be a head output never trained nor scored
     kept_names = [names[label] for label in sorted({labels[index] for index in usable})]
     files_skipped = Counter(entry["label"] for entry in skipped if entry["label"] is not None)
@@ -677,13 +678,13 @@ def _load_hub_source(
         return _from_hub(source, audio_column, label_column, revision, num_proc)
     except (OSError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as error:
         if datasets.config.HF_HUB_OFFLINE:
-            raise ValueError(
+            raise UserError(
                 f"{source!r} is not a local folder or list, and could not be loaded from the Hugging Face Hub: "
                 f"HF_HUB_OFFLINE=1 and it is not in the cache ({huggingface_hub.constants.HF_HUB_CACHE}). Load it "
                 "once online, or pass a local folder (genres/<genre>/<genre>.000NN.wav)."
             ) from error
         first_line = str(error).partition("\n")[0]  # huggingface_hub's messages run over several lines
-        raise ValueError(
+        raise UserError(
             f"{source!r} is not a local folder or list, and could not be loaded from the Hugging Face Hub "
             f"({type(error).__name__}: {first_line}). Without internet, download GTZAN elsewhere and pass its folder "
             "(genres/<genre>/<genre>.000NN.wav), or generate a corpus with "

@@ -12,6 +12,7 @@ import numpy as np
 from datasets import DatasetDict
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from ..errors import UserError
 from ..recipes import plugins
 from .sources import Corpus, load_corpus
 
@@ -28,11 +29,11 @@ def read_record(path: str | os.PathLike, expected: str) -> dict:
     try:
         record = json.loads(Path(path).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(
+        raise UserError(
             f"{path} is not valid JSON ({error}): it was cut short or edited by hand. Expected {expected}. {RESTORE}"
         ) from None
     if not isinstance(record, dict):
-        raise ValueError(
+        raise UserError(
             f"{path} holds {KINDS.get(type(record), type(record).__name__)}; expected {expected}. {RESTORE}"
         )
     return record
@@ -106,7 +107,7 @@ class SplitInfo:
         for name, value, kind in values:
             if value is ... or not isinstance(value, kind):
                 found = f"lacks {name}" if value is ... else f"has {name}: {json.dumps(value)[:40]}, not {KINDS[kind]}"
-                raise ValueError(f"{path} {found}: it was cut short or edited by hand. Expected {expected}. {RESTORE}")
+                raise UserError(f"{path} {found}: it was cut short or edited by hand. Expected {expected}. {RESTORE}")
         return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
     def changes(self, current: "SplitInfo", splits: Iterable[str] = SPLIT_NAMES) -> str:
@@ -149,7 +150,7 @@ def _stratified(order: np.ndarray, labels: np.ndarray, size: float, seed: int) -
     except ValueError as error:
         classes, counts = np.unique(labels[order], return_counts=True)
         fewest = ", ".join(f"{name} {count}" for count, name in sorted(zip(counts, classes))[:3])
-        raise ValueError(
+        raise UserError(
             f"Cannot split {len(order)} songs of {len(classes)} classes by class ({error}; fewest songs: {fewest}). "
             "Every class needs enough songs for a share in each split: add songs, or use split='kfold' with fewer "
             "folds."
@@ -163,7 +164,7 @@ def _listed(
     (skipped files are already reported), corpus songs no list names are returned as excluded."""
     position = {song_id: index for index, song_id in enumerate(song_ids)}
     if not any(song_id in position for names in lists.values() for song_id in names):
-        raise ValueError(
+        raise UserError(
             f"split={split!r} needs GTZAN's song ids (e.g. 'jazz.00054', from files named <genre>.000NN.wav); this "
             f"corpus has ids like {song_ids[:3]}. Use split='random' or 'kfold'."
         )
@@ -174,6 +175,17 @@ def _listed(
     listed = {song_id for names in lists.values() for song_id in names}
     excluded = sorted(song_id for song_id in song_ids if song_id not in listed)
     return {name: [position[s] for s in names if s in position] for name, names in lists.items()}, excluded
+
+
+def check_folds(fold: int, num_folds: int) -> None:
+    """Refuse k-fold settings that no corpus can split: a test, a validation and a training fold at least."""
+    if num_folds < 3:
+        raise UserError(
+            f"split='kfold' with {num_folds} folds: it needs 3 folds or more (test, validation, train); choose "
+            "--num_folds 3 or more."
+        )
+    if not 0 <= fold < num_folds:
+        raise UserError(f"fold must be in [0, {num_folds}), got {fold}.")
 
 
 def split_indices(
@@ -218,10 +230,9 @@ def split_indices(
         rest, test = _stratified(order, labels_array, test_size, seed)
         train, validation = _stratified(rest, labels_array, validation_size / (1 - test_size), seed)
     elif split == "kfold":
-        if not 0 <= fold < num_folds:
-            raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
-        if num_folds < 3 or num_folds > len(order):
-            raise ValueError(
+        check_folds(fold, num_folds)
+        if num_folds > len(order):
+            raise UserError(
                 f"split='kfold' with {num_folds} folds needs from 3 folds (test, validation, train) to as many "
                 f"folds as songs ({len(order)}): choose --num_folds in that range."
             )
@@ -231,7 +242,7 @@ def split_indices(
         test, validation = folds[fold], folds[(fold + 1) % num_folds]
         train = np.setdiff1d(order, np.concatenate([test, validation]))
     else:
-        raise ValueError(f"Unknown split {split!r}: choose one of {SPLITS}.")
+        raise UserError(f"Unknown split {split!r}: choose one of {SPLITS}.")
     return {name: sorted(int(i) for i in part) for name, part in zip(SPLIT_NAMES, (train, validation, test))}, []
 
 
@@ -246,14 +257,14 @@ def _named(
 ) -> dict[str, list[int]]:
     """The rows of the splits `named` gives, those it lacks drawn from its train songs."""
     if not named:
-        raise ValueError(
+        raise UserError(
             "split='dataset' takes the splits a dataset's folders name (train/, validation/, test/, as datasets "
             "reads them), and this one names none: use split='auto' or 'random'."
         )
     rows = {name: order[[named.get(song_ids[i]) == name for i in order]] for name in SPLIT_NAMES}
     if not len(rows["train"]):
         found = ", ".join(sorted(set(named.values())))
-        raise ValueError(
+        raise UserError(
             f"The dataset's folders name the splits {found}, but no train split: add a train/ folder, or pass "
             "--split random to split all its songs afresh."
         )
@@ -263,8 +274,8 @@ def _named(
             rows["train"], rows[name] = _stratified(
                 rows["train"], labels, test_size if name == "test" else validation_size, seed
             )
-        except ValueError as error:
-            raise ValueError(
+        except UserError as error:
+            raise UserError(
                 f"The dataset's folders name no {name} split, and one cannot be drawn from its train songs: {error} "
                 f"Or add a {name}/ folder."
             ) from error

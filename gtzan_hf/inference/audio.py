@@ -11,7 +11,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from ..models.feature_extraction_ssast import MAX_AMPLITUDE  # +60 dBFS: the feature extractor refuses more
+from ..errors import UserError
+from ..models.feature_extraction_ssast import FRAME_LENGTH_MS, FRAME_SHIFT_MS, MAX_AMPLITUDE
 
 # A file shorter than this holds no 25 ms Kaldi frame once resampled: it cannot be featurised.
 MIN_DURATION_SECONDS = 0.03
@@ -19,7 +20,6 @@ MIN_DURATION_SECONDS = 0.03
 # what the model hears too: the channels averaged to mono, and each Kaldi frame (25 ms every 10 ms) less its mean, as
 # the filter bank removes every frame's DC offset (a constant signal, or channels that cancel, is silence to it).
 SILENCE_PEAK = 1e-4
-FRAME_SECONDS, FRAME_SHIFT_SECONDS = 0.025, 0.010
 # What a file may decode to, read from its header before any decoding: a small file can declare hours of many
 # channels (a 0.4 MB FLAC of silence declares 8 channels × 96 kHz × 9 minutes, 1.6 GB of float32). Every channel is
 # averaged; 16 covers 9.1.6 immersive mixes and third-order Ambisonics.
@@ -38,7 +38,7 @@ BLOCK_SAMPLES = 2**20
 MAX_RATIO_TERMS = 2**20
 
 
-class AudioTooLargeError(ValueError):
+class AudioTooLargeError(UserError):
     """A file whose header declares more than may be decoded; `reason` says what was found and what is expected."""
 
     def __init__(self, name: str, reason: str):
@@ -257,8 +257,8 @@ def _frames_silent(waveform: np.ndarray, sampling_rate: int) -> bool:
     """Whether every Kaldi frame of a mono waveform (25 ms every 10 ms), less its own mean as the filter bank removes
     it, peaks at or below `SILENCE_PEAK`. Frames are compared by blocks (a view of the waveform, no copy of it) that
     grow from 64 frames to about `BLOCK_SAMPLES` samples: music is told from silence in its first few frames."""
-    length = max(1, round(FRAME_SECONDS * sampling_rate))
-    shift = max(1, round(FRAME_SHIFT_SECONDS * sampling_rate))
+    length = max(1, int(sampling_rate * FRAME_LENGTH_MS / 1000))  # as Kaldi, at the file's own rate
+    shift = max(1, int(sampling_rate * FRAME_SHIFT_MS / 1000))
     if len(waveform) < length:  # one frame at most: the whole waveform
         return _peak(waveform - waveform.mean()) <= SILENCE_PEAK
     num_frames = 1 + (len(waveform) - length) // shift

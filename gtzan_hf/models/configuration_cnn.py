@@ -22,8 +22,8 @@ class CNNConfig(PreTrainedConfig):
             Width of the dense layer after pooling.
         dropout (`float`, *optional*, defaults to 0.5):
             Dropout before the output layer.
-        label_smoothing (`float`, *optional*, defaults to 0.0):
-            Label smoothing of the cross-entropy (the Trainer sets it from `label_smoothing_factor`).
+
+    The classification loss follows `problem_type` (a [`PreTrainedConfig`] field), as transformers' AST's does.
     """
 
     model_type = "gtzan_cnn"
@@ -33,7 +33,12 @@ class CNNConfig(PreTrainedConfig):
     channels: list[int] | tuple[int, ...] = (32, 64, 128, 256)
     hidden_size: int = 128
     dropout: float | int = 0.5
-    label_smoothing: float | int = 0.0
+
+    def __post_init__(self, **kwargs):
+        # Folders saved before the loss followed `problem_type` carry their training's label smoothing, which nothing
+        # reads any more: dropped, so that saving them again does not carry it on.
+        kwargs.pop("label_smoothing", None)
+        super().__post_init__(**kwargs)
 
     def validate_architecture(self):
         if len(self.channels) == 0:

@@ -8,14 +8,13 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_cnn import CNNConfig
-from .modeling_ssast import classification_loss
 
 
 class CNNPreTrainedModel(PreTrainedModel):
     config_class = CNNConfig
     base_model_prefix = "cnn"
     main_input_name = "input_values"
-    # The loss is a batch mean that takes no `num_items_in_batch`: the Trainer scales it for gradient accumulation.
+    # The loss is a batch mean, given no `num_items_in_batch`: the Trainer scales it for gradient accumulation.
     accepts_loss_kwargs = False
 
     def _init_weights(self, module):
@@ -80,7 +79,8 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
             Normalised filter banks from the feature extractor.
         labels (`torch.LongTensor` of shape `(batch_size,)`, or `torch.FloatTensor` `(batch_size, num_labels)`):
-            Class indices, or class probabilities (mixup): see [`~modeling_ssast.classification_loss`].
+            The loss follows `config.problem_type` as transformers' `ASTForAudioClassification`'s does (class indices:
+            cross-entropy; multi-hot targets: binary cross-entropy; regression: mean squared error).
         attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
             Accepted for transformers' clients, which pass the frame mask of [`~SequenceFeatureExtractor.pad`] (the
             `Trainer`'s default collator, the example scripts), and not used: the convolutions and the average pool
@@ -94,7 +94,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         # (batch, frames, bins) -> (batch, 1, bins, frames): frequency as image height, as SSAST does.
         hidden = self.features(input_values.transpose(1, 2).unsqueeze(1))
         logits = self.classifier(hidden.mean(dim=(2, 3)))
-        loss = None if labels is None else classification_loss(logits, labels, self.config)
+        loss = None if labels is None else self.loss_function(labels, logits, self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

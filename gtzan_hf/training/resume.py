@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 
 from ..data.splits import read_record
+from ..errors import UserError
 from ..models.checkpoints import check_model_weights, load_tensors, refused_pickle
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ class RandomStateOptional:
     `Trainer` mixin: a checkpoint's random state (`rng_state*.pth`) that holds Python objects besides its numbers is
     left out with a warning instead of stopping the run. Resuming without it changes only the random draws from then
     on (dropout, crops, masks), as the Trainer itself does for a checkpoint without one; refusing would cost the whole
-    run for that.
+    run for that. transformers has no public hook for this: the one private `Trainer` method the package overrides,
+    checked by name against the installed release (tests/test_trainer.py).
     """
 
     def _load_rng_state(self, checkpoint):
@@ -111,7 +113,7 @@ def resume_checkpoint(
         return None
     if resume_from_checkpoint:
         if not is_complete_checkpoint(Path(resume_from_checkpoint)):
-            raise ValueError(
+            raise UserError(
                 f"--resume_from_checkpoint {resume_from_checkpoint} is not a complete checkpoint (trainer_state.json "
                 "and model weights): name another checkpoint-N folder."
             )
@@ -219,7 +221,7 @@ def check_resumed_run(
             f"{key} {_shown(saved.get(key))} (this run builds {_shown(model_config.get(key))})" for key in shape
         ]
     if differences:
-        raise ValueError(
+        raise UserError(
             f"{checkpoint} cannot be resumed by this run: it was saved with {'; '.join(differences)}. Resuming would "
             "train it under other settings than its own: run with those it was saved with, or start again "
             "(--overwrite_output_dir) or in another --output_dir."
