@@ -16,7 +16,7 @@ import psutil
 import pytest
 from conftest import one_line_error
 
-from gtzan_hf.commands import embed, evaluate, finetune, probe
+from gtzan_hf.commands import convert, embed, evaluate, finetune, pretrain, probe
 from gtzan_hf.data.synthetic import generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,16 +125,18 @@ def test_an_output_dir_that_is_a_file_is_one_line_before_any_work(corpus, tmp_pa
     output_dir = taken if where == "file" else taken / "run"
     what = f"{output_dir} is a file" if where == "file" else f"{output_dir} lies under {taken}, which is a file"
     common = ["--dataset", str(corpus), "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(output_dir)]
-    for main, argv in (
-        (finetune.main, ["--preset", "quickstart", *common]),
-        (evaluate.main, [str(tmp_path / "model"), *common]),
-        (embed.main, [str(tmp_path / "model"), *common]),
-        (probe.main, [str(tmp_path / "embeddings"), "--output_dir", str(output_dir)]),
+    for main, argv, flag in (
+        (finetune.main, ["--preset", "quickstart", *common], "--output_dir"),
+        (pretrain.main, ["--preset", "tiny", *common], "--output_dir"),
+        (evaluate.main, [str(tmp_path / "model"), *common], "--output_dir"),
+        (embed.main, [str(tmp_path / "model"), *common], "--output_dir"),
+        (probe.main, [str(tmp_path / "embeddings"), "--output_dir", str(output_dir)], "--output_dir"),
+        (convert.main, [str(tmp_path / "model.pth"), str(output_dir)], "OUTPUT_DIR"),
     ):
         message = one_line_error(main, argv)
         assert message == (
-            f"error: --output_dir {what}: expected a folder to write in (made if missing). Choose another "
-            "--output_dir, or move the file."
+            f"error: {flag} {what}: expected a folder to write in (made if missing). Choose another {flag}, or move "
+            "the file."
         ), message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.txt"]  # no cache: refused before any work
 

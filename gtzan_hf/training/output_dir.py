@@ -182,7 +182,7 @@ def output_dir_held(training_args) -> Iterator[None]:
         if training_args.process_index == 0:
             try:
                 held.enter_context(RunLock(training_args.output_dir))
-            except RunInUseError as error:
+            except UserError as error:  # another run holds it, or it is a file: every process raises it
                 refusal = error
             except OSError as error:  # a folder that cannot be written: the user's to fix
                 refusal = UserError(
