@@ -16,7 +16,7 @@ import psutil
 import pytest
 from conftest import one_line_error
 
-from gtzan_hf.commands import convert, embed, evaluate, finetune, pretrain, probe
+from gtzan_hf.commands import convert, crossval, embed, evaluate, finetune, pretrain, probe
 from gtzan_hf.data.synthetic import generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,6 +127,7 @@ def test_an_output_dir_that_is_a_file_is_one_line_before_any_work(corpus, tmp_pa
     common = ["--dataset", str(corpus), "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(output_dir)]
     for main, argv, flag in (
         (finetune.main, ["--preset", "quickstart", *common], "--output_dir"),
+        (crossval.main, ["--preset", "quickstart", "--num_folds", "3", *common], "--output_dir"),
         (pretrain.main, ["--preset", "tiny", *common], "--output_dir"),
         (evaluate.main, [str(tmp_path / "model"), *common], "--output_dir"),
         (embed.main, [str(tmp_path / "model"), *common], "--output_dir"),

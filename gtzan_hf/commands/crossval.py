@@ -28,6 +28,7 @@ import torch
 from ..errors import UserError
 from ..reports.evaluation import accuracy_table, metric_keys, table_keys
 from ..reports.model_card import write_model_card
+from ..training.output_dir import check_output_dir
 from .cli import entry_point
 from .finetune import parse_finetune_args, run_finetune, starting_model
 
@@ -98,6 +99,7 @@ def run_crossval(argv: list[str]) -> dict:
     if len(runs) < 2:
         raise UserError("Cross-validation needs --num_folds K (K >= 2) and/or two or more --seeds.")
     output_dir = Path(known.output_dir)
+    check_output_dir(output_dir)  # the folder of every sub-run: named as the user gave it
     jobs = [(name, [*finetune_argv, *flags, "--output_dir", str(output_dir / name)]) for name, flags in runs]
     # a bad flag or model is reported now, not after the first sub-run
     model_args, _, training_args, _ = parse_finetune_args(jobs[0][1])
