@@ -1,8 +1,8 @@
 """Model folders whose parts disagree or are missing, each made on the spot from a tiny saved classifier: class names
-against `num_labels`, class ids with a gap, weights of another model than the config, a cut `model.safetensors` or
-`pytorch_model.bin`, a feature extractor of another input length or cut short, no `preprocessor_config.json`. Each is
-one line naming the file and the disagreement, before any data is prepared, in every command and on the Space's
-page."""
+against `num_labels`, class ids with a gap, a `config.json` whose values make no model, weights of another model than
+the config, a cut `model.safetensors` or `pytorch_model.bin`, a feature extractor of another input length or cut
+short, no `preprocessor_config.json`. Each is one line naming the file and the disagreement, before any data is
+prepared, in every command and on the Space's page."""
 
 import json
 import logging
@@ -49,6 +49,11 @@ def ids_with_a_gap(folder, models):
         "The config.json of {model} disagrees with itself: id2label names the classes 0, 2, 3: class 1 is missing "
         "(expected the ids 0 to 2 without a gap, one per output of the model's head)."
     )
+
+
+def values_that_make_no_model(folder, models):
+    _edit_config(folder, patch_time=600)
+    return "The config.json of {model} describes no valid model: patch_time (600) must lie in [1, max_length=128]."
 
 
 def weights_of_another_head(folder, models):
@@ -109,6 +114,7 @@ def no_feature_extractor(folder, models):
 DAMAGES = [
     num_labels_against_names,
     ids_with_a_gap,
+    values_that_make_no_model,
     weights_of_another_head,
     weights_of_another_depth,
     cut_safetensors,

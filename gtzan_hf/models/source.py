@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 from transformers import PreTrainedConfig
 from transformers.utils import FEATURE_EXTRACTOR_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file
@@ -305,7 +306,7 @@ def check_model_parts(source: ModelSource) -> None:
     `num_labels` or a `label2id` that does not invert them; a preprocessor of another input length or mel bins than
     the model's; weights that cannot be read (a cut `model.safetensors`) or whose names and shapes are not those of
     the model `config.json` describes (a model of the package's types, whose weights are read from the local files'
-    headers only).
+    headers only); a `config.json` whose values make no model.
     """
     problem = _labels_problem(source.config)
     if problem:
@@ -322,16 +323,26 @@ def check_model_parts(source: ModelSource) -> None:
                     f"preprocessor_config.json gives {key} {extractor_value}. Save the model and its feature "
                     "extractor again together (a run's output_dir holds both)."
                 )
-    folder = Path(source.location)
     entry = source.registered_type
-    if entry is None or not folder.is_dir():
+    if entry is None:
+        return
+    try:  # the config's own checks (the model files raise `ValueError`s, importing nothing of the package)
+        config = entry.config_class.from_dict(source.config)
+    except (StrictDataclassError, ValueError) as error:
+        reason = str(error.__cause__ or error).rstrip(".")
+        raise UserError(
+            f"The config.json of {source.name} describes no valid model: {reason}. Correct it, or save the model "
+            "again (save_pretrained writes it whole)."
+        ) from error
+    folder = Path(source.location)
+    if not folder.is_dir():
         return
     file, found = _weight_shapes(folder)
     model_class = entry.pretraining_class if source.kind == SourceKind.PRETRAINING else entry.classifier_class
     if file is None or model_class is None:
         return
     with torch.device("meta"):  # shapes only: no memory, no initialisation
-        model = model_class(entry.config_class.from_dict(source.config))
+        model = model_class(config)
     problem = _shapes_problem(found, {key: tuple(value.shape) for key, value in model.state_dict().items()})
     if problem:
         raise UserError(
