@@ -424,6 +424,12 @@ def test_what_an_audiofolders_metadata_does_not_list_is_said(songs, tmp_path, ca
         f"{root / 'train'}; expected the audio file's path relative to the metadata file, as datasets' audiofolder "
         "requires. Correct it."
     )
+    (root / "train" / "metadata.csv").write_text("file_name,style\nblues0.wav,blues\n")  # no column of classes
+    message = one_line_error(lambda argv: load_corpus(root, num_proc=1, cache_dir=tmp_path / "cache"), [])
+    assert message == (
+        f"error: {root / 'train' / 'metadata.csv'} has the columns file_name, style: expected a 'label' column "
+        "of the classes (name another with --label_column)."
+    )
 
 
 def test_a_nested_folder_belongs_to_its_class_folder(songs, tmp_path, caplog):

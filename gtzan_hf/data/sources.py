@@ -285,7 +285,8 @@ def _metadata_labels(
         column = next((c for c in (label_column, "label") if c in columns), None)
         if file_column is None or column is None:
             wanted = "a file_name column (each audio file's path, relative to it)" if file_column is None else ""
-            wanted = wanted or f"a {label_column!r} column (pass the column of the classes with --label_column)"
+            names = " or ".join(dict.fromkeys((repr(label_column), "'label'")))
+            wanted = wanted or f"a {names} column of the classes (name another with --label_column)"
             raise UserError(f"{table_path} has the columns {', '.join(columns)}: expected {wanted}.")
         if column != label_column:
             logger.info("%s has no %r column: its classes are its %r column", table_path, label_column, column)
