@@ -149,7 +149,7 @@ REFUSED_BEFORE_THE_DATA = [
     (["--model_type", "resnet"], "invalid choice: 'resnet' (choose from 'ssast', 'cnn')"),
     (["--model_size", "huge"], "invalid choice: 'huge' (choose from 'tiny', 'small', 'base')"),
     (["--pooling", "max"], "argument --pooling: invalid choice: 'max' (choose from 'mean', 'cls')"),
-    (["--split", "kfolds"], "argument --split: invalid choice: 'kfolds' (choose from 'random', 'fault-filtered'"),
+    (["--split", "kfolds"], "argument --split: invalid choice: 'kfolds' (choose from 'auto', 'dataset', 'random'"),
     (["--crop_strategy", "crop"], "invalid choice: 'crop' (choose from 'random-crop', 'static')"),
     (["--spec_augment_axes", "swaped"], "invalid choice: 'swaped' (choose from 'standard', 'swapped')"),
     (["--lr_scheduler_type", "cosin"], "invalid choice: 'cosin' (choose from 'linear', 'cosine'"),

@@ -169,7 +169,7 @@ class DataConfig(AudioSourceConfig):
                 raise UserError(f"Unknown {name} {getattr(self, name)!r}: choose one of {', '.join(choices)}.")
         if self.split == "kfold":
             check_folds(self.fold, self.num_folds)
-        elif self.split == "random" and not (
+        elif self.split in ("auto", "dataset", "random") and not (  # the shares drawn from the songs, or from train
             0 < self.validation_size and 0 < self.test_size and self.validation_size + self.test_size < 1
         ):
             raise UserError(
