@@ -59,6 +59,8 @@ class ModelType:
     feature_extractor_class: type[FeatureExtractionMixin] = SSASTFeatureExtractor
     base_model_class: type[PreTrainedModel] | None = None
     pretraining_class: type[PreTrainedModel] | None = None
+    # whether it takes inputs of its config's `max_length` only (SSAST: one position embedding per patch), or any
+    fixed_input_length: bool = True
 
     @property
     def config_model_type(self) -> str:
@@ -98,6 +100,7 @@ MODEL_TYPES = (
         CNNConfig,
         CNNForAudioClassification,
         lambda args: CNNConfig(max_length=args.max_length),
+        fixed_input_length=False,
     ),
 )
 

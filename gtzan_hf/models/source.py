@@ -303,10 +303,10 @@ def check_model_parts(source: ModelSource) -> None:
     """
     Refuse, in one line naming the file and the disagreement, a model folder whose parts disagree, before anything is
     loaded or any data prepared: class names (`id2label`) with a gap, twice the same name, another count than
-    `num_labels` or a `label2id` that does not invert them; a preprocessor of another input length or mel bins than
-    the model's; weights that cannot be read (a cut `model.safetensors`) or whose names and shapes are not those of
-    the model `config.json` describes (a model of the package's types, whose weights are read from the local files'
-    headers only); a `config.json` whose values make no model.
+    `num_labels` or a `label2id` that does not invert them; a preprocessor of other mel bins than the model's, or of
+    another input length for a model that takes its own only; weights that cannot be read (a cut `model.safetensors`)
+    or whose names and shapes are not those of the model `config.json` describes (a model of the package's types,
+    whose weights are read from the local files' headers only); a `config.json` whose values make no model.
     """
     problem = _labels_problem(source.config)
     if problem:
@@ -315,7 +315,8 @@ def check_model_parts(source: ModelSource) -> None:
             "(save_pretrained writes it whole)."
         )
     if source.kind == SourceKind.MODEL and source.preprocessor:
-        for key in ("max_length", "num_mel_bins"):
+        fixed = source.registered_type is None or source.registered_type.fixed_input_length
+        for key in ("max_length", "num_mel_bins") if fixed else ("num_mel_bins",):
             model_value, extractor_value = source.config.get(key), source.preprocessor.get(key)
             if None not in (model_value, extractor_value) and model_value != extractor_value:
                 raise UserError(
