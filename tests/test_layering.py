@@ -24,7 +24,7 @@ ALLOWED = {
         {"models", "inference", "recipes", "data"},
         MODEL_STACK | {"soundfile", "datasets", "pyarrow", "sklearn", "audiomentations", "xxhash"},
     ),
-    "training": ({"models", "inference", "recipes", "metrics", "data", "training"}, MODEL_STACK),
+    "training": ({"models", "inference", "recipes", "metrics", "data", "training"}, MODEL_STACK | {"sklearn"}),
     "reports": (
         {"models", "inference", "recipes", "metrics", "data", "reports"},
         MODEL_STACK | {"matplotlib", "sklearn"},

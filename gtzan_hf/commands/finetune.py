@@ -13,6 +13,7 @@ from transformers import set_seed
 
 from ..data import DataConfig, SSASTDataCollator, SSASTDatasets, build_datasets
 from ..data.augmentation import spec_augment
+from ..data.collator import evaluation_dataloader
 from ..inference.predict import predict
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from ..models.loading import (
@@ -25,6 +26,7 @@ from ..models.loading import (
 from ..models.source import ModelSource
 from ..reports.evaluation import write_evaluation_reports, write_learning_curves, write_spectrogram_pair
 from ..reports.model_card import write_model_card
+from ..training.linear_probe import fit_linear_probe
 from ..training.output_dir import holds_output_dir
 from ..training.resume import finished_run, resume_checkpoint
 from ..training.trainer import AudioClassificationTrainer, AudioTrainingArguments
@@ -61,15 +63,17 @@ def write_run_reports(
     trainer: AudioClassificationTrainer, data: SSASTDatasets, data_config: DataConfig, run_config: dict
 ) -> dict | None:
     """
-    Evaluate the (best) model once on validation (`do_eval`) and test (`do_predict`), every process scoring its
-    share of the windows, and write every report of the run on the main process: metrics.json and its figures, the
-    Trainer's eval/test/all_results.json, splits.json, run_config.json; after training also the learning curves, a
-    SpecAugment example and the model card. Returns the metrics (`None` on the other processes).
+    Evaluate the (best) model once on validation (`do_eval`, unless a linear probe was fitted on it) and test
+    (`do_predict`), every process scoring its share of the windows, and write every report of the run on the main
+    process: metrics.json and its figures, the Trainer's eval/test/all_results.json, splits.json, run_config.json;
+    after training also the model card, and after gradient training the learning curves and a SpecAugment example.
+    Returns the metrics (`None` on the other processes).
     """
     args = trainer.args
+    probed = args.do_train and args.linear_probe
     splits = {
         name: predict(trainer.model, trainer.get_test_dataloader(getattr(data, name)), True, trainer.accelerator)
-        for name, asked in (("validation", args.do_eval), ("test", args.do_predict))
+        for name, asked in (("validation", args.do_eval and not probed), ("test", args.do_predict))
         if asked
     }
     if not trainer.is_world_process_zero():
@@ -81,10 +85,11 @@ def write_run_reports(
             trainer.save_metrics(prefix, flat_metrics(metrics[name], prefix))
     data.info.save(output_dir / "splits.json")
     (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
-    if args.do_train:
+    if args.do_train and not probed:
         write_learning_curves(trainer.state.log_history, output_dir)
         before, after = specaugment_example(data, data_config, trainer.processing_class)
         write_spectrogram_pair(before, after, output_dir / "specaugment_example.png")
+    if args.do_train:
         write_model_card(output_dir, args.hub_model_id)
     return metrics
 
@@ -149,6 +154,20 @@ def build_trainer(
     return trainer, data
 
 
+def fit_probe(trainer: AudioClassificationTrainer, data: SSASTDatasets) -> None:
+    """`--linear_probe`: fit the model's head on the fixed windows of the training and validation songs (see
+    [`~gtzan_hf.training.linear_probe.fit_linear_probe`]), save the model and what was chosen
+    (`linear_probe.json`). Every process fits the same probe on all the windows, so that each holds the model it
+    then evaluates its share of the test windows with."""
+    args = trainer.args
+    windows = data.fixed_windows("train", "validation")
+    batches = evaluation_dataloader(windows, args.per_device_eval_batch_size, data.num_labels)
+    fit = fit_linear_probe(trainer.model, batches, args.probe_c_values, args.probe_cv_folds, args.seed)
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        (Path(args.output_dir) / "linear_probe.json").write_text(json.dumps(fit.to_json(), indent=2))
+
+
 @holds_output_dir
 def run_finetune(
     model_args: ModelArguments,
@@ -168,7 +187,9 @@ def run_finetune(
         return None
     source = model_args.resolve()  # a bad model is refused before any data is prepared
     trainer, data = build_trainer(model_args, data_config, training_args, source)
-    if training_args.do_train:
+    if training_args.do_train and training_args.linear_probe:
+        fit_probe(trainer, data)
+    elif training_args.do_train:
         resume = resume_checkpoint(
             training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir
         )

@@ -10,7 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedConfig, PreTrainedModel
 
 from .checkpoints import safe_model_weights
 from .configuration_ssast import SSASTConfig
@@ -86,17 +87,53 @@ class ModelArguments:
             "help": "Input frames of a new or converted model (100 per second; shorter windows are padded).",
         },
     )
-    pooling: str = field(default="mean", metadata={"help": "SSAST pooling: mean (ft_avgtok) or cls (ft_cls)."})
+    pooling: str = field(
+        default="mean",
+        metadata={
+            "help": "What the head reads. SSAST: mean (ft_avgtok) or cls (ft_cls); from scratch, the CNN: mean (the "
+            "last block's average) or stats (mean and std of the input and of every block)."
+        },
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "From scratch: config settings to override, as transformers' examples take them, e.g. "
+            "hidden_size=0,dropout=0.2 (the CNN without its dense layer)."
+        },
+    )
     trust_remote_code: bool = field(
         default=False,
         metadata={"help": "Run the code shipped inside a model folder whose type is not gtzan-hf's or AST."},
     )
 
     def resolve(self) -> ModelSource | None:
-        """The resolved `model_name_or_path`, or `None` from scratch."""
+        """The resolved `model_name_or_path`, or `None` from scratch (whose configuration is then checked)."""
         if self.model_name_or_path is None:
+            self.scratch_config()
             return None
         return resolve_model(self.model_name_or_path, trust_remote_code=self.trust_remote_code)
+
+    def scratch_config(self, label_names: list[str] | None = None) -> PreTrainedConfig:
+        """The configuration of a model trained from scratch: `model_type`'s, with `config_overrides` and one output
+        per class of `label_names`."""
+        entry = model_type(self.model_type)
+        if entry is None:
+            names = ", ".join(entry.name for entry in MODEL_TYPES)
+            raise ValueError(f"Unknown --model_type {self.model_type!r}: choose one of {names}.")
+        config = entry.scratch_config(self)
+        if label_names is not None:
+            config.update(label_settings(label_names))
+        if self.config_overrides:
+            try:
+                config.update_from_string(self.config_overrides)
+                config.validate()
+            except (ValueError, StrictDataclassClassValidationError) as error:
+                found = str(error).splitlines()[-1].strip().removeprefix("ValueError: ").rstrip(".")
+                raise ValueError(
+                    f"--config_overrides {self.config_overrides!r}: {found}. Expected key=value pairs of the "
+                    f"{self.model_type} configuration's settings, separated by commas."
+                ) from error
+        return config
 
 
 @dataclass
@@ -149,15 +186,10 @@ def build_classifier(source: ModelSource | None, args: ModelArguments, label_nam
     mode. Original checkpoints, pretraining folders and AST models are converted to `args`' strides, input length and
     pooling (strides left unset: the original recipe for the checkpoint's patch shape); a saved model keeps its
     geometry and gets a new head where its classes differ."""
-    labels = label_settings(label_names)
     if source is None:
-        entry = model_type(args.model_type)
-        if entry is None:
-            names = ", ".join(entry.name for entry in MODEL_TYPES)
-            raise ValueError(f"Unknown --model_type {args.model_type!r}: choose one of {names}.")
-        config = entry.scratch_config(args)
-        config.update(labels)
-        return entry.classifier_class(config)
+        config = args.scratch_config(label_names)
+        return model_type(config.model_type).classifier_class(config)
+    labels = label_settings(label_names)
     geometry = {
         "freq_stride": args.freq_stride,
         "time_stride": args.time_stride,

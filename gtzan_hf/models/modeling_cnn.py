@@ -30,8 +30,9 @@ class CNNPreTrainedModel(PreTrainedModel):
 
 class CNNForAudioClassification(CNNPreTrainedModel):
     """
-    Four blocks of 3×3 conv → batch norm → ReLU → 2×2 max-pool (32→64→128→256 channels by default), global average
-    pooling (so any number of frames works), then the `classifier`: dense layer, ReLU, dropout, one output per class.
+    Four blocks of 3×3 conv → batch norm → ReLU → 2×2 max-pool (32→64→128→256 channels by default), pooling over
+    time and frequency (so any number of frames works; see `CNNConfig.pooling`), then the `classifier`: dense layer,
+    ReLU, dropout, one output per class (`hidden_size=0`: dropout and one linear layer).
     """
 
     def __init__(self, config: CNNConfig):
@@ -47,12 +48,15 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             ]
             in_channels = out_channels
         self.features = nn.Sequential(*blocks)
-        self.classifier = nn.Sequential(
-            nn.Linear(in_channels, config.hidden_size),
-            nn.ReLU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.hidden_size, config.num_labels),
-        )
+        if config.hidden_size:
+            dense = [nn.Linear(config.pooled_size, config.hidden_size), nn.ReLU()]
+            self.classifier = nn.Sequential(
+                *dense, nn.Dropout(config.dropout), nn.Linear(config.hidden_size, config.num_labels)
+            )
+        else:
+            self.classifier = nn.Sequential(
+                nn.Dropout(config.dropout), nn.Linear(config.pooled_size, config.num_labels)
+            )
         self.post_init()
 
     def layer_ids(self) -> dict[str, int]:
@@ -67,6 +71,19 @@ class CNNForAudioClassification(CNNPreTrainedModel):
     def no_weight_decay(self) -> set[str]:
         """Parameters trained without weight decay: biases and batch-norm weights (the 1-D ones)."""
         return {name for name, parameter in self.named_parameters() if parameter.ndim <= 1}
+
+    def pool(self, input_values: torch.Tensor) -> torch.Tensor:
+        """`(batch, frames, bins)` -> `(batch, config.pooled_size)`, what the classifier reads."""
+        # frequency as image height, as SSAST does: (batch, 1, bins, frames)
+        hidden = input_values.transpose(1, 2).unsqueeze(1)
+        if self.config.pooling == "mean":
+            return self.features(hidden).mean(dim=(2, 3))
+        statistics = [input_values.mean(dim=1), input_values.std(dim=1)]
+        for module in self.features:
+            hidden = module(hidden)
+            if isinstance(module, nn.MaxPool2d):  # the end of a block
+                statistics += [hidden.mean(dim=(2, 3)), hidden.std(dim=(2, 3))]
+        return torch.cat(statistics, dim=1)
 
     @can_return_tuple
     def forward(
@@ -91,9 +108,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
                 f"Expected input_values of shape (batch, frames, {self.config.num_mel_bins}), got "
                 f"{tuple(input_values.shape)}."
             )
-        # (batch, frames, bins) -> (batch, 1, bins, frames): frequency as image height, as SSAST does.
-        hidden = self.features(input_values.transpose(1, 2).unsqueeze(1))
-        logits = self.classifier(hidden.mean(dim=(2, 3)))
+        logits = self.classifier(self.pool(input_values))
         loss = None if labels is None else classification_loss(logits, labels, self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
