@@ -24,7 +24,7 @@ from .models.registry import MODEL_TYPES
 # Once the package is imported, saved folders load through the Auto classes without `trust_remote_code`; elsewhere
 # the code saved with them (auto_map) does the same.
 for _entry in MODEL_TYPES:
-    AutoConfig.register(_entry.model_type, _entry.config_class, exist_ok=True)
+    AutoConfig.register(_entry.config_model_type, _entry.config_class, exist_ok=True)
     AutoModelForAudioClassification.register(_entry.config_class, _entry.classifier_class, exist_ok=True)
     AutoFeatureExtractor.register(_entry.config_class, _entry.feature_extractor_class, exist_ok=True)
     if _entry.base_model_class is not None:

@@ -12,6 +12,7 @@ from huggingface_hub import constants
 from gtzan_hf import SSASTConfig, SSASTForAudioClassification
 from gtzan_hf.commands.cli import run
 from gtzan_hf.commands.convert import main as convert_main
+from gtzan_hf.errors import UserError
 from gtzan_hf.models.checkpoints import (
     MIRROR_ENV,
     RELEASED_CHECKPOINTS,
@@ -20,12 +21,13 @@ from gtzan_hf.models.checkpoints import (
     resolve_checkpoint,
     safe_model_weights,
 )
-from gtzan_hf.models.convert import pretraining_model_from_original_checkpoint, to_original_checkpoint
+from gtzan_hf.models.convert import to_original_checkpoint
 from gtzan_hf.models.loading import (
     ModelArguments,
     PretrainingModelArguments,
     build_classifier,
     build_pretraining_model,
+    convert_checkpoint,
 )
 from gtzan_hf.models.modeling_ssast import SSASTForPreTraining
 
@@ -124,7 +126,8 @@ def test_download_once_then_offline_from_the_cache(mirror, original_checkpoint, 
     assert resolve_checkpoint(NAME) == path
     assert mirror.requests == [f"/{NAME}.pth"]
     # Converting by name: the same weights, and the provenance saved with the model.
-    pretraining = pretraining_model_from_original_checkpoint(NAME, num_masked_patches=8)
+    pretraining = convert_checkpoint(NAME, for_pretraining=True, num_masked_patches=8)
+    assert pretraining.config.source_checkpoint == checkpoint_provenance(path)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(pretraining.state_dict()[key], value, rtol=0, atol=0)
     convert_main([NAME, str(tmp_path / "converted"), "--fstride", "16", "--tstride", "16", "--input_tdim", "128"])
@@ -136,7 +139,7 @@ def test_truncated_download_is_rejected_then_replaced(mirror, original_checkpoin
     checkpoint = original_checkpoint[1]
     mirror.files[f"{NAME}.pth"] = checkpoint
     mirror.truncate = True
-    with pytest.raises(OSError, match=f"Incomplete download of {NAME}: {len(checkpoint) // 2} of {len(checkpoint)}"):
+    with pytest.raises(UserError, match=f"Incomplete download of {NAME}: {len(checkpoint) // 2} of {len(checkpoint)}"):
         resolve_checkpoint(NAME)
     assert cached_files(mirror.cache) == []
 
@@ -176,7 +179,7 @@ def test_a_file_put_in_the_cache_by_hand_is_verified_and_used_offline(mirror, or
 def test_offline_with_nothing_cached_says_what_to_fetch_and_where(mirror, monkeypatch):
     monkeypatch.delenv(MIRROR_ENV)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ConnectionError) as offline:
+    with pytest.raises(UserError) as offline:
         resolve_checkpoint("SSAST-Base-Patch-400")
     message = str(offline.value)
     assert "\n" not in message
@@ -189,7 +192,7 @@ def test_offline_with_nothing_cached_says_what_to_fetch_and_where(mirror, monkey
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{port}/ssast")
-    with pytest.raises(ConnectionError) as unreachable:
+    with pytest.raises(UserError) as unreachable:
         resolve_checkpoint("SSAST-Base-Patch-400")
     message = str(unreachable.value)
     assert "\n" not in message

@@ -4,6 +4,7 @@ a local-looking path, and nothing written for a refused command. The scripts run
 imports dominate); the many other cases go through the same `gtzan_hf.commands.cli.run` in this process."""
 
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -18,11 +19,12 @@ from conftest import one_line_error
 from transformers import ASTConfig, ASTForAudioClassification
 
 from gtzan_hf import SSASTConfig, SSASTForAudioClassification
-from gtzan_hf.commands import cli, convert, finetune, pretrain
+from gtzan_hf.commands import cli, convert, embed, finetune, pretrain
 from gtzan_hf.commands import evaluate as evaluation
 from gtzan_hf.commands.cli import run
 from gtzan_hf.data import DataConfig
 from gtzan_hf.data.synthetic import generate_corpus
+from gtzan_hf.models.checkpoints import safe_model_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,6 +143,56 @@ def test_bad_flags_configs_and_splits_are_one_line(files, tmp_path, argv, says):
     assert all(part in message for part in says), message
 
 
+# A typo in a closed set is refused as the arguments are parsed (the dataclasses type their choices); what the
+# arguments alone decide is refused before any data work.
+REFUSED_BEFORE_THE_DATA = [
+    (["--model_type", "resnet"], "invalid choice: 'resnet' (choose from 'ssast', 'cnn')"),
+    (["--model_size", "huge"], "invalid choice: 'huge' (choose from 'tiny', 'small', 'base')"),
+    (["--pooling", "max"], "argument --pooling: invalid choice: 'max' (choose from 'mean', 'cls')"),
+    (["--split", "kfolds"], "argument --split: invalid choice: 'kfolds' (choose from 'random', 'fault-filtered'"),
+    (["--crop_strategy", "crop"], "invalid choice: 'crop' (choose from 'random-crop', 'static')"),
+    (["--spec_augment_axes", "swaped"], "invalid choice: 'swaped' (choose from 'standard', 'swapped')"),
+    (["--lr_scheduler_type", "cosin"], "invalid choice: 'cosin' (choose from 'linear', 'cosine'"),
+    (["--config", "pooling.yaml"], 'sets pooling: "max"; expected one of "mean", "cls". Correct it there.'),
+    (["--patch_time", "600"], "no valid model (--model_type, --model_size, --num_hidden_layers, --patch_*"),
+    (["--patch_time", "600"], "patch_time (600) must lie in [1, max_length=512]"),
+    (["--lr_schedule_per_epoch", "true", "--max_steps", "5"], "counts epochs: set --num_train_epochs"),
+    (["--split", "kfold", "--num_folds", "5", "--fold", "5"], "fold must be in [0, 5), got 5"),
+    (["--split", "kfold", "--num_folds", "2"], "it needs 3 folds or more"),
+    (["--test_size", "0.95"], "together below 1"),
+    (["--crop_seconds", "20"], "A 20 s window is 2000 frames; this model reads at most 512 frames"),
+]
+
+
+@pytest.mark.parametrize("argv, says", REFUSED_BEFORE_THE_DATA, ids=[" ".join(a) for a, _ in REFUSED_BEFORE_THE_DATA])
+def test_typos_and_what_the_arguments_decide_are_refused_before_any_data_work(tmp_path, argv, says):
+    """The quickstart with its generated corpus not written yet: a refused command never writes it (nor a cache,
+    nor an output folder)."""
+    (tmp_path / "pooling.yaml").write_text("pooling: max\n")
+    argv = [str(tmp_path / a) if a.endswith(".yaml") else a for a in argv]
+    work = tmp_path / "work"
+    common = ["--preset", "quickstart", "--generated_corpus_dir", str(work / "corpus"), "--output_dir", str(work)]
+    message = one_line_error(finetune.main, [*common, "--cache_dir", str(work / "cache"), *argv])
+    assert says in message, message
+    assert not work.exists()
+
+
+@pytest.mark.parametrize(
+    "main, argv, says",
+    [
+        (pretrain.main, ["--preset", "tiny", "--model_size", "bigger"], "invalid choice: 'bigger' (choose from"),
+        (embed.main, ["MODEL", "--pooling", "patch"], "argument --pooling: invalid choice: 'patch'"),
+        (embed.main, ["MODEL", "--split", "kfold", "--num_folds", "2"], "it needs 3 folds or more"),
+    ],
+)
+def test_the_other_commands_refuse_typos_as_they_parse(tmp_path, main, argv, says):
+    work = tmp_path / "work"
+    common = ["--generated_corpus_dir", str(work / "corpus"), "--output_dir", str(work)]
+    message = one_line_error(main, [*argv, *common, "--cache_dir", str(work / "cache")])
+    assert says in message, message
+    assert not work.exists()
+
+
 def test_the_quickstart_never_generates_into_a_mistyped_dataset_path(files, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["--preset", "quickstart", "--dataset", "data/generated-gtzn", "--output_dir", "run"]
@@ -242,11 +294,26 @@ def test_a_hub_id_is_asked_for_and_its_absence_is_one_line(scripts):
 
 def test_weights_refused_as_they_are_read_are_one_line_without_torchs_advice(files):
     def main(argv):  # as from_pretrained reads the weights of a Hub model, past the checks of local folders
-        torch.load(files / "pickled-weights" / "pytorch_model.bin", weights_only=True)
+        with safe_model_weights("someone/model"):
+            torch.load(files / "pickled-weights" / "pytorch_model.bin", weights_only=True)
 
     message = one_line_error(main, [])
-    assert "A PyTorch weights file was refused" in message and "GLOBAL test_cli.NotPickledByTorch" in message
+    assert "A PyTorch weights file of someone/model was refused" in message
+    assert "GLOBAL test_cli.NotPickledByTorch" in message
     assert "weights_only" not in message and "save_pretrained" in message
+
+
+@pytest.mark.parametrize(
+    "fault", [ValueError("a bug"), OSError("a bug"), pickle.UnpicklingError("a bug")], ids=lambda e: type(e).__name__
+)
+def test_a_fault_keeps_its_traceback(fault):
+    """Only a `UserError` is one line: a `ValueError` or an `OSError` raised inside a command is a fault."""
+
+    def main(argv):
+        raise fault
+
+    with pytest.raises(type(fault), match="a bug"):
+        run(main, [])
 
 
 def test_traceback_flag_shows_the_error_itself(files, tmp_path):

@@ -9,11 +9,13 @@ from conftest import REFERENCE_FIXTURES
 from transformers import ASTConfig, ASTForAudioClassification
 
 from gtzan_hf import SSASTConfig, SSASTFeatureExtractor, SSASTForAudioClassification
+from gtzan_hf.errors import UserError
 from gtzan_hf.models.convert import (
     from_original_checkpoint,
     pretraining_model_from_original_checkpoint,
     to_original_checkpoint,
 )
+from gtzan_hf.models.loading import convert_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REFERENCE_FIXTURES
@@ -34,7 +36,7 @@ def case_settings(case: dict) -> dict:
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_pretraining_checkpoint_gives_the_original_outputs(case, pooling):
     expected = torch.load(FIXTURES / case["expected"], weights_only=True)
-    model = from_original_checkpoint(
+    model = convert_checkpoint(
         FIXTURES / case["pretrained_checkpoint"], num_labels=case["num_labels"], pooling=pooling, **case_settings(case)
     )
     assert model.config.num_hidden_layers == case["depth"] and model.config.hidden_size == 192
@@ -66,8 +68,8 @@ def test_finetuned_checkpoint_gives_the_original_logits(case, pooling, data_para
 @needs_fixtures
 def test_finetuned_checkpoint_with_a_new_head():
     case = CASES[0]
-    model = from_original_checkpoint(FIXTURES / case["finetuned_checkpoint"], num_labels=3, **case_settings(case))
     finetuned = torch.load(FIXTURES / case["finetuned_checkpoint"], weights_only=True)
+    model = from_original_checkpoint(finetuned, num_labels=3, **case_settings(case))
     assert model.classifier.dense.out_features == 3
     torch.testing.assert_close(model.classifier.layernorm.weight, finetuned["mlp_head.0.weight"])
 
@@ -76,7 +78,7 @@ def test_finetuned_checkpoint_with_a_new_head():
 @pytest.mark.parametrize("name", ["pretrain_patch_tiny_d2.pth", "pretrain_frame_tiny_d2.pth"])
 def test_pretraining_model_round_trips_to_the_original_format(name):
     original = torch.load(FIXTURES / name, weights_only=True)
-    model = pretraining_model_from_original_checkpoint(FIXTURES / name, num_masked_patches=20)
+    model = pretraining_model_from_original_checkpoint(original, num_masked_patches=20)
     assert (model.config.max_length, model.config.num_mel_bins) == (256, 128)
     assert model.config.masking == ("random" if "frame" in name else "cluster")
     exported = to_original_checkpoint(model)
@@ -100,8 +102,7 @@ def random_ast(**kwargs) -> ASTForAudioClassification:
         intermediate_size=128,
         max_length=64,
         num_mel_bins=48,
-        num_labels=5,
-        **kwargs,
+        **{"num_labels": 5, **kwargs},
     )
     torch.manual_seed(0)
     model = ASTForAudioClassification(config).eval()
@@ -115,7 +116,7 @@ def random_ast(**kwargs) -> ASTForAudioClassification:
 def test_transformers_ast_folder_gives_the_same_logits(tmp_path, qkv_bias):
     ast = random_ast(qkv_bias=qkv_bias)
     ast.save_pretrained(tmp_path)
-    model = from_original_checkpoint(str(tmp_path))
+    model = convert_checkpoint(str(tmp_path))
     assert model.config.pooling == "cls" and model.config.layer_norm_eps == ast.config.layer_norm_eps
     assert model.config.id2label == ast.config.id2label
     inputs = torch.randn(2, 64, 48)
@@ -126,6 +127,23 @@ def test_transformers_ast_folder_gives_the_same_logits(tmp_path, qkv_bias):
     torch.testing.assert_close(retargeted.ssast.layernorm.weight, model.ssast.layernorm.weight)
 
 
+@pytest.mark.parametrize("labels", ["indices", "multi-hot", "regression"])
+def test_the_loss_is_transformers_asts_on_the_same_logits(labels):
+    """A converted AST keeps its head and its problem type: its loss is AST's own, whatever the labels."""
+    ast = random_ast(**({"num_labels": 1, "problem_type": "regression"} if labels == "regression" else {}))
+    model = from_original_checkpoint(ast)
+    targets = {
+        "indices": torch.tensor([0, 4, 2]),
+        "multi-hot": torch.tensor([[1.0, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 1, 1, 1, 1]]),
+        "regression": torch.tensor([0.5, -1.0, 2.0]),
+    }[labels]
+    inputs = torch.randn(3, 64, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, theirs = model(inputs, labels=targets), ast(inputs, labels=targets)
+    torch.testing.assert_close(ours.loss, theirs.loss, atol=1e-5, rtol=1e-5)
+    assert model.config.problem_type == ast.config.problem_type
+
+
 def test_unknown_and_damaged_checkpoints_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown checkpoint format: found keys conv\.weight"):
         from_original_checkpoint({"conv.weight": torch.zeros(1)})
@@ -133,29 +151,31 @@ def test_unknown_and_damaged_checkpoints_are_refused(tmp_path):
     torch.save({"v.pos_embed": torch.zeros(1, 4, 8)}, damaged)
     damaged.write_bytes(damaged.read_bytes()[:100])
     with pytest.raises(ValueError, match="Could not read .*damaged.pth.*damaged or truncated"):
-        from_original_checkpoint(damaged)
+        convert_checkpoint(damaged)
     not_a_state_dict = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], not_a_state_dict)
     with pytest.raises(ValueError, match="holds a list"):
-        from_original_checkpoint(not_a_state_dict)
-    with pytest.raises(FileNotFoundError, match="missing.pth not found: pass the path of a .pth file"):
-        from_original_checkpoint(tmp_path / "missing.pth")
+        convert_checkpoint(not_a_state_dict)
+    with pytest.raises(UserError, match="missing.pth not found: pass the path of a .pth file"):
+        convert_checkpoint(tmp_path / "missing.pth")
     SSASTForAudioClassification(SSASTConfig.from_size("tiny", num_hidden_layers=1, max_length=32)).save_pretrained(
         tmp_path / "ssast"
     )
     with pytest.raises(ValueError, match="is a gtzan-hf model .*expected an original SSAST/AST .pth"):
-        from_original_checkpoint(tmp_path / "ssast")
+        convert_checkpoint(tmp_path / "ssast")
+    # the conversion functions take what is in memory: files are the loaders'
+    with pytest.raises(TypeError, match="use gtzan_hf.models.loading.convert_checkpoint"):
+        from_original_checkpoint(str(not_a_state_dict))
 
 
 @needs_fixtures
 def test_wrong_finetuning_settings_are_refused():
     case = CASES[0]
+    finetuned = torch.load(FIXTURES / case["finetuned_checkpoint"], weights_only=True)
     with pytest.raises(ValueError, match=r"hold 468 patches.*give 12x13 = 156"):
-        from_original_checkpoint(
-            FIXTURES / case["finetuned_checkpoint"], freq_stride=10, time_stride=10, max_length=140
-        )
+        from_original_checkpoint(finetuned, freq_stride=10, time_stride=10, max_length=140)
     with pytest.raises(ValueError, match="no pretraining heads"):
-        pretraining_model_from_original_checkpoint(FIXTURES / case["finetuned_checkpoint"])
+        pretraining_model_from_original_checkpoint(finetuned)
 
 
 @needs_fixtures
@@ -191,20 +211,20 @@ def test_transformers_ast_accepts_its_own_geometry_and_adapts_to_another_length(
     ast = random_ast()
     ast.save_pretrained(tmp_path)
     inputs = torch.randn(2, 64, 48)
-    same = from_original_checkpoint(str(tmp_path), freq_stride=10, time_stride=10, max_length=64)
+    same = convert_checkpoint(str(tmp_path), freq_stride=10, time_stride=10, max_length=64)
     with torch.no_grad():
         torch.testing.assert_close(same(inputs).logits, ast(inputs).logits, atol=1e-5, rtol=1e-5)
 
     # AST's 4 x 5 patch grid (48 bins, 64 frames, stride 10). Shorter: the original AST code keeps the centre columns.
     positions = ast.audio_spectrogram_transformer.embeddings.position_embeddings.detach()
     grid = positions[:, 2:].reshape(1, 4, 5, -1)
-    shorter = from_original_checkpoint(str(tmp_path), max_length=44)
+    shorter = convert_checkpoint(str(tmp_path), max_length=44)
     assert shorter.config.patch_grid == (4, 3)
     adapted = shorter.ssast.embeddings.position_embeddings.detach()
     torch.testing.assert_close(adapted[:, :2], positions[:, :2])
     torch.testing.assert_close(adapted[:, 2:].reshape(1, 4, 3, -1), grid[:, :, 1:4])
     # Longer: interpolated along time on AST's own 4 frequency rows, the rows unchanged.
-    longer = from_original_checkpoint(str(tmp_path), max_length=96)
+    longer = convert_checkpoint(str(tmp_path), max_length=96)
     assert longer.config.patch_grid == (4, 9)
     stretched = longer.ssast.embeddings.position_embeddings.detach()[:, 2:].reshape(1, 4, 9, -1)
     # bilinear, half-pixel centres: output column 1 of 9 samples input column (1.5 * 5 / 9 - 0.5) = 1/3

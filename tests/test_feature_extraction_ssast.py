@@ -48,6 +48,19 @@ def test_fbank_matches_kaldi_native_fbank():
     np.testing.assert_allclose(ours, reference, atol=2e-3)
 
 
+@pytest.mark.parametrize("sampling_rate", [16000, 22050])
+def test_frame_arithmetic_is_kaldis(sampling_rate):
+    """Frame counts, frame samples and seconds: the numbers torchaudio's Kaldi fbank gives (25 ms every 10 ms)."""
+    extractor = SSASTFeatureExtractor(sampling_rate=sampling_rate)
+    assert (extractor.frame_length, extractor.hop_length) == (int(sampling_rate * 0.025), int(sampling_rate * 0.01))
+    waveform = torch.from_numpy(tone_with_noise(1.3, sampling_rate=sampling_rate))
+    fbank = extractor.fbank(waveform)
+    assert fbank.shape[0] == extractor.num_frames(waveform.numel()) == 128
+    # frames 40 to 69 from their own samples: the same frames as the whole waveform's
+    torch.testing.assert_close(extractor.fbank(waveform[extractor.frame_samples(40, 30)]), fbank[40:70])
+    assert extractor.seconds_to_frames(10.24) == 1024 and extractor.frames_to_seconds(1000) == 10.0
+
+
 def test_a_list_batch_equals_one_by_one():
     extractor = SSASTFeatureExtractor(max_length=256)
     batch = [torch.from_numpy(tone_with_noise(seconds, seed=s)) for s, seconds in enumerate((1.0, 0.7, 1.2))]

@@ -9,14 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datasets import Dataset
 from huggingface_hub import ModelCard
 from matplotlib.image import imread
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Trainer, TrainingArguments
 
 from gtzan_hf import SSASTFeatureExtractor
 from gtzan_hf.commands.cli import preset_names
 from gtzan_hf.commands.finetune import parse_finetune_args, run_finetune, specaugment_example
 from gtzan_hf.data import DataConfig, build_datasets
 from gtzan_hf.data.synthetic import GENERATED_CORPUS_MARKER, GTZAN_GENRES, generate_corpus
+from gtzan_hf.errors import UserError
 from gtzan_hf.inference.voting import vote_rules
 from gtzan_hf.reports.model_card import RECIPE_KEYS
 
@@ -102,7 +105,7 @@ def test_missing_original_checkpoint_says_where_to_get_one(tmp_path, corpus):
             str(corpus.parent),
         ]
     )
-    with pytest.raises(FileNotFoundError, match=r"SSAST-Base-Patch-400.pth not found: .* released name \(SSAST-Base"):
+    with pytest.raises(UserError, match=r"SSAST-Base-Patch-400.pth not found: .* released name \(SSAST-Base"):
         run_finetune(*args)
 
 
@@ -161,6 +164,25 @@ def test_report_files_are_valid(finished_run):
     assert "pipeline_tag: audio-classification" in card
     assert f"{100 * metrics['test']['song_accuracy']:.1f} %" in card
     assert 'pipeline("audio-classification"' in card
+
+
+def test_the_saved_folder_states_its_problem_type_and_a_plain_trainer_reports_cross_entropy(finished_run, tmp_path):
+    """The run trained with label smoothing 0.1 (quickstart): a training choice, not saved with the model, whose
+    loss is then plain cross-entropy for any client, as transformers' AST's is."""
+    output_dir, _ = finished_run
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["problem_type"] == "single_label_classification" and "label_smoothing" not in config
+    model = AutoModelForAudioClassification.from_pretrained(output_dir).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(output_dir)
+    waveforms = list(np.random.default_rng(0).uniform(-0.5, 0.5, (4, 3 * 16000)).astype(np.float32))
+    labels = [0, 3, 5, 9]
+    features = extractor(waveforms, sampling_rate=16000)["input_values"]
+    dataset = Dataset.from_dict({"input_values": features, "labels": labels})
+    arguments = TrainingArguments(tmp_path, per_device_eval_batch_size=4, report_to=[], use_cpu=True)
+    eval_loss = Trainer(model=model, args=arguments, eval_dataset=dataset).evaluate()["eval_loss"]
+    with torch.no_grad():
+        logits = model(torch.tensor(np.stack(features))).logits
+    assert eval_loss == pytest.approx(torch.nn.functional.cross_entropy(logits, torch.tensor(labels)).item(), rel=1e-5)
 
 
 def test_specaugment_example_masks_a_copy(corpus):

@@ -1,8 +1,11 @@
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from gtzan_hf.models.configuration_cnn import CNNConfig
+from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 from gtzan_hf.models.modeling_cnn import CNNForAudioClassification
 
 
@@ -13,20 +16,17 @@ def model() -> CNNForAudioClassification:
     return CNNForAudioClassification(config).eval()
 
 
-def test_loss_is_smoothed_cross_entropy_for_hard_and_soft_labels(model):
-    model.config.label_smoothing = 0.1
+def test_the_loss_is_transformers_loss_for_the_problem_type(model):
     values = torch.randn(4, 32, 16, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 2, 1, 1])
-    mixed = 0.6 * nn.functional.one_hot(labels, 3).float() + 0.4 * nn.functional.one_hot(labels.flip(0), 3).float()
+    multi_hot = torch.tensor([[1.0, 0, 1], [0, 1, 1], [0, 1, 0], [0, 0, 0]])
     with torch.no_grad():
         loss, logits = model(values, labels=labels, return_dict=False)
-        log_probabilities = logits.log_softmax(-1)
-
-        def smoothed_cross_entropy(targets):
-            return -((0.9 * targets + 0.1 / 3) * log_probabilities).sum(-1).mean()
-
-        torch.testing.assert_close(loss, smoothed_cross_entropy(nn.functional.one_hot(labels, 3).float()))
-        torch.testing.assert_close(model(values, labels=mixed).loss, smoothed_cross_entropy(mixed))
+        torch.testing.assert_close(loss, nn.functional.cross_entropy(logits, labels))
+        model.config.problem_type = "multi_label_classification"
+        torch.testing.assert_close(
+            model(values, labels=multi_hot).loss, nn.functional.binary_cross_entropy_with_logits(logits, multi_hot)
+        )
         assert model(values).loss is None
 
 
@@ -51,3 +51,19 @@ def test_an_attention_mask_is_accepted_and_changes_nothing(model):
     mask[1, 20:] = 0
     with torch.no_grad():
         torch.testing.assert_close(model(values, attention_mask=mask).logits, model(values).logits, rtol=0, atol=0)
+
+
+def test_a_saved_folder_ships_the_cnns_code_only(model, tmp_path):
+    """Its remote code is its own configuration and model, and the feature extractor saved beside them: a CNN folder
+    on the Hub carries no SSAST code."""
+    model.save_pretrained(tmp_path)
+    SSASTFeatureExtractor(num_mel_bins=16, max_length=32).save_pretrained(tmp_path)
+    assert sorted(path.name for path in tmp_path.glob("*.py")) == [
+        "configuration_cnn.py",
+        "feature_extraction_ssast.py",
+        "modeling_cnn.py",
+    ]
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == {
+        "AutoConfig": "configuration_cnn.CNNConfig",
+        "AutoModelForAudioClassification": "modeling_cnn.CNNForAudioClassification",
+    }

@@ -6,6 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from torch import nn
 
 from gtzan_hf import (
@@ -49,7 +50,8 @@ def test_sizes_and_derived_values():
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    """transformers 5's strict configs: closed sets by their types, the rest in `validate_architecture`."""
+    with pytest.raises(StrictDataclassError, match=message):
         SSASTConfig(**kwargs)
     with pytest.raises(ValueError, match="size must be one of"):
         SSASTConfig.from_size("huge")
@@ -138,37 +140,48 @@ def test_wrong_input_shapes_are_refused(inputs):
         model.ssast(inputs, bool_masked_pos=torch.zeros(3, model.config.num_patches, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_classification_losses(inputs, smoothing):
+def test_the_loss_follows_the_problem_type_as_transformers_does(inputs):
+    """Class indices: cross-entropy; regression with one output: MSE; multi-hot float labels with the problem type
+    unset: binary cross-entropy (inferred, as transformers' AST infers it). Each against torch's own function."""
     torch.manual_seed(0)
-    model = SSASTForAudioClassification(tiny_config(label_smoothing=smoothing)).eval()
+    model = SSASTForAudioClassification(tiny_config()).eval()
+    assert model.config.problem_type is None
     labels = torch.tensor([0, 3, 1])
-    other = torch.tensor([2, 2, 0])
-    mixed = 0.7 * nn.functional.one_hot(labels, 4).float() + 0.3 * nn.functional.one_hot(other, 4).float()
+    multi_hot = torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 0], [0, 1, 1, 0]])
     with torch.no_grad():
         output = model(inputs, labels=labels)
-        log_probabilities = torch.log_softmax(output.logits, -1)
-
-        def smoothed_cross_entropy(targets):  # the smoothed distribution (1 - e) * p + e / C, against the model's
-            return -(((1 - smoothing) * targets + smoothing / 4) * log_probabilities).sum(-1).mean()
-
-        torch.testing.assert_close(output.loss, smoothed_cross_entropy(nn.functional.one_hot(labels, 4).float()))
-        torch.testing.assert_close(
-            output.loss, nn.functional.cross_entropy(output.logits, labels, label_smoothing=smoothing)
-        )
-        torch.testing.assert_close(model(inputs, labels=mixed).loss, smoothed_cross_entropy(mixed))
+        torch.testing.assert_close(output.loss, nn.functional.cross_entropy(output.logits, labels))
         loss, logits = model(inputs, labels=labels, return_dict=False)
         torch.testing.assert_close(logits, output.logits)
+        assert model.config.problem_type == "single_label_classification"  # inferred from the integer labels
 
-        model.config.problem_type = "multi_label_classification"
-        multi_hot = torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 0], [0, 1, 1, 0]])
-        expected = -(
-            multi_hot * nn.functional.logsigmoid(logits) + (1 - multi_hot) * nn.functional.logsigmoid(-logits)
+        model.config.problem_type = None
+        torch.testing.assert_close(
+            model(inputs, labels=multi_hot).loss, nn.functional.binary_cross_entropy_with_logits(logits, multi_hot)
         )
-        torch.testing.assert_close(model(inputs, labels=multi_hot).loss, expected.mean())
-    model.config.problem_type = None
-    with pytest.raises(ValueError, match="class probabilities"):
-        model(inputs, labels=torch.tensor([0.0, 3.0, 1.0]))
+        assert model.config.problem_type == "multi_label_classification"
+
+        regression = SSASTForAudioClassification(tiny_config(num_labels=1, problem_type="regression")).eval()
+        targets = torch.tensor([0.5, -1.0, 2.0])
+        output = regression(inputs, labels=targets)
+        torch.testing.assert_close(output.loss, nn.functional.mse_loss(output.logits.squeeze(-1), targets))
+
+
+def test_a_saved_label_smoothing_is_dropped(tmp_path, inputs):
+    """Folders saved before the loss followed the problem type carry `label_smoothing`: they load, the key is
+    dropped, and their loss is plain cross-entropy."""
+    torch.manual_seed(0)
+    SSASTForAudioClassification(tiny_config()).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "label_smoothing": 0.1}))
+    model = SSASTForAudioClassification.from_pretrained(tmp_path).eval()
+    assert not hasattr(model.config, "label_smoothing")
+    labels = torch.tensor([0, 3, 1])
+    with torch.no_grad():
+        output = model(inputs, labels=labels)
+    torch.testing.assert_close(output.loss, nn.functional.cross_entropy(output.logits, labels))
+    model.save_pretrained(tmp_path / "again")
+    assert "label_smoothing" not in json.loads((tmp_path / "again" / "config.json").read_text())
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(inputs):

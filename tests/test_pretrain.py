@@ -125,9 +125,7 @@ def test_original_format_export_round_trips(pretrained):
     assert all(key.startswith("module.") for key in exported)
     assert int(exported["module.p_input_fdim"]) == 128 and int(exported["module.p_input_tdim"]) == 256
     # the original format does not carry the number of masked patches
-    reloaded = pretraining_model_from_original_checkpoint(
-        run / ORIGINAL_CHECKPOINT_NAME, num_masked_patches=NUM_MASKED
-    )
+    reloaded = pretraining_model_from_original_checkpoint(exported, num_masked_patches=NUM_MASKED)
     expected, actual = model.state_dict(), reloaded.state_dict()
     assert expected.keys() == actual.keys()
     for key, value in expected.items():
@@ -146,7 +144,9 @@ def test_export_has_the_keys_the_original_fine_tuning_code_loads(pretrained):
 
 @pytest.mark.skipif(not ORIGINAL_PRETRAINED.is_file(), reason=f"original SSAST fixtures not found at {FIXTURES}")
 def test_continued_pretraining_from_an_original_checkpoint(corpus, workdir):
-    start = pretraining_model_from_original_checkpoint(ORIGINAL_PRETRAINED, num_masked_patches=NUM_MASKED)
+    start = pretraining_model_from_original_checkpoint(
+        torch.load(ORIGINAL_PRETRAINED, weights_only=True), num_masked_patches=NUM_MASKED
+    )
     model_args, data_args, training_args, _ = pretrain_args(
         corpus, workdir, workdir / "continued", "--model_name_or_path", str(ORIGINAL_PRETRAINED), "--max_steps", "3"
     )

@@ -11,8 +11,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from gtzan_hf.models import registry
 from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 from gtzan_hf.models.loading import ModelArguments, build_classifier, load_classifier
-from gtzan_hf.models.modeling_ssast import classification_loss
-from gtzan_hf.models.source import MODEL, resolve_model
+from gtzan_hf.models.source import SourceKind, resolve_model
 from gtzan_hf.training.trainer import AudioClassificationTrainer, AudioTrainingArguments
 
 
@@ -22,7 +21,6 @@ class MeanConfig(PreTrainedConfig):
 
     num_mel_bins: int = 128
     max_length: int = 64
-    label_smoothing: float | int = 0.0
 
 
 class MeanForAudioClassification(PreTrainedModel):
@@ -44,7 +42,7 @@ class MeanForAudioClassification(PreTrainedModel):
 
     def forward(self, input_values, labels=None, attention_mask=None, **kwargs):
         logits = self.classifier(input_values.mean(dim=1))
-        loss = None if labels is None else classification_loss(logits, labels, self.config)
+        loss = None if labels is None else self.loss_function(labels, logits, self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -60,7 +58,7 @@ def test_a_model_type_is_two_classes_and_one_registry_entry(monkeypatch, tmp_pat
     SSASTFeatureExtractor(max_length=64).save_pretrained(tmp_path)
 
     source = resolve_model(str(tmp_path))  # no trust_remote_code: a registered type runs no folder code
-    assert source.kind == MODEL and source.model_type is entry
+    assert source.kind is SourceKind.MODEL and source.registered_type is entry
     loaded, feature_extractor = load_classifier(source)
     assert isinstance(loaded, MeanForAudioClassification) and feature_extractor.max_length == 64
     torch.testing.assert_close(loaded.classifier.weight, model.classifier.weight)

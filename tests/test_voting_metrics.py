@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -93,3 +96,13 @@ def test_course_project_vote_breaks_a_three_way_tie_over_all_classes():
     # song 0 (true 3): right by the course project's rule only; song 1 (true 3): wrong by every rule
     assert metrics["song_accuracy_course_project"] == pytest.approx(0.5)
     assert metrics["song_accuracy_hybrid"] == 0.0
+
+
+@pytest.mark.parametrize("first", ["gtzan_hf.recipes.course_project", "gtzan_hf.inference.voting"])
+def test_recipes_rules_are_registered_whatever_is_imported_first(first):
+    """The registry imports the recipes at module level (they build on the vote types' leaf module, not on it): in a
+    fresh process, importing either first gives every rule."""
+    code = f"import {first}\nfrom gtzan_hf.inference.voting import vote_rules\nprint(list(vote_rules()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "['soft', 'hard', 'hybrid', 'course-project']"

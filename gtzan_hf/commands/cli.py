@@ -1,5 +1,5 @@
 """Command-line plumbing shared by every entry point: presets (YAML files in `gtzan_hf/configs/`), config files,
-argument parsing into dataclasses, and one clear line for user errors.
+argument parsing into dataclasses, and one clear line for user errors ([`~gtzan_hf.errors.UserError`]).
 
 Priority of argument values, lowest first: the dataclass defaults, `--preset NAME`, `--config FILE.yaml|json`, the
 command line.
@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import os
-import pickle
 import sys
 import types
 import typing
@@ -25,14 +24,11 @@ import yaml
 from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
-from ..models.checkpoints import MODEL_WEIGHTS_REMEDY, refused_pickle
+from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).parents[1] / "configs"
-# Exceptions that carry a user's mistake (a path, a file, a flag, a split, the Hub offline, weights that are not
-# tensors only), not a bug: reported as one line. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, yaml.YAMLError, pickle.UnpicklingError)
 
 
 def mixed_precision_defaults() -> dict:
@@ -52,18 +48,18 @@ def read_config_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     expected = "expected a mapping of argument names to values, like the presets in gtzan_hf/configs/"
     if not path.is_file():
-        raise FileNotFoundError(f"Config file {path} not found: check the path ({expected}).")
+        raise UserError(f"Config file {path} not found: check the path ({expected}).")
     try:
         text = path.read_text()
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
         mark = getattr(error, "problem_mark", None)  # YAML: say what is wrong where
         found = f"{error.problem}, line {mark.line + 1}" if mark else str(error).splitlines()[0]
-        raise ValueError(
+        raise UserError(
             f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({found}): {expected}."
         ) from error
     if not isinstance(values, dict):
-        raise ValueError(f"Config file {path} holds a {type(values).__name__}; {expected}.")
+        raise UserError(f"Config file {path} holds a {type(values).__name__}; {expected}.")
     return values
 
 
@@ -131,7 +127,7 @@ def check_values(values: dict, field_types: dict, source: str) -> dict:
     before any work is done; names the first that does not fit. Unknown names are left to the caller."""
     for name, value in values.items():
         if name in field_types and not value_fits(value, field_types[name]):
-            raise ValueError(
+            raise UserError(
                 f"{source} sets {name}: {json.dumps(value, default=str)}; expected {in_words(field_types[name])}. "
                 "Correct it there."
             )
@@ -139,11 +135,11 @@ def check_values(values: dict, field_types: dict, source: str) -> dict:
 
 
 class OneLineErrors(argparse.ArgumentParser):
-    """argparse whose errors (an unknown or mistyped flag, a bad value) are raised as `ValueError`, which [`run`]
+    """argparse whose errors (an unknown or mistyped flag, a bad value) are raised as a `UserError`, which [`run`]
     reports in one line, instead of printing the usage of every argument."""
 
     def error(self, message: str):
-        raise ValueError(f"{message}. `--help` lists the arguments.")
+        raise UserError(f"{message}. `--help` lists the arguments.")
 
 
 class _HfArgumentParser(OneLineErrors, HfArgumentParser):
@@ -199,12 +195,17 @@ def parse_args(
         defaults.update(check_values(read_config_file(known.config), field_types, f"Config file {known.config}"))
     unknown = set(defaults) - set(field_types)
     if unknown:
-        raise ValueError(f"Unknown arguments in the config file: {sorted(unknown)}. `--help` lists the arguments.")
+        raise UserError(f"Unknown arguments in the config file: {sorted(unknown)}. `--help` lists the arguments.")
 
     parser = _HfArgumentParser(dataclass_types, parents=[extra])
     parser.set_defaults(**defaults)
-    # The extra flags come back as a trailing namespace: they were parsed above.
-    *arguments, unknown = parser.parse_args_into_dataclasses(args=remaining, return_remaining_strings=True)
+    try:
+        # The extra flags come back as a trailing namespace: they were parsed above.
+        *arguments, unknown = parser.parse_args_into_dataclasses(args=remaining, return_remaining_strings=True)
+    except UserError:
+        raise
+    except ValueError as error:  # the arguments' own checks (`TrainingArguments.__post_init__`): the user's to fix
+        raise UserError(str(error)) from error
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return (*arguments[: len(dataclass_types)], CommandLine(preset, known.traceback, known.overwrite_output_dir))
@@ -212,20 +213,18 @@ def parse_args(
 
 def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
     """
-    Run an entry point: log to the console, and report a user error (a missing path, a damaged file, a bad flag,
-    the Hub offline) as one `error:` line with exit status 1 and no traceback (`--traceback` or
-    `GTZAN_HF_TRACEBACK=1` shows it). Other exceptions are bugs and keep their traceback.
+    Run an entry point: log to the console, and report a user error ([`~gtzan_hf.errors.UserError`]: a missing path,
+    a damaged file, a bad flag, the Hub offline) as one `error:` line with exit status 1 and no traceback
+    (`--traceback` or `GTZAN_HF_TRACEBACK=1` shows it). Anything else is a fault and keeps its traceback.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--traceback" in argv or os.environ.get("GTZAN_HF_TRACEBACK") == "1"
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         main(argv)
-    except (*USER_ERRORS, SystemExit) as error:
-        if debug or isinstance(error, SystemExit):
+    except UserError as error:
+        if debug:
             raise
-        if isinstance(error, pickle.UnpicklingError):  # weights read from the Hub; torch's advice would run their code
-            error = refused_pickle("A PyTorch weights file", error, MODEL_WEIGHTS_REMEDY)
         message = " ".join(str(error).split()) or type(error).__name__
         sys.exit(f"error: {message}")
 

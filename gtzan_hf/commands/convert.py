@@ -2,7 +2,7 @@
 SSAST folder (`gtzan_hf.models.loading.convert_checkpoint`)."""
 
 from ..models.loading import convert_checkpoint
-from ..models.source import CONVERTIBLE, CONVERTIBLE_EXPECTED, resolve_model
+from ..models.source import CONVERTIBLE, resolve_model
 from .cli import OneLineErrors, entry_point
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--traceback", action="store_true", help="show the traceback of errors")
     args = parser.parse_args(argv)
-    source = resolve_model(args.checkpoint, what="CHECKPOINT", kinds=CONVERTIBLE, expected=CONVERTIBLE_EXPECTED)
+    source = resolve_model(args.checkpoint, accepts=CONVERTIBLE, what="CHECKPOINT")
     if args.for_pretraining:
         model = convert_checkpoint(
             source, args.output_dir, for_pretraining=True, num_masked_patches=args.num_masked_patches

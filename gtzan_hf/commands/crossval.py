@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..reports.evaluation import accuracy_table, metric_keys, table_keys
 from ..reports.model_card import write_model_card
 from .cli import entry_point
-from .finetune import parse_finetune_args, run_finetune
+from .finetune import parse_finetune_args, run_finetune, starting_model
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +93,15 @@ def run_crossval(argv: list[str]) -> dict:
     parser = crossval_parser()
     known, finetune_argv = parser.parse_known_args(argv)
     if known.num_folds is not None and known.num_folds < 2:
-        raise ValueError(f"--num_folds {known.num_folds}: k-fold needs 2 folds or more.")
+        raise UserError(f"--num_folds {known.num_folds}: k-fold needs 2 folds or more.")
     runs = sub_runs(known.num_folds, known.seeds)
     if len(runs) < 2:
-        raise ValueError("Cross-validation needs --num_folds K (K >= 2) and/or two or more --seeds.")
+        raise UserError("Cross-validation needs --num_folds K (K >= 2) and/or two or more --seeds.")
     output_dir = Path(known.output_dir)
     jobs = [(name, [*finetune_argv, *flags, "--output_dir", str(output_dir / name)]) for name, flags in runs]
     # a bad flag or model is reported now, not after the first sub-run
-    parse_finetune_args(jobs[0][1])[0].resolve()
+    model_args, _, training_args, _ = parse_finetune_args(jobs[0][1])
+    starting_model(model_args, training_args)
     if torch.cuda.device_count() > 1 and "LOCAL_RANK" not in os.environ:
         _run_on_gpus(jobs)
     else:
@@ -111,7 +113,7 @@ def run_crossval(argv: list[str]) -> dict:
     for name, _ in runs:
         metrics_file = output_dir / name / "metrics.json"
         if not metrics_file.is_file():
-            raise FileNotFoundError(f"Sub-run {name} left no {metrics_file}: see its log.")
+            raise UserError(f"Sub-run {name} left no {metrics_file}: see its log.")
         results.append(
             {"name": name, "folder": str(output_dir / name), "test": json.loads(metrics_file.read_text())["test"]}
         )

@@ -23,6 +23,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,8 +32,8 @@ from huggingface_hub.utils import tqdm
 
 from ..data import DataConfig, build_datasets
 from ..data.collator import evaluation_dataloader
+from ..errors import UserError
 from ..inference.predict import iterate_predictions
-from ..inference.windowing import FRAMES_PER_SECOND
 from ..models.loading import ModelArguments, build_classifier, build_feature_extractor
 from ..models.modeling_ssast import SSASTModel
 from ..models.source import ModelSource
@@ -57,7 +58,7 @@ class EmbedArguments:
         },
     )
     output_dir: str = field(default="embeddings", metadata={"help": "Where the parquet files go."})
-    pooling: str = field(
+    pooling: Literal[POOLINGS] = field(
         default="mean", metadata={"help": "mean (patch tokens) | cls (class tokens) | patches (the whole grid)."}
     )
     layer: int | None = field(
@@ -150,10 +151,10 @@ def load_encoder(source: ModelSource, args: EmbedArguments, label_names: list[st
     folders and AST models are converted with `args.freq_stride`, `args.time_stride` and `args.max_length`."""
     encoder = build_classifier(source, _model_arguments(args), label_names).base_model
     if not isinstance(encoder, SSASTModel):
-        raise ValueError(f"{args.model} is not an SSAST model: embeddings come from SSAST encoders.")
+        raise UserError(f"{args.model} is not an SSAST model: embeddings come from SSAST encoders.")
     depth = encoder.config.num_hidden_layers
     if args.layer is not None and not 0 <= args.layer <= depth:
-        raise ValueError(f"--layer {args.layer} does not exist: {args.model} has hidden states 0 to {depth}.")
+        raise UserError(f"--layer {args.layer} does not exist: {args.model} has hidden states 0 to {depth}.")
     return encoder.eval()
 
 
@@ -171,9 +172,9 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
     """Writes the embeddings of every window of the train, validation and test splits (the fixed evaluation
     windows in every split, without augmentation); returns the number of windows of each split."""
     if args.model is None:
-        raise ValueError("Name the model to embed with: MODEL (a folder, Hub id, .pth file or released name).")
+        raise UserError("Name the model to embed with: MODEL (a folder, Hub id, .pth file or released name).")
     if args.pooling not in POOLINGS:
-        raise ValueError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
+        raise UserError(f"Unknown --pooling {args.pooling!r}: choose one of {', '.join(POOLINGS)}.")
     source = _model_arguments(args).resolve()  # a bad model is refused before any data is prepared
     # the fixed windows of every split, train included: no crops, no augmentation
     data_config = replace(
@@ -184,7 +185,8 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         freq_mask=0,
         time_mask=0,
     )
-    data = build_datasets(data_config, build_feature_extractor(source, args.max_length))
+    feature_extractor = build_feature_extractor(source, args.max_length)
+    data = build_datasets(data_config, feature_extractor)
     data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     encoder = load_encoder(source, args, data.label_names)
     device = resolve_device(args.device)
@@ -213,7 +215,7 @@ def run_embed(args: EmbedArguments, data_config: DataConfig) -> dict[str, int]:
         dataset = getattr(data, split)
         index = dataset.with_format(None)[:]  # the song and first frame of every window, in order
         song_ids = [data.song_ids[split][song] for song in index["song_index"]]
-        starts = [start / FRAMES_PER_SECOND for start in index["start"]]
+        starts = [feature_extractor.frames_to_seconds(start) for start in index["start"]]
         windows = _ParquetShards(output_dir / "windows", split, features, rows_per_shard)
         songs = {}  # song_id -> (sum of its windows' embeddings, their number, label)
         done = 0

@@ -16,9 +16,10 @@ import torch
 
 from ..data import DataConfig, SplitInfo, build_datasets
 from ..data.collator import evaluation_dataloader
+from ..errors import UserError
 from ..inference.predict import WindowPredictions, predict
 from ..models.loading import check_label_names, load_classifier
-from ..models.source import TRAINED, TRAINED_EXPECTED, ModelSource, resolve_model
+from ..models.source import TRAINED, ModelSource, resolve_model
 from ..reports.evaluation import comparison_table, write_evaluation_reports
 from .cli import entry_point, parse_args
 
@@ -79,7 +80,7 @@ def average_probabilities(members: list[WindowPredictions]) -> WindowPredictions
     first = members[0]
     for other in members[1:]:
         if not (np.array_equal(other.labels, first.labels) and np.array_equal(other.song_index, first.song_index)):
-            raise ValueError(
+            raise UserError(
                 "Ensemble members were evaluated on different windows: pass --crop_seconds and --eval_hop_seconds."
             )
     mean = np.mean([member.probabilities() for member in members], axis=0)
@@ -99,7 +100,7 @@ def check_same_songs(run_dir: str, data, data_config: DataConfig) -> None:
     saved = Path(run_dir) / "splits.json"
     changes = SplitInfo.load(saved).changes(data.info, SPLITS) if saved.is_file() else ""
     if changes:
-        raise ValueError(
+        raise UserError(
             f"The songs of {data_config.dataset} ({data_config.split} split) differ from those in {saved}: {changes}. "
             "The dataset has changed since the run: pass the run's dataset with --dataset, or another --split to "
             "evaluate on other songs on purpose."
@@ -113,13 +114,10 @@ def run_evaluate(args: EvaluateArguments, data_config: DataConfig) -> dict | str
         return table
     names = args.ensemble or ([args.model] if args.model else [])
     if not names:
-        raise ValueError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
+        raise UserError("Name a model to evaluate (MODEL), models to --ensemble, or runs to --compare.")
     # resolved before any data is prepared: a bad model is refused at once
     sources = [
-        resolve_model(
-            name, trust_remote_code=args.trust_remote_code, what="MODEL", kinds=TRAINED, expected=TRAINED_EXPECTED
-        )
-        for name in names
+        resolve_model(name, accepts=TRAINED, trust_remote_code=args.trust_remote_code, what="MODEL") for name in names
     ]
     device = resolve_device(args.device)
     saved = saved_data_settings(names[0])

@@ -14,6 +14,7 @@ from transformers import set_seed
 from ..data import DataConfig, SSASTDataCollator, SSASTDatasets, build_datasets
 from ..data.augmentation import spec_augment
 from ..data.collator import evaluation_dataloader
+from ..errors import UserError
 from ..inference.predict import predict
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from ..models.loading import (
@@ -23,7 +24,7 @@ from ..models.loading import (
     check_label_names,
     load_classifier,
 )
-from ..models.source import ModelSource
+from ..models.source import ANY, TRAINED, ModelSource
 from ..reports.evaluation import write_evaluation_reports, write_learning_curves, write_spectrogram_pair
 from ..reports.model_card import write_model_card
 from ..training.linear_probe import fit_linear_probe
@@ -97,11 +98,17 @@ def write_run_reports(
 def check_run_stages(model_args: ModelArguments, training_args: AudioTrainingArguments) -> None:
     """Refuse a run with nothing to do, or an evaluation-only run without a trained model to evaluate."""
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
-        raise ValueError("--do_train, --do_eval and --do_predict are all false: nothing to do.")
+        raise UserError("--do_train, --do_eval and --do_predict are all false: nothing to do.")
     if not training_args.do_train and model_args.model_name_or_path is None:
-        raise ValueError(
+        raise UserError(
             "--do_train false evaluates a trained model: pass its folder or Hub id with --model_name_or_path."
         )
+
+
+def starting_model(model_args: ModelArguments, training_args: AudioTrainingArguments) -> ModelSource | None:
+    """`--model_name_or_path` resolved: any model to fine-tune, a trained classifier to evaluate (`--do_train
+    false`); `None` from scratch."""
+    return model_args.resolve(ANY if training_args.do_train else TRAINED)
 
 
 def build_trainer(
@@ -118,12 +125,12 @@ def build_trainer(
     with the model.
     """
     set_seed(training_args.seed)
-    source = source or model_args.resolve()
+    source = source or starting_model(model_args, training_args)
     # The main process writes the corpus and the fbank cache; the others then read them.
     with training_args.main_process_first(desc="dataset preparation"):
-        data_config.dataset = data_config.resolved_dataset()
         feature_extractor = build_feature_extractor(source, model_args.max_length)
-        data = build_datasets(data_config, feature_extractor)
+        data = build_datasets(data_config, feature_extractor)  # the windows are checked before any data is read
+        data_config.dataset = data_config.resolved_dataset()  # saved with the run: the corpus read
     # the windows used, asked for or the model's own: saved with the run (run_config.json)
     data_config.crop_seconds, data_config.eval_hop_seconds = data.windows.seconds, data.windows.hop_seconds
     if data.skipped:
@@ -185,7 +192,7 @@ def run_finetune(
         training_args.output_dir, "metrics.json", training_args, overwrite_output_dir
     ):
         return None
-    source = model_args.resolve()  # a bad model is refused before any data is prepared
+    source = starting_model(model_args, training_args)  # a bad model is refused before any data is prepared
     trainer, data = build_trainer(model_args, data_config, training_args, source)
     if training_args.do_train and training_args.linear_probe:
         fit_probe(trainer, data)

@@ -21,6 +21,7 @@ from transformers import TrainerCallback, set_seed
 
 from ..data.config import PretrainingDataConfig
 from ..data.pretraining import cached_crops, collate_input_values, streamed_crops
+from ..errors import UserError
 from ..models.convert import to_original_checkpoint
 from ..models.loading import PretrainingModelArguments, build_pretraining_model
 from ..training.output_dir import holds_output_dir
@@ -57,16 +58,16 @@ def run_pretrain(
     if finished_run(training_args.output_dir, ORIGINAL_CHECKPOINT_NAME, training_args, overwrite_output_dir):
         return None
     if data_config.streaming and training_args.max_steps <= 0:
-        raise ValueError("--streaming reads a corpus of unknown length: set the run's length with --max_steps.")
+        raise UserError("--streaming reads a corpus of unknown length: set the run's length with --max_steps.")
     set_seed(training_args.seed)
     source = model_args.resolve()
     model, feature_extractor = build_pretraining_model(source, model_args)
     compute_stats = data_config.use_dataset_stats(from_scratch=source is None)
+    if data_config.streaming and compute_stats:
+        raise UserError("--dataset_stats needs the fbank cache: drop --streaming, or pass neither.")
     with training_args.main_process_first(desc="dataset preparation"):
         data_config.dataset = data_config.resolved_dataset()
         if data_config.streaming:
-            if compute_stats:
-                raise ValueError("--dataset_stats needs the fbank cache: drop --streaming, or pass neither.")
             train_dataset = streamed_crops(data_config, feature_extractor, training_args.seed)
         else:
             train_dataset = cached_crops(data_config, feature_extractor, compute_stats)

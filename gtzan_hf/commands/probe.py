@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..errors import UserError
 from ..inference.predict import WindowPredictions
 from ..reports.evaluation import split_metrics, write_confusion_matrices
 from .cli import entry_point, parse_args
@@ -42,7 +43,7 @@ def load_window_embeddings(embeddings_dir: str | Path, cache_dir: str | None = N
     windows = Path(embeddings_dir) / "windows"
     missing = [split for split in SPLITS if not any(windows.glob(f"{split}-*.parquet"))]
     if missing:
-        raise FileNotFoundError(
+        raise UserError(
             f"No {', '.join(missing)} embeddings in {windows}: expected the output folder of scripts/embed.py "
             "(windows/{train,validation,test}-*.parquet)."
         )
@@ -73,7 +74,7 @@ def fit_probe(arrays: dict, label_names: list[str], c_values: list[float], max_i
     """
     embeddings, labels, _ = arrays["train"]
     if len(np.unique(labels)) != len(label_names):
-        raise ValueError(
+        raise UserError(
             f"The training windows hold {len(np.unique(labels))} of the {len(label_names)} classes: every class "
             "needs training songs."
         )
@@ -92,7 +93,7 @@ def run_probe(args: ProbeArguments) -> dict:
     """Fits the probe, writes `probe_metrics.json` (`{"validation": {...}, "test": {...}}`, as a run's
     metrics.json), clip- and song-level confusion matrices and `probe_config.json`; returns the metrics."""
     if args.embeddings_dir is None:
-        raise ValueError("Name the embeddings to probe: EMBEDDINGS_DIR, an output folder of scripts/embed.py.")
+        raise UserError("Name the embeddings to probe: EMBEDDINGS_DIR, an output folder of scripts/embed.py.")
     embeddings = load_window_embeddings(args.embeddings_dir, args.cache_dir)
     label_names = embeddings["train"].features["label"].names
     arrays = {split: _split_arrays(embeddings[split]) for split in SPLITS}

@@ -1,7 +1,7 @@
 """Audio classification data through `datasets`: sources, song-level splits, a cached fbank, on-the-fly windows.
 
 One module per concern: `config` (the data settings), `sources` (where songs come from), `splits` (song-level
-splits), `cache` (the whole-song filter banks), `windows` (windows cut on the fly), `augmentation`, `collator`,
+splits), `cache` (the whole-song filter banks), `transforms` (windows cut on the fly), `augmentation`, `collator`,
 `build` (the assembly) and `synthetic` (the generated corpus). The high-level entry point is [`build_datasets`];
 [`load_splits`] gives the song-level splits with their audio.
 """

@@ -14,7 +14,7 @@ from .cache import build_fbank_cache, fbank_array
 from .config import DataConfig
 from .sources import load_corpus
 from .splits import SplitInfo, split_corpus
-from .windows import FbankWindowTransform
+from .transforms import FbankWindowTransform
 
 
 @dataclass

@@ -22,6 +22,7 @@ from datasets import Dataset, Features, Value, concatenate_datasets
 from datasets.fingerprint import Hasher
 from filelock import FileLock, Timeout
 
+from ..errors import UserError
 from ..inference.audio import decode_audio
 from .sources import Corpus, default_cache_dir
 
@@ -158,7 +159,7 @@ def build_fbank_cache(
     (folder / _LOCK_NAME).unlink(missing_ok=True)
     fbanks = _read_cache(folder, corpus, feature_extractor.num_mel_bins)
     if fbanks is None:
-        raise OSError(f"The fbank cache {folder} could not be built whole (see the warning above): check the disk.")
+        raise UserError(f"The fbank cache {folder} could not be built whole (see the warning above): check the disk.")
     return fbanks
 
 

@@ -7,12 +7,15 @@ them in its `run_config.json`. Adding a data option is one field here.
 """
 
 import logging
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
+from ..errors import UserError
 from ..models.source import check_local_path
 from .augmentation import SPEC_AUGMENT_AXES
-from .splits import SPLITS
+from .splits import SPLITS, check_folds
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ class AudioSourceConfig:
             check_local_path(self.dataset, "--dataset")
             return self.dataset
         if self.generated_corpus_dir is None:
-            raise ValueError("No --dataset given: pass a GTZAN folder, a CSV/JSON list or a Hub dataset id.")
+            raise UserError("No --dataset given: pass a GTZAN folder, a CSV/JSON list or a Hub dataset id.")
         folder = Path(self.generated_corpus_dir)
         if not folder.exists():
             from .synthetic import generate_corpus
@@ -90,7 +93,7 @@ class DataConfig(AudioSourceConfig):
     """A labelled source, its song-level split, its windows and the training augmentation."""
 
     label_column: str = field(default="genre", metadata={"help": "Label column of a Hub dataset or a list."})
-    split: str = field(
+    split: Literal[SPLITS] = field(
         default="random",
         metadata={
             "help": f"{' | '.join(SPLITS)}: random (stratified 80/10/10), fault-filtered (GTZAN's artist-filtered "
@@ -102,7 +105,7 @@ class DataConfig(AudioSourceConfig):
     num_folds: int = field(default=10, metadata={"help": "k-fold: the number of folds."})
     validation_size: float = field(default=0.1, metadata={"help": "random: the validation share of the songs."})
     test_size: float = field(default=0.1, metadata={"help": "random: the test share of the songs."})
-    crop_strategy: str = field(
+    crop_strategy: Literal[CROP_STRATEGIES] = field(
         default="random-crop",
         metadata={
             "help": f"{' | '.join(CROP_STRATEGIES)}: a new random window of each song per epoch, or the fixed"
@@ -123,7 +126,7 @@ class DataConfig(AudioSourceConfig):
     )
     freq_mask: int = field(default=36, metadata={"help": "SpecAugment: widest frequency mask (bins); 0 disables."})
     time_mask: int = field(default=144, metadata={"help": "SpecAugment: widest time mask (frames); 0 disables."})
-    spec_augment_axes: str = field(
+    spec_augment_axes: Literal[tuple(SPEC_AUGMENT_AXES)] = field(
         default="standard",
         metadata={
             "help": f"{' | '.join(SPEC_AUGMENT_AXES)}: swapped is the course project's masks, freq_mask spanning "
@@ -139,9 +142,22 @@ class DataConfig(AudioSourceConfig):
         return {f.name: settings[f.name] for f in fields(cls) if f.name in settings}
 
     def __post_init__(self):
-        for name, allowed in (("crop_strategy", CROP_STRATEGIES), ("spec_augment_axes", tuple(SPEC_AUGMENT_AXES))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"Unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}.")
+        # What the settings alone decide, refused before any data is read: the command line's choices do the same for
+        # its flags, this for the settings given from Python.
+        types = typing.get_type_hints(DataConfig)
+        for name in ("split", "crop_strategy", "spec_augment_axes"):
+            choices = typing.get_args(types[name])
+            if getattr(self, name) not in choices:
+                raise UserError(f"Unknown {name} {getattr(self, name)!r}: choose one of {', '.join(choices)}.")
+        if self.split == "kfold":
+            check_folds(self.fold, self.num_folds)
+        elif self.split == "random" and not (
+            0 < self.validation_size and 0 < self.test_size and self.validation_size + self.test_size < 1
+        ):
+            raise UserError(
+                f"--validation_size {self.validation_size:g} and --test_size {self.test_size:g}: each a share of the "
+                "songs above 0, together below 1 (the rest is the training set)."
+            )
 
 
 @dataclass

@@ -15,7 +15,7 @@ from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from .cache import build_fbank_cache, fbank_array
 from .config import PretrainingDataConfig
 from .sources import hub_archive_folder, load_corpus
-from .windows import FbankWindowTransform
+from .transforms import FbankWindowTransform
 
 logger = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from datasets import Audio, ClassLabel, Dataset, Features, Value
 from datasets.fingerprint import Hasher
 from filelock import FileLock
 
+from ..errors import UserError
 from ..inference.audio import audio_problem
 
 logger = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ def _from_folder(
         else:
             kept[(label, path.stem)] = path
     if not kept:
-        raise ValueError(
+        raise UserError(
             f"No audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) in class folders under {root}. Expected "
             "GTZAN's layout (genres/<genre>/<genre>.000NN.wav) or <class>/<file> sub-folders."
         )
@@ -235,7 +236,7 @@ def _from_list(
     )
     path_column = path_column or next((c for c in PATH_COLUMNS if c in table.column_names), None)
     if path_column not in table.column_names or label_column not in (*table.column_names, None):
-        raise ValueError(
+        raise UserError(
             f"{list_file} has columns {table.column_names}; expected a path column (one of {PATH_COLUMNS}, or "
             f"set `path_column`) and the label column {label_column!r} (set `label_column`)."
         )
@@ -243,7 +244,7 @@ def _from_list(
     labels = [UNLABELED] * len(paths) if label_column is None else [str(label) for label in table[label_column]]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} files listed in {list_file} do not exist, e.g. {missing[:3]}.")
+        raise UserError(f"{len(missing)} files listed in {list_file} do not exist, e.g. {missing[:3]}.")
     kept = _distinct_files(paths, labels, skipped)
     return _from_records([paths[i] for i in kept], [labels[i] for i in kept], str(list_file))
 
@@ -292,7 +293,7 @@ def _from_hub(
     songs = datasets.concatenate_datasets(list(loaded.values())) if isinstance(loaded, dict) else loaded
     for column in (audio_column, label_column):
         if column is not None and column not in songs.column_names:
-            raise ValueError(
+            raise UserError(
                 f"{repo_id} has columns {songs.column_names}; set `audio_column` and `label_column` to its audio "
                 f"and label columns (got {audio_column!r} and {label_column!r})."
             )
@@ -380,7 +381,7 @@ def load_corpus(
     elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
         songs, fingerprint = _from_list(path, path_column, label_column, skipped)
     elif path.exists():
-        raise ValueError(f"{source} is a file but not a list: pass a folder or a {sorted(LIST_EXTENSIONS)} list.")
+        raise UserError(f"{source} is a file but not a list: pass a folder or a {sorted(LIST_EXTENSIONS)} list.")
     else:
         songs, fingerprint = _load_hub_source(
             str(source), audio_column, label_column, revision, num_proc, cache_dir, skipped, dropped
@@ -409,7 +410,7 @@ def load_corpus(
         if problem:
             _skip(skipped, song_ids[index], songs[index]["audio"]["path"], names[labels[index]], problem)
     if not usable:
-        raise ValueError(f"None of the {len(songs)} files of {source} could be used; see the warnings above.")
+        raise UserError(f"None of the {len(songs)} files of {source} could be used; see the warnings above.")
     # the labels are the classes with songs: one without would be a head output never trained nor scored
     kept_names = [names[label] for label in sorted({labels[index] for index in usable})]
     files_skipped = Counter(entry["label"] for entry in skipped if entry["label"] is not None)
@@ -451,13 +452,13 @@ def _load_hub_source(
         return _from_hub(source, audio_column, label_column, revision, num_proc)
     except (OSError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as error:
         if datasets.config.HF_HUB_OFFLINE:
-            raise ValueError(
+            raise UserError(
                 f"{source!r} is not a local folder or list, and could not be loaded from the Hugging Face Hub: "
                 f"HF_HUB_OFFLINE=1 and it is not in the cache ({huggingface_hub.constants.HF_HUB_CACHE}). Load it "
                 "once online, or pass a local folder (genres/<genre>/<genre>.000NN.wav)."
             ) from error
         first_line = str(error).partition("\n")[0]  # huggingface_hub's messages run over several lines
-        raise ValueError(
+        raise UserError(
             f"{source!r} is not a local folder or list, and could not be loaded from the Hugging Face Hub "
             f"({type(error).__name__}: {first_line}). Without internet, download GTZAN elsewhere and pass its folder "
             "(genres/<genre>/<genre>.000NN.wav), or generate a corpus with "

@@ -11,6 +11,7 @@ import numpy as np
 from datasets import DatasetDict
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from ..errors import UserError
 from ..recipes import plugins
 from .sources import Corpus, load_corpus
 
@@ -104,7 +105,7 @@ def _stratified(order: np.ndarray, labels: np.ndarray, size: float, seed: int) -
     except ValueError as error:
         classes, counts = np.unique(labels[order], return_counts=True)
         fewest = ", ".join(f"{name} {count}" for count, name in sorted(zip(counts, classes))[:3])
-        raise ValueError(
+        raise UserError(
             f"Cannot split {len(order)} songs of {len(classes)} classes by class ({error}; fewest songs: {fewest}). "
             "Every class needs enough songs for a share in each split: add songs, or use split='kfold' with fewer "
             "folds."
@@ -118,7 +119,7 @@ def _listed(
     (skipped files are already reported), corpus songs no list names are returned as excluded."""
     position = {song_id: index for index, song_id in enumerate(song_ids)}
     if not any(song_id in position for names in lists.values() for song_id in names):
-        raise ValueError(
+        raise UserError(
             f"split={split!r} needs GTZAN's song ids (e.g. 'jazz.00054', from files named <genre>.000NN.wav); this "
             f"corpus has ids like {song_ids[:3]}. Use split='random' or 'kfold'."
         )
@@ -129,6 +130,17 @@ def _listed(
     listed = {song_id for names in lists.values() for song_id in names}
     excluded = sorted(song_id for song_id in song_ids if song_id not in listed)
     return {name: [position[s] for s in names if s in position] for name, names in lists.items()}, excluded
+
+
+def check_folds(fold: int, num_folds: int) -> None:
+    """Refuse k-fold settings that no corpus can split: a test, a validation and a training fold at least."""
+    if num_folds < 3:
+        raise UserError(
+            f"split='kfold' with {num_folds} folds: it needs 3 folds or more (test, validation, train); choose "
+            "--num_folds 3 or more."
+        )
+    if not 0 <= fold < num_folds:
+        raise UserError(f"fold must be in [0, {num_folds}), got {fold}.")
 
 
 def split_indices(
@@ -163,10 +175,9 @@ def split_indices(
         rest, test = _stratified(order, labels_array, test_size, seed)
         train, validation = _stratified(rest, labels_array, validation_size / (1 - test_size), seed)
     elif split == "kfold":
-        if not 0 <= fold < num_folds:
-            raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
-        if num_folds < 3 or num_folds > len(order):
-            raise ValueError(
+        check_folds(fold, num_folds)
+        if num_folds > len(order):
+            raise UserError(
                 f"split='kfold' with {num_folds} folds needs from 3 folds (test, validation, train) to as many "
                 f"folds as songs ({len(order)}): choose --num_folds in that range."
             )
@@ -176,7 +187,7 @@ def split_indices(
         test, validation = folds[fold], folds[(fold + 1) % num_folds]
         train = np.setdiff1d(order, np.concatenate([test, validation]))
     else:
-        raise ValueError(f"Unknown split {split!r}: choose one of {SPLITS}.")
+        raise UserError(f"Unknown split {split!r}: choose one of {SPLITS}.")
     return {name: sorted(int(i) for i in part) for name, part in zip(SPLIT_NAMES, (train, validation, test))}, []
 
 

@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from ..errors import UserError
 from ..models.feature_extraction_ssast import MAX_AMPLITUDE  # +60 dBFS: the feature extractor refuses more
 
 # A file shorter than this holds no 25 ms Kaldi frame once resampled: it cannot be featurised.
@@ -35,7 +36,7 @@ BLOCK_SAMPLES = 2**20
 MAX_RATIO_TERMS = 2**20
 
 
-class AudioTooLargeError(ValueError):
+class AudioTooLargeError(UserError):
     """A file whose header declares more than may be decoded; `reason` says what was found and what is expected."""
 
     def __init__(self, name: str, reason: str):

@@ -5,24 +5,26 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..models.feature_extraction_ssast import FRAME_SHIFT_MS
 from .songs import SongPrediction
-from .windowing import FRAMES_PER_SECOND
 
 
-def show_fbank(axes, fbank: np.ndarray, title: str, seconds: bool = False) -> None:
-    """A `(frames, mel_bins)` filter bank as an image: time across, low frequencies at the bottom."""
-    extent = (0, fbank.shape[0] / FRAMES_PER_SECOND, 0, fbank.shape[1]) if seconds else None
+def show_fbank(axes, fbank: np.ndarray, title: str, duration: float | None = None) -> None:
+    """A `(frames, mel_bins)` filter bank as an image: time across (in seconds when the `duration` it spans is given,
+    else in frames), low frequencies at the bottom."""
+    extent = (0, duration, 0, fbank.shape[1]) if duration else None
     axes.imshow(fbank.T, origin="lower", aspect="auto", cmap="magma", interpolation="none", extent=extent)
     axes.set_title(title)
     axes.set_ylabel("mel bin")
-    axes.set_xlabel("time (s)" if seconds else "frame (10 ms)")
+    axes.set_xlabel("time (s)" if duration else f"frame ({FRAME_SHIFT_MS:g} ms)")
 
 
 def spectrogram_figure(prediction: SongPrediction) -> Figure:
     """The whole song's normalised log-mel filter bank as the model was given it, its windows marked."""
     figure = Figure(figsize=(10, 3.2))
     axes = figure.subplots()
-    show_fbank(axes, prediction.fbank, "log-mel spectrogram given to the model (normalised)", seconds=True)
+    title = "log-mel spectrogram given to the model (normalised)"
+    show_fbank(axes, prediction.fbank, title, duration=prediction.duration)
     for start in prediction.window_starts[1:]:
         axes.axvline(start, color="white", linestyle="--", linewidth=0.8, alpha=0.7)
     figure.tight_layout()

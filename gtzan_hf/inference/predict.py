@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import UserError
 from .voting import softmax
 
 # What a batch may carry besides `input_values`: passed through to the outputs, gathered like them.
@@ -91,5 +92,5 @@ def predict(
             hook.remove()
     columns = {name: np.concatenate([row[name] for row in rows]) for name in rows[0]} if rows else {}
     if not columns:
-        raise ValueError("No windows to predict: the dataset split is empty.")
+        raise UserError("No windows to predict: the dataset split is empty.")
     return WindowPredictions(**columns)

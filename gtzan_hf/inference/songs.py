@@ -12,7 +12,7 @@ from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 from .audio import to_mono
 from .predict import iterate_predictions, placement
 from .voting import vote
-from .windowing import FRAMES_PER_SECOND, model_windows, segment_starts, window_fbank
+from .windowing import model_windows, segment_starts, window_fbank
 
 
 @dataclass
@@ -24,13 +24,9 @@ class SongPrediction:
     window_probabilities: np.ndarray  # (windows, labels)
     probabilities: np.ndarray  # (labels,) soft vote: mean of the window probabilities
     fbank: np.ndarray  # (frames, mel_bins) the song's normalised filter bank, as the model saw it
+    duration: float  # seconds of audio covered by the filter bank
     window_seconds: float = 10.0
     vote: str = "soft"  # the rule of `label` ([`~gtzan_hf.inference.voting.vote_rules`])
-
-    @property
-    def duration(self) -> float:
-        """Seconds of audio covered by the filter bank."""
-        return self.fbank.shape[0] / FRAMES_PER_SECOND
 
     @property
     def window_ends(self) -> np.ndarray:
@@ -59,19 +55,17 @@ CHUNK_FRAMES = 3000
 def song_fbank(waveform: torch.Tensor, feature_extractor: SSASTFeatureExtractor) -> torch.Tensor:
     """
     [`SSASTFeatureExtractor.fbank`] of a whole mono song, computed by chunks of `CHUNK_FRAMES` frames so that its
-    working memory stays bounded. Kaldi frames are independent (25 ms every 10 ms, no dither, no whole-song mean),
-    so the chunks give the same frames as the whole.
+    working memory stays bounded. Kaldi frames are independent (no dither, no whole-song mean), so the chunks give
+    the same frames as the whole.
 
     Returns:
         `torch.Tensor` of shape `(num_frames, num_mel_bins)`.
     """
-    shift = feature_extractor.sampling_rate // FRAMES_PER_SECOND
-    length = int(feature_extractor.sampling_rate * 0.025)
-    num_frames = 1 + (waveform.numel() - length) // shift
+    num_frames = feature_extractor.num_frames(waveform.numel())
     return torch.cat(
         [
             feature_extractor.fbank(
-                waveform[first * shift : (min(first + CHUNK_FRAMES, num_frames) - 1) * shift + length]
+                waveform[feature_extractor.frame_samples(first, min(CHUNK_FRAMES, num_frames - first))]
             )
             for first in range(0, max(num_frames, 1), CHUNK_FRAMES)
         ]
@@ -130,10 +124,11 @@ def classify_song(
     id2label = model.config.id2label
     return SongPrediction(
         label_names=[id2label[i] for i in range(len(id2label))],
-        window_starts=np.asarray(starts) / FRAMES_PER_SECOND,
+        window_starts=feature_extractor.frames_to_seconds(np.asarray(starts)),
         window_probabilities=probabilities,
         probabilities=probabilities.mean(axis=0),
         fbank=feature_extractor.normalize(fbank, inplace=True).numpy(),
+        duration=feature_extractor.frames_to_seconds(fbank.shape[0]),
         window_seconds=windows.seconds,
         vote=vote,
     )

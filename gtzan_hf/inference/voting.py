@@ -1,37 +1,17 @@
 """Song-level votes over the predictions of a song's windows, from one registry of rules.
 
-A [`VoteRule`] names a rule, the metric key it is reported under (`metrics.json`, the Trainer's logs), its label in
-tables and model cards, and its function. The evaluation metric, the reports, the model cards and
-[`~gtzan_hf.inference.songs.classify_song`] read [`vote_rules`]; recipes with rules of their own
+A [`~gtzan_hf.inference.vote_types.VoteRule`] names a rule, the metric key it is reported under (`metrics.json`, the
+Trainer's logs), its label in tables and model cards, and its function. The evaluation metric, the reports, the model
+cards and [`~gtzan_hf.inference.songs.classify_song`] read [`vote_rules`]; recipes with rules of their own
 ([`gtzan_hf.recipes`]) plug them in.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class VoteRule:
-    """One song-level vote: `choose` maps a song's `(windows, labels)` probabilities to a class index."""
-
-    name: str  # as `classify_song(vote=...)` names it
-    metric: str  # key of the song accuracy under this rule
-    vote_label: str  # the vote in words, for tables and model cards: "soft vote"
-    description: str
-    choose: Callable[[np.ndarray], int]
-    in_tables: bool = False  # a column of the comparison tables (`--compare`, cross-validation)
-
-    @property
-    def label(self) -> str:
-        return f"song accuracy ({self.vote_label})"
-
-
-def majority_counts(probabilities: np.ndarray) -> np.ndarray:
-    """`(labels,)` how many windows have each class as their top class."""
-    return np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1])
+from ..recipes import plugins
+from .vote_types import VoteRule, majority_counts
 
 
 def _soft(probabilities: np.ndarray) -> int:
@@ -62,9 +42,8 @@ BUILTIN_RULES = (
 
 @cache
 def vote_rules() -> dict[str, VoteRule]:
-    """Every vote rule by name: the built-in ones, then the recipes' ([`gtzan_hf.recipes`]), in that order."""
-    from ..recipes import plugins  # recipes build on this module: read once, on first use
-
+    """Every vote rule by name: the built-in ones, then the recipes' ([`gtzan_hf.recipes`]), in that order; read on
+    first use, once every module has been imported."""
     return {rule.name: rule for rule in (*BUILTIN_RULES, *plugins("VOTE_RULES"))}
 
 

@@ -1,37 +1,26 @@
 """Where the windows of a song lie: how long they are for a given model ([`model_windows`], the one place that
 decides it), fixed windows for evaluation and serving, random crops for training.
 
-Arithmetic on filter-bank frames (Kaldi frames are shifted by 10 ms: 100 per second), shared by the data pipeline,
-pretraining, whole-song inference and the Space; it imports no data or training stack.
+Arithmetic on filter-bank frames (their length and shift in seconds are the feature extractor's), shared by the data
+pipeline, pretraining, whole-song inference and the Space; it imports no data or training stack.
 """
 
 from dataclasses import dataclass
 
 import torch
 
-FRAMES_PER_SECOND = 100
-
-
-def seconds_to_frames(seconds: float) -> int:
-    """Number of filter-bank frames in `seconds` (10 s = 1000 frames)."""
-    return round(seconds * FRAMES_PER_SECOND)
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
 class Windows:
     """How songs are cut for a model: windows of `seconds` (training crops and evaluation windows), `hop_seconds`
-    apart (evaluation and whole-song inference)."""
+    apart (evaluation and whole-song inference), and the same in filter-bank frames."""
 
     seconds: float
     hop_seconds: float
-
-    @property
-    def frames(self) -> int:
-        return seconds_to_frames(self.seconds)
-
-    @property
-    def hop_frames(self) -> int:
-        return seconds_to_frames(self.hop_seconds)
+    frames: int
+    hop_frames: int
 
 
 def model_windows(feature_extractor, seconds: float | None = None, hop_seconds: float | None = None) -> Windows:
@@ -41,19 +30,20 @@ def model_windows(feature_extractor, seconds: float | None = None, hop_seconds: 
     `window_seconds` and `hop_seconds`, which a fine-tuning run records); else its whole input (`max_length` frames),
     without overlap. A window longer than the model's input, or a hop that is not positive, is refused.
     """
-    input_seconds = feature_extractor.max_length / FRAMES_PER_SECOND
+    input_seconds = feature_extractor.frames_to_seconds(feature_extractor.max_length)
     recorded = getattr(feature_extractor, "window_seconds", None)
     window = seconds or recorded or input_seconds
-    if seconds_to_frames(window) > feature_extractor.max_length or window <= 0:
-        raise ValueError(
-            f"A {window:g} s window is {seconds_to_frames(window)} frames; this model reads at most "
+    frames = feature_extractor.seconds_to_frames(window)
+    if frames > feature_extractor.max_length or window <= 0:
+        raise UserError(
+            f"A {window:g} s window is {frames} frames; this model reads at most "
             f"{feature_extractor.max_length} frames ({input_seconds:g} s): choose a window of at most "
             f"{input_seconds:g} s, or leave it unset to use the model's own ({recorded or input_seconds:g} s)."
         )
     hop = hop_seconds or getattr(feature_extractor, "hop_seconds", None) or window
     if hop <= 0:
-        raise ValueError(f"The hop between windows must be positive, got {hop:g} s.")
-    return Windows(float(window), float(hop))
+        raise UserError(f"The hop between windows must be positive, got {hop:g} s.")
+    return Windows(float(window), float(hop), frames, feature_extractor.seconds_to_frames(hop))
 
 
 def segment_starts(

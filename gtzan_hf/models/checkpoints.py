@@ -40,6 +40,8 @@ from filelock import FileLock
 from huggingface_hub import constants, is_offline_mode
 from huggingface_hub.utils import tqdm
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 # The original repository's direct links (Dropbox, `?dl=1`: no sign-in, wget works).
@@ -131,11 +133,11 @@ def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     expected = "Expected a .pth state dict of tensors saved by the original SSAST/AST code"
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint file at {path}: check the path. {expected}.")
+        raise UserError(f"No checkpoint file at {path}: check the path. {expected}.")
     with open(path, "rb") as handle:
         head = handle.read(8)
     if not head:
-        raise ValueError(f"{path} is empty (0 bytes): download or copy the checkpoint again. {expected}.")
+        raise UserError(f"{path} is empty (0 bytes): download or copy the checkpoint again. {expected}.")
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -143,13 +145,13 @@ def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise refused_pickle(str(path), error, f"{remedy} and pass that file.") from None
     except Exception as error:  # any other failure: not a (whole) PyTorch file
         found = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
-        raise ValueError(
+        raise UserError(
             f"Could not read {path} as a PyTorch checkpoint (it begins with {head!r}; {type(error).__name__}: "
             f"{found}). {expected}; the file may be damaged or truncated: download it again, or check that it is the "
             "right file."
         ) from None
     if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
-        raise ValueError(
+        raise UserError(
             f"{path} holds a {type(state_dict).__name__}, not a state dict of tensors. {expected} "
             "(`model.state_dict()`): pass such a file."
         )
@@ -165,7 +167,7 @@ def checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
     if {"mlp_head.1.weight", "v.pos_embed"} <= keys:
         return "finetuned"
     found = ", ".join(sorted(keys)[:8]) or "no keys"
-    raise ValueError(
+    raise UserError(
         f"Unknown checkpoint format: found keys {found}{' ...' if len(keys) > 8 else ''}. Expected an original SSAST "
         "pretraining checkpoint (module.v.*, module.p_input_fdim, module.cpredlayer.*) or a fine-tuned SSAST/AST "
         "checkpoint (v.*, mlp_head.*), or a transformers ASTForAudioClassification folder or Hub id: check that this "
@@ -173,13 +175,13 @@ def checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
     )
 
 
-def refused_pickle(what: str, error: pickle.UnpicklingError, remedy: str) -> ValueError:
+def refused_pickle(what: str, error: pickle.UnpicklingError, remedy: str) -> UserError:
     """
     The one-line error for `what` (a file, or a model's weights) refused by `torch.load(weights_only=True)` with
     `error`: the reason torch gives, then `remedy` (what to do) instead of torch's advice to pass `weights_only=False`.
     """
     reason = REFUSAL_REASON.search(str(error))
-    return ValueError(
+    return UserError(
         f"{what} was refused: it holds Python objects that could run code when loaded "
         f"({reason.group(1) if reason else 'not only tensors'}), and only tensors are read. {remedy}"
     )
@@ -214,20 +216,23 @@ def safe_model_weights(model_id: str | os.PathLike) -> Iterator[None]:
     """
     Around a `from_pretrained(model_id)`: weights that hold Python objects besides tensors are refused in one line
     ([`refused_pickle`]), checked beforehand for a local folder ([`check_model_weights`], which names the file), and
-    as they are read for a Hub id.
+    as they are read for a Hub id; files that cannot be had (missing from the folder or the Hub, the Hub offline) are
+    the user's to fix too.
     """
     check_model_weights(model_id)
     try:
         yield
     except pickle.UnpicklingError as error:
         raise refused_pickle(f"A PyTorch weights file of {model_id}", error, MODEL_WEIGHTS_REMEDY) from None
+    except OSError as error:
+        raise UserError(str(error)) from error
 
 
 def _download(name: str, target: Path) -> None:
     url = download_url(name)
     by_hand = f"download {url} by hand and save it as {target}"
     if is_offline_mode():
-        raise ConnectionError(f"{name} is not cached and the Hub is offline (HF_HUB_OFFLINE=1): {by_hand}.")
+        raise UserError(f"{name} is not cached and the Hub is offline (HF_HUB_OFFLINE=1): {by_hand}.")
     descriptor, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     try:
         with os.fdopen(descriptor, "wb") as file:
@@ -237,7 +242,7 @@ def _download(name: str, target: Path) -> None:
         try:
             record = _verified(Path(partial), name, url)
         except ValueError as error:
-            raise ValueError(f"The file from {url} is not an SSAST checkpoint, discarded: {error}") from None
+            raise UserError(f"The file from {url} is not an SSAST checkpoint, discarded: {error}") from None
         os.replace(partial, target)
     finally:
         Path(partial).unlink(missing_ok=True)
@@ -259,9 +264,9 @@ def _fetch(url: str, file, name: str, by_hand: str) -> str:
                     received += len(chunk)
                     progress.update(len(chunk))
     except (urllib.error.URLError, HTTPException, TimeoutError, ConnectionError) as error:
-        raise ConnectionError(f"Could not download {name} ({error}): {by_hand}, or set {MIRROR_ENV}.") from error
+        raise UserError(f"Could not download {name} ({error}): {by_hand}, or set {MIRROR_ENV}.") from error
     if expected is not None and received != expected:
-        raise OSError(
+        raise UserError(
             f"Incomplete download of {name}: {received} of {expected} bytes from {url}; run again to download it "
             f"again, or {by_hand}."
         )
@@ -271,7 +276,7 @@ def _fetch(url: str, file, name: str, by_hand: str) -> str:
 def _verified(path: Path, name: str, url: str | None = None) -> dict:
     """Loads `path` as an original pretraining checkpoint (raises `ValueError` if it is not); returns its record."""
     if "module.p_input_fdim" not in load_original_checkpoint(path):
-        raise ValueError(f"{path.name} holds no module.p_input_fdim: not an original SSAST pretraining checkpoint.")
+        raise UserError(f"{path.name} holds no module.p_input_fdim: not an original SSAST pretraining checkpoint.")
     record = {"name": name, "url": RELEASED_CHECKPOINTS[name]}
     return {**record, "downloaded_from": url} if url else record
 

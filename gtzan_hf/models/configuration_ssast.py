@@ -1,6 +1,8 @@
 # Copyright 2026 The gtzan-hf authors. Licensed under the BSD-3-Clause licence.
 """SSAST (Self-Supervised Audio Spectrogram Transformer) model configuration."""
 
+from typing import Literal
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
@@ -10,6 +12,9 @@ SSAST_SIZES = {
     "small": {"hidden_size": 384, "num_attention_heads": 6, "intermediate_size": 1536},
     "base": {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072},
 }
+# The closed sets of settings, as types: the configs' strict validation and the command lines' choices read them.
+Size = Literal[tuple(SSAST_SIZES)]
+Pooling = Literal["mean", "cls"]
 
 # The original fine-tuning recipes' strides, (freq_stride, time_stride): overlapping 16x16 patches every 10 bins and
 # frames, or 128x2 frame patches every frame.
@@ -83,9 +88,8 @@ class SSASTConfig(PreTrainedConfig):
             to `"random"` when a patch spans all mel bins, `"cluster"` otherwise.
         mpg_loss_weight (`float`, *optional*, defaults to 10.0):
             Weight of the reconstruction (MSE) loss in the pretraining loss `mpc_loss + mpg_loss_weight * mpg_loss`.
-        label_smoothing (`float`, *optional*, defaults to 0.0):
-            Label smoothing of the classification cross-entropy, for class indices and class probabilities alike
-            (the Trainer sets it from `label_smoothing_factor`).
+
+    The classification loss follows `problem_type` (a [`PreTrainedConfig`] field), as transformers' AST's does.
 
     Example:
 
@@ -116,33 +120,29 @@ class SSASTConfig(PreTrainedConfig):
     time_stride: int = 10
     num_mel_bins: int = 128
     max_length: int = 1024
-    num_cls_tokens: int = 2
-    pooling: str = "mean"
+    num_cls_tokens: Literal[1, 2] = 2
+    pooling: Pooling = "mean"
     num_masked_patches: int = 400
-    masking: str | None = None
+    masking: Literal["cluster", "random"] | None = None
     mpg_loss_weight: float | int = 10.0
-    label_smoothing: float | int = 0.0
 
     def __post_init__(self, **kwargs):
+        # Folders saved before the loss followed `problem_type` carry their training's label smoothing, which nothing
+        # reads any more: dropped, so that saving them again does not carry it on.
+        kwargs.pop("label_smoothing", None)
         if self.masking is None:
             self.masking = "random" if self.patch_freq == self.num_mel_bins else "cluster"
         super().__post_init__(**kwargs)
         if getattr(self, "auto_map", None) is None:
             self.auto_map = dict(AUTO_MAP)
-        self._check_values()
 
-    def _check_values(self):
+    def validate_architecture(self):
+        """Part of `@strict`'s validation (the closed sets are checked by their types)."""
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
                 f"({self.num_attention_heads})."
             )
-        if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}.")
-        if self.num_cls_tokens not in (1, 2):
-            raise ValueError(f"num_cls_tokens must be 1 or 2, got {self.num_cls_tokens}.")
-        if self.masking not in ("cluster", "random"):
-            raise ValueError(f"masking must be 'cluster' or 'random', got {self.masking!r}.")
         for name in ("patch_freq", "patch_time", "freq_stride", "time_stride", "num_masked_patches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
@@ -151,12 +151,12 @@ class SSASTConfig(PreTrainedConfig):
         if not 1 <= self.patch_time <= self.max_length:
             raise ValueError(f"patch_time ({self.patch_time}) must lie in [1, max_length={self.max_length}].")
         probabilities = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob")
-        for name in (*probabilities, "label_smoothing"):
+        for name in probabilities:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}.")
 
     @classmethod
-    def from_size(cls, size: str, **kwargs) -> "SSASTConfig":
+    def from_size(cls, size: Size, **kwargs) -> "SSASTConfig":
         """
         Config of a released model width: `size` is `"tiny"` (192 wide, 3 heads), `"small"` (384, 6) or `"base"`
         (768, 12); every other field comes from `kwargs` or the defaults.

@@ -1,29 +1,33 @@
 """
-Conversion between the original SSAST checkpoints (YuanGongND/ssast), transformers' AST checkpoints and SSAST models.
+Conversion between the original SSAST checkpoints (YuanGongND/ssast), transformers' AST checkpoints and SSAST models:
+pure functions of a state dict (or of a model in memory), as timm's `checkpoint_filter_fn`. Names, files, folders and
+Hub ids are resolved and read once by the caller ([`gtzan_hf.models.loading.convert_checkpoint`] and the other
+loaders).
 
 Accepted inputs of [`from_original_checkpoint`]:
 
-1. a self-supervised pretraining checkpoint saved by the original code (`SSAST-{Base,Small,Tiny}-{Patch,Frame}-
-   {250,400}.pth`: `torch.nn.DataParallel` keys `module.*`, with `p_input_fdim`/`p_input_tdim`): the fine-tuning model
-   is built as the original fine-tuning code builds it (new patch stride, positional embeddings cut or interpolated);
-2. a fine-tuned checkpoint saved by the original SSAST or AST code (`v.*` and `mlp_head.*`, with or without the
-   `module.` prefix), head kept;
-3. a transformers `ASTForAudioClassification` folder or Hub id (e.g. `MIT/ast-finetuned-audioset-10-10-0.4593`),
-   whose query/key/value projections are fused.
+1. the state dict of a self-supervised pretraining checkpoint saved by the original code
+   (`SSAST-{Base,Small,Tiny}-{Patch,Frame}-{250,400}.pth`: `torch.nn.DataParallel` keys `module.*`, with
+   `p_input_fdim`/`p_input_tdim`): the fine-tuning model is built as the original fine-tuning code builds it (new
+   patch stride, positional embeddings cut or interpolated);
+2. the state dict of a fine-tuned checkpoint saved by the original SSAST or AST code (`v.*` and `mlp_head.*`, with or
+   without the `module.` prefix), head kept;
+3. a transformers `ASTForAudioClassification` (e.g. `MIT/ast-finetuned-audioset-10-10-0.4593`), whose
+   query/key/value projections are fused.
 """
 
 import logging
+import os
 import re
-from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import ASTForAudioClassification
 
-from .checkpoints import checkpoint_kind, checkpoint_provenance, load_original_checkpoint, safe_model_weights
+from ..errors import UserError
+from .checkpoints import checkpoint_kind
 from .configuration_ssast import FINETUNING_STRIDES, SSASTConfig
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
-from .source import AST, CONVERTIBLE, CONVERTIBLE_EXPECTED, ModelSource, require_kind, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +101,7 @@ def _to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Te
             continue
         new_key = _rename(key, _TO_HF)
         if new_key is None:
-            raise ValueError(f"Unexpected key {key!r} in the original checkpoint: it has no SSAST counterpart.")
+            raise UserError(f"Unexpected key {key!r} in the original checkpoint: it has no SSAST counterpart.")
         converted[new_key] = value
     return converted
 
@@ -151,7 +155,7 @@ def _pretraining_grid(state_dict: dict[str, torch.Tensor], architecture: dict) -
     )
     expected = grid[0] * grid[1] + architecture["num_cls_tokens"]
     if state_dict["v.pos_embed"].shape[1] != expected:
-        raise ValueError(
+        raise UserError(
             f"Damaged pretraining checkpoint: p_input_fdim/p_input_tdim give a {grid[0]}x{grid[1]} patch grid "
             f"({expected} positions with the class tokens) but v.pos_embed has {state_dict['v.pos_embed'].shape[1]}."
         )
@@ -185,7 +189,7 @@ def _build_classifier(
     result = model.load_state_dict(state_dict, strict=False)
     missing = [key for key in result.missing_keys if not key.startswith(new_head)]
     if missing or result.unexpected_keys:
-        raise ValueError(f"Checkpoint does not fit the model: missing {missing}, unexpected {result.unexpected_keys}.")
+        raise UserError(f"Checkpoint does not fit the model: missing {missing}, unexpected {result.unexpected_keys}.")
     return model
 
 
@@ -205,7 +209,7 @@ def _from_pretraining(state_dict: dict[str, torch.Tensor], config: SSASTConfig) 
 def _from_finetuned(state_dict: dict[str, torch.Tensor], config: SSASTConfig) -> SSASTForAudioClassification:
     positions = state_dict["v.pos_embed"].shape[1] - config.num_cls_tokens
     if positions != config.num_patches:
-        raise ValueError(
+        raise UserError(
             f"The checkpoint's positional embeddings hold {positions} patches, but strides "
             f"({config.freq_stride}, {config.time_stride}) on {config.num_mel_bins} bins x {config.max_length} frames "
             f"give {config.patch_grid[0]}x{config.patch_grid[1]} = {config.num_patches}: pass the freq_stride, "
@@ -232,8 +236,11 @@ def _from_transformers_ast(
     patch_size = ast_config.patch_size
     patch_freq, patch_time = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
     keep_head = num_labels is None or num_labels == ast_config.num_labels
+    # a head kept is the AST's: its classes and the problem type its loss follows
     labels = (
-        {"id2label": ast_config.id2label, "label2id": ast_config.label2id} if keep_head else {"num_labels": num_labels}
+        {"id2label": ast_config.id2label, "label2id": ast_config.label2id, "problem_type": ast_config.problem_type}
+        if keep_head
+        else {"num_labels": num_labels}
     )
     config = SSASTConfig(
         hidden_size=ast_config.hidden_size,
@@ -255,8 +262,7 @@ def _from_transformers_ast(
         max_length=max_length or ast_config.max_length,
         num_cls_tokens=2,
         pooling=pooling or "cls",
-        **labels,
-        **config_kwargs,
+        **(labels | config_kwargs),
     )
     ast_state = ast.state_dict()
     converted = {}
@@ -285,28 +291,18 @@ def _from_transformers_ast(
     return _build_classifier(config, converted, new_head=() if keep_head else ("classifier.dense.",))
 
 
-def _open(checkpoint, config_kwargs: dict) -> dict[str, torch.Tensor] | ASTForAudioClassification:
-    """
-    The state dict of an original checkpoint (a file, a released name, a resolved [`ModelSource`] or a state dict,
-    `module.` prefixes dropped), or the transformers AST model of a folder or Hub id. A file's provenance (its name
-    and sha256, the official link for a released one) goes into `config_kwargs` as `source_checkpoint`, which the
-    converted model's config saves.
-    """
-    if isinstance(checkpoint, (ASTForAudioClassification, dict)):
-        return checkpoint if isinstance(checkpoint, ASTForAudioClassification) else _strip_data_parallel(checkpoint)
-    if isinstance(checkpoint, ModelSource):
-        source = require_kind(checkpoint, CONVERTIBLE, CONVERTIBLE_EXPECTED, "Checkpoint")
-    else:
-        source = resolve_model(checkpoint, what="Checkpoint", kinds=CONVERTIBLE, expected=CONVERTIBLE_EXPECTED)
-    if source.kind == AST:
-        with safe_model_weights(source.location):
-            return ASTForAudioClassification.from_pretrained(source.location)
-    config_kwargs.setdefault("source_checkpoint", checkpoint_provenance(source.location))
-    return _strip_data_parallel(load_original_checkpoint(source.location))
+def _state_dict(checkpoint) -> dict[str, torch.Tensor] | ASTForAudioClassification:
+    """An original state dict without its `module.` prefixes, or the AST model as it is."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(
+            f"Conversion takes a state dict or a transformers AST model, not {checkpoint!r}: for a file, a released "
+            "name, a folder or a Hub id, use gtzan_hf.models.loading.convert_checkpoint."
+        )
+    return checkpoint if isinstance(checkpoint, ASTForAudioClassification) else _strip_data_parallel(checkpoint)
 
 
 def from_original_checkpoint(
-    checkpoint: str | Path | dict | ASTForAudioClassification,
+    checkpoint: dict[str, torch.Tensor] | ASTForAudioClassification,
     *,
     freq_stride: int | None = None,
     time_stride: int | None = None,
@@ -320,11 +316,11 @@ def from_original_checkpoint(
     Builds an [`SSASTForAudioClassification`] from an original SSAST/AST checkpoint or a transformers AST model.
 
     Args:
-        checkpoint (`str`, `Path`, `dict` or `ASTForAudioClassification`):
-            A `.pth` file or state dict saved by the original code (pretraining or fine-tuned, `module.` prefix or
-            not), a released name (`SSAST-Base-Patch-400`, see `gtzan_hf.models.checkpoints`), a transformers
-            `ASTForAudioClassification` folder or Hub id, or such a model. A file's provenance is kept in the
-            config as `source_checkpoint`.
+        checkpoint (`dict` or `ASTForAudioClassification`):
+            A state dict saved by the original code (pretraining or fine-tuned, `module.` prefix or not), or a
+            transformers `ASTForAudioClassification`. (A file, a released name such as `SSAST-Base-Patch-400`, a
+            folder or a Hub id: [`gtzan_hf.models.loading.convert_checkpoint`], which reads it and keeps its
+            provenance as `source_checkpoint`.)
         freq_stride (`int`, *optional*), time_stride (`int`, *optional*):
             Patch strides (the original code's `fstride`, `tstride`). For a pretraining checkpoint they default to
             the original recipes (10 and 10 for 16x16 patches, 128 and 1 for 128x2 frames); a fine-tuned checkpoint
@@ -348,10 +344,10 @@ def from_original_checkpoint(
     Returns:
         [`SSASTForAudioClassification`] in evaluation mode.
     """
-    state_dict = _open(checkpoint, config_kwargs)
+    state_dict = _state_dict(checkpoint)
     if isinstance(state_dict, ASTForAudioClassification):
         if num_mel_bins not in (128, state_dict.config.num_mel_bins):
-            raise ValueError(
+            raise UserError(
                 f"This AST model reads {state_dict.config.num_mel_bins} mel bins, not {num_mel_bins}: leave "
                 "num_mel_bins unset."
             )
@@ -369,16 +365,18 @@ def from_original_checkpoint(
     return model.eval()
 
 
-def pretraining_model_from_original_checkpoint(checkpoint: str | Path | dict, **config_kwargs) -> SSASTForPreTraining:
+def pretraining_model_from_original_checkpoint(
+    checkpoint: dict[str, torch.Tensor], **config_kwargs
+) -> SSASTForPreTraining:
     """
-    Loads an original pretraining checkpoint, heads and mask embedding included, into an [`SSASTForPreTraining`] with
-    its pretraining input size (`p_input_fdim` x `p_input_tdim`) and non-overlapping patches, e.g. to continue
-    pretraining on music. `checkpoint` is a file, a state dict or a released name, as for
-    [`from_original_checkpoint`]; `config_kwargs` set further [`SSASTConfig`] fields, e.g. `num_masked_patches`.
+    Loads the state dict of an original pretraining checkpoint, heads and mask embedding included, into an
+    [`SSASTForPreTraining`] with its pretraining input size (`p_input_fdim` x `p_input_tdim`) and non-overlapping
+    patches, e.g. to continue pretraining on music; `config_kwargs` set further [`SSASTConfig`] fields, e.g.
+    `num_masked_patches`.
     """
-    state_dict = _open(checkpoint, config_kwargs)
+    state_dict = _state_dict(checkpoint)
     if isinstance(state_dict, ASTForAudioClassification) or checkpoint_kind(state_dict) != "pretraining":
-        raise ValueError(
+        raise UserError(
             "A fine-tuned checkpoint has no pretraining heads: expected an original pretraining checkpoint."
         )
     architecture = _architecture(state_dict)

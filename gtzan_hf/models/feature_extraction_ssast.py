@@ -20,6 +20,11 @@ AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
 # Integer PCM is scaled to [-1, 1) as soundfile reads it: divided by 2 ** (bits - 1).
 PCM_SCALES = {torch.int16: 2.0**15, torch.int32: 2.0**31}
+# Kaldi frames, 25 ms long, one every 10 ms, as the released checkpoints were trained on. Every count of frames,
+# samples and seconds in the package derives from these, through the feature extractor's methods.
+FRAME_LENGTH_MS = 25.0
+FRAME_SHIFT_MS = 10.0
+FRAMES_PER_SECOND = 1000 / FRAME_SHIFT_MS
 # Float audio peaks past full scale (1.0) happen, e.g. in float files after a gain; beyond +60 dBFS the samples are no
 # audio in [-1, 1] (integer PCM stored as floats, corrupt files), and far beyond it their features overflow.
 MAX_AMPLITUDE = 1000.0
@@ -118,8 +123,31 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
 
     @property
     def frame_length(self) -> int:
-        """Samples per 25 ms frame."""
-        return int(self.sampling_rate * 0.025)
+        """Samples per frame (25 ms: 400 at 16 kHz), as Kaldi rounds it."""
+        return int(self.sampling_rate * FRAME_LENGTH_MS / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        """Samples from one frame to the next (10 ms: 160 at 16 kHz), as Kaldi rounds it."""
+        return int(self.sampling_rate * FRAME_SHIFT_MS / 1000)
+
+    @staticmethod
+    def seconds_to_frames(seconds: float) -> int:
+        """Number of frames in `seconds` (10 s = 1000 frames)."""
+        return round(seconds * FRAMES_PER_SECOND)
+
+    @staticmethod
+    def frames_to_seconds(frames: float) -> float:
+        """Seconds spanned by `frames` frame shifts (1000 frames = 10 s): where frame `frames` starts."""
+        return frames / FRAMES_PER_SECOND
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames [`fbank`] gives for `num_samples` samples (Kaldi's `snip_edges`: whole frames only)."""
+        return 1 + (num_samples - self.frame_length) // self.hop_length
+
+    def frame_samples(self, first: int, count: int) -> slice:
+        """The samples that frames `first` to `first + count - 1` are computed from: their fbank is those frames."""
+        return slice(first * self.hop_length, (first + count - 1) * self.hop_length + self.frame_length)
 
     def fbank(self, waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
         """
@@ -132,8 +160,8 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
                 device.
 
         Returns:
-            `torch.Tensor` of shape `(num_frames, num_mel_bins)`, float32, with
-            `num_frames = 1 + (num_samples - 400) // 160` at 16 kHz.
+            `torch.Tensor` of shape `(num_frames, num_mel_bins)`, float32, with `num_frames`
+            [`~SSASTFeatureExtractor.num_frames`]`(num_samples)`: `1 + (num_samples - 400) // 160` at 16 kHz.
 
         Raises:
             `ValueError` for audio that is not one finite, mono waveform of at least one frame within `MAX_AMPLITUDE`,
@@ -155,8 +183,9 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
             )
         if waveform.numel() < self.frame_length:
             raise ValueError(
-                f"The waveform has {waveform.numel()} samples; at least {self.frame_length} (one 25 ms frame at "
-                f"{self.sampling_rate} Hz) are needed. Empty or truncated audio cannot be classified."
+                f"The waveform has {waveform.numel()} samples; at least {self.frame_length} (one "
+                f"{FRAME_LENGTH_MS:g} ms frame at {self.sampling_rate} Hz) are needed. Empty or truncated audio "
+                "cannot be classified."
             )
         if not torch.isfinite(waveform).all():
             raise ValueError("The waveform contains NaN or infinite values: the audio file is probably corrupt.")
@@ -176,8 +205,8 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
                 window_type="hanning",
                 num_mel_bins=self.num_mel_bins,
                 dither=0.0,
-                frame_shift=10.0,
-                frame_length=25.0,
+                frame_shift=FRAME_SHIFT_MS,
+                frame_length=FRAME_LENGTH_MS,
             )
         # Kaldi's steps: frames without centring, DC offset removed, pre-emphasis 0.97, power spectrum, log of the
         # mel energies floored at float32's epsilon.
@@ -185,7 +214,7 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
             waveform.cpu().numpy(),
             self.window,
             frame_length=self.frame_length,
-            hop_length=self.sampling_rate // 100,
+            hop_length=self.hop_length,
             fft_length=2 * (len(self.mel_filters) - 1),  # the filters span its one-sided spectrum
             power=2.0,
             center=False,
@@ -289,8 +318,8 @@ class SSASTFeatureExtractor(SequenceFeatureExtractor):
         if len(waveforms) == 0:
             raise ValueError("Got an empty batch: pass at least one waveform.")
 
-        # the training window's frames (100 per second), then padding to the input: as the model was trained
-        window_frames = round(self.window_seconds * 100) if self.window_seconds else self.max_length
+        # the training window's frames, then padding to the input: as the model was trained
+        window_frames = self.seconds_to_frames(self.window_seconds) if self.window_seconds else self.max_length
         features = []
         for waveform in waveforms:
             waveform = torch.as_tensor(np.asarray(waveform) if isinstance(waveform, (list, tuple)) else waveform)

@@ -1,20 +1,32 @@
 """
 Models from a resolved source ([`gtzan_hf.models.source.ModelSource`]): what each command does with each kind of
-source, in one place. `build_classifier` gives the model to fine-tune (from scratch, converted from an original
-checkpoint, a pretraining folder or a transformers AST, or a saved model with a new head), `build_feature_extractor`
-its feature extractor, `load_classifier` a trained classifier as it is (evaluation, the Space), and
-`build_pretraining_model` the model to pretrain.
+source, in one place, and the only place where model files are read for conversion. `build_classifier` gives the
+model to fine-tune (from scratch, converted from an original checkpoint, a pretraining folder or a transformers AST,
+or a saved model with a new head), `build_feature_extractor` its feature extractor, `load_classifier` a trained
+classifier as it is (evaluation, the Space), `build_pretraining_model` the model to pretrain and `convert_checkpoint`
+a converted checkpoint. Each takes a source already resolved for what its command accepts
+([`~gtzan_hf.models.source.resolve_model`]): nothing here checks its kind again.
 """
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Literal
 
-from huggingface_hub.errors import StrictDataclassClassValidationError
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedConfig, PreTrainedModel
+from huggingface_hub.errors import StrictDataclassError
+from transformers import (
+    ASTForAudioClassification,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
 
-from .checkpoints import safe_model_weights
-from .configuration_ssast import SSASTConfig
+from ..errors import UserError
+from .checkpoints import checkpoint_provenance, load_original_checkpoint, safe_model_weights
+from .configuration_ssast import Size, SSASTConfig
 from .convert import (
     classifier_from_pretraining_model,
     from_original_checkpoint,
@@ -22,29 +34,23 @@ from .convert import (
 )
 from .feature_extraction_ssast import SSASTFeatureExtractor
 from .modeling_ssast import SSASTForAudioClassification, SSASTForPreTraining
-from .registry import MODEL_TYPES, AudioClassifier, model_type
-from .source import (
-    AST,
-    CHECKPOINT,
-    CONVERTIBLE,
-    CONVERTIBLE_EXPECTED,
-    FOREIGN,
-    MODEL,
-    PRETRAINING,
-    TRAINED,
-    TRAINED_EXPECTED,
-    ModelSource,
-    require_kind,
-    resolve_model,
-)
+from .registry import MODEL_TYPES, AudioClassifier, find_model_type
+from .source import ANY, CONVERTIBLE, PRETRAINABLE, TRAINED, Accepted, ModelSource, SourceKind, resolve_model
 
 logger = logging.getLogger(__name__)
 
-# What pretraining continues from: a model with pretraining heads.
-PRETRAINABLE = (CHECKPOINT, PRETRAINING)
-PRETRAINABLE_EXPECTED = (
-    "an original pretraining checkpoint (a .pth or a released name) or a scripts/pretrain.py folder"
-)
+
+@contextmanager
+def settings_refused(flags: str) -> Iterator[None]:
+    """Around a model built from the user's settings (`flags`, as the command line names them): what its config's
+    strict validation or the model files refuse (they raise `ValueError`s, importing nothing of the package), in one
+    line."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (StrictDataclassError, ValueError) as error:
+        raise UserError(f"These settings make no valid model ({flags}): {error.__cause__ or error}") from error
 
 
 @dataclass
@@ -59,10 +65,10 @@ class ModelArguments:
             "saved or Hub gtzan-hf folder; a transformers AST folder or Hub id; none trains from scratch."
         },
     )
-    model_type: str = field(
+    model_type: Literal[tuple(entry.name for entry in MODEL_TYPES)] = field(
         default="ssast", metadata={"help": f"From scratch: {' | '.join(entry.name for entry in MODEL_TYPES)}."}
     )
-    model_size: str = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
+    model_size: Size = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
     num_hidden_layers: int = field(default=12, metadata={"help": "From scratch: SSAST depth."})
     patch_freq: int = field(default=16, metadata={"help": "From scratch: patch height (16, or 128 for frames)."})
     patch_time: int = field(default=16, metadata={"help": "From scratch: patch width (16, or 2 for frames)."})
@@ -87,11 +93,12 @@ class ModelArguments:
             "help": "Input frames of a new or converted model (100 per second; shorter windows are padded).",
         },
     )
-    pooling: str = field(
+    pooling: Literal["mean", "cls", "stats"] = field(
         default="mean",
         metadata={
-            "help": "What the head reads. SSAST: mean (ft_avgtok) or cls (ft_cls); from scratch, the CNN: mean (the "
-            "last block's average) or stats (mean and std of the input and of every block)."
+            "help": "What the head reads. SSAST: mean (ft_avgtok) or cls (ft_cls); the CNN from scratch: mean (the "
+            "last block's average) or stats (mean and std of the input, its time differences and cepstrum, and of "
+            "every block)."
         },
     )
     config_overrides: str | None = field(
@@ -106,30 +113,30 @@ class ModelArguments:
         metadata={"help": "Run the code shipped inside a model folder whose type is not gtzan-hf's or AST."},
     )
 
-    def resolve(self) -> ModelSource | None:
-        """The resolved `model_name_or_path`, or `None` from scratch (whose configuration is then checked)."""
+    def resolve(self, accepts: Accepted = ANY) -> ModelSource | None:
+        """The resolved `model_name_or_path`, of a kind the command `accepts`; from scratch, `None`, once the
+        settings are known to make a model ([`scratch_config`])."""
         if self.model_name_or_path is None:
             self.scratch_config()
             return None
-        return resolve_model(self.model_name_or_path, trust_remote_code=self.trust_remote_code)
+        return resolve_model(self.model_name_or_path, accepts=accepts, trust_remote_code=self.trust_remote_code)
 
-    def scratch_config(self, label_names: list[str] | None = None) -> PreTrainedConfig:
-        """The configuration of a model trained from scratch: `model_type`'s, with `config_overrides` and one output
-        per class of `label_names`."""
-        entry = model_type(self.model_type)
-        if entry is None:
+    def scratch_config(self) -> PreTrainedConfig:
+        """The config of a model trained from scratch with these settings and `config_overrides` (its classes
+        aside)."""
+        entry = find_model_type(self.model_type)
+        if entry is None:  # the command line's choices refuse it first
             names = ", ".join(entry.name for entry in MODEL_TYPES)
-            raise ValueError(f"Unknown --model_type {self.model_type!r}: choose one of {names}.")
-        config = entry.scratch_config(self)
-        if label_names is not None:
-            config.update(label_settings(label_names))
+            raise UserError(f"Unknown --model_type {self.model_type!r}: choose one of {names}.")
+        with settings_refused("--model_type, --model_size, --num_hidden_layers, --patch_*, --*_stride, --max_length"):
+            config = entry.scratch_config(self)
         if self.config_overrides:
             try:
                 config.update_from_string(self.config_overrides)
                 config.validate()
-            except (ValueError, StrictDataclassClassValidationError) as error:
+            except (ValueError, StrictDataclassError) as error:
                 found = str(error).splitlines()[-1].strip().removeprefix("ValueError: ").rstrip(".")
-                raise ValueError(
+                raise UserError(
                     f"--config_overrides {self.config_overrides!r}: {found}. Expected key=value pairs of the "
                     f"{self.model_type} configuration's settings, separated by commas."
                 ) from error
@@ -148,7 +155,7 @@ class PretrainingModelArguments:
             "pretrains from scratch."
         },
     )
-    model_size: str = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
+    model_size: Size = field(default="base", metadata={"help": "From scratch: SSAST width, tiny | small | base."})
     num_hidden_layers: int = field(default=12, metadata={"help": "From scratch: SSAST depth."})
     patch_freq: int = field(default=16, metadata={"help": "From scratch: patch height (16, or 128 for frames)."})
     patch_time: int = field(default=16, metadata={"help": "From scratch: patch width (16, or 2 for frames)."})
@@ -164,7 +171,7 @@ class PretrainingModelArguments:
         """The resolved `model_name_or_path`, or `None` from scratch."""
         if self.model_name_or_path is None:
             return None
-        return resolve_model(self.model_name_or_path, kinds=PRETRAINABLE, expected=PRETRAINABLE_EXPECTED)
+        return resolve_model(self.model_name_or_path, accepts=PRETRAINABLE)
 
     def objective(self) -> dict:
         """The objective settings given (`num_masked_patches`, `mpg_loss_weight`): the others stay the model's."""
@@ -173,12 +180,35 @@ class PretrainingModelArguments:
 
 
 def label_settings(label_names: list[str]) -> dict:
-    """The config fields of a head with one output per class, named."""
+    """The config fields of a head with one output per class, named: one class per song, which the config states
+    (its loss then follows it, as transformers' models do)."""
     return {
+        "problem_type": "single_label_classification",
         "num_labels": len(label_names),
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: index for index, name in enumerate(label_names)},
     }
+
+
+def _from_pretrained(model_class, source: ModelSource, **kwargs) -> PreTrainedModel:
+    with safe_model_weights(source.location):
+        return model_class.from_pretrained(source.location, **kwargs)
+
+
+def _original_checkpoint(source: ModelSource) -> tuple[dict, dict]:
+    """The state dict of an original checkpoint file, and its provenance (name, sha256, official link)."""
+    return load_original_checkpoint(source.location), {"source_checkpoint": checkpoint_provenance(source.location)}
+
+
+def _converted(source: ModelSource, **kwargs) -> SSASTForAudioClassification:
+    """An original checkpoint (its provenance kept in the config) or a transformers AST model, as SSAST."""
+    if source.kind is SourceKind.AST:
+        return from_original_checkpoint(_from_pretrained(ASTForAudioClassification, source), **kwargs)
+    state_dict, provenance = _original_checkpoint(source)
+    return from_original_checkpoint(state_dict, **(provenance | kwargs))
+
+
+CONVERSION_FLAGS = "--freq_stride, --time_stride, --max_length, --pooling"
 
 
 def build_classifier(source: ModelSource | None, args: ModelArguments, label_names: list[str]) -> AudioClassifier:
@@ -187,8 +217,9 @@ def build_classifier(source: ModelSource | None, args: ModelArguments, label_nam
     pooling (strides left unset: the original recipe for the checkpoint's patch shape); a saved model keeps its
     geometry and gets a new head where its classes differ."""
     if source is None:
-        config = args.scratch_config(label_names)
-        return model_type(config.model_type).classifier_class(config)
+        config = args.scratch_config()
+        config.update(label_settings(label_names))
+        return find_model_type(args.model_type).classifier_class(config)
     labels = label_settings(label_names)
     geometry = {
         "freq_stride": args.freq_stride,
@@ -196,17 +227,19 @@ def build_classifier(source: ModelSource | None, args: ModelArguments, label_nam
         "max_length": args.max_length,
         "pooling": args.pooling,
     }
-    if source.kind in (CHECKPOINT, AST):
-        return from_original_checkpoint(source, **geometry, **labels).train()
-    if source.kind == PRETRAINING:
-        with safe_model_weights(source.location):
-            pretrained = source.model_type.pretraining_class.from_pretrained(source.location)
-        return classifier_from_pretraining_model(pretrained, **geometry, **labels).train()
-    model_class = source.model_type.classifier_class if source.kind == MODEL else AutoModelForAudioClassification
-    with safe_model_weights(source.location):
-        return model_class.from_pretrained(
-            source.location, ignore_mismatched_sizes=True, trust_remote_code=source.kind == FOREIGN, **labels
-        )
+    new_head = {"ignore_mismatched_sizes": True, **labels}
+    match source.kind:
+        case SourceKind.CHECKPOINT | SourceKind.AST:
+            with settings_refused(CONVERSION_FLAGS):
+                return _converted(source, **geometry, **labels).train()
+        case SourceKind.PRETRAINING:
+            pretrained = _from_pretrained(source.registered_type.pretraining_class, source)
+            with settings_refused(CONVERSION_FLAGS):
+                return classifier_from_pretraining_model(pretrained, **geometry, **labels).train()
+        case SourceKind.MODEL:
+            return _from_pretrained(source.registered_type.classifier_class, source, **new_head)
+        case SourceKind.FOREIGN:
+            return _from_pretrained(AutoModelForAudioClassification, source, trust_remote_code=True, **new_head)
 
 
 def build_feature_extractor(
@@ -215,15 +248,17 @@ def build_feature_extractor(
     """
     The feature extractor of the model [`build_classifier`] gives: a saved model's own; a pretraining folder's or an
     AST model's statistics at `max_length` frames; AudioSet's statistics at `max_length` frames for an original
-    checkpoint or a new model.
+    checkpoint, a folder without one or a new model.
     """
-    if source is None or source.kind == CHECKPOINT or not source.preprocessor:
-        return SSASTFeatureExtractor(num_mel_bins=num_mel_bins, max_length=max_length)
-    if source.kind in (PRETRAINING, AST):
-        return SSASTFeatureExtractor.from_pretrained(source.location, max_length=max_length)
-    if source.kind == MODEL:
-        return source.model_type.feature_extractor_class.from_pretrained(source.location)
-    return AutoFeatureExtractor.from_pretrained(source.location, trust_remote_code=True)
+    match None if source is None or not source.preprocessor else source.kind:
+        case SourceKind.PRETRAINING | SourceKind.AST:
+            return SSASTFeatureExtractor.from_pretrained(source.location, max_length=max_length)
+        case SourceKind.MODEL:
+            return source.registered_type.feature_extractor_class.from_pretrained(source.location)
+        case SourceKind.FOREIGN:
+            return AutoFeatureExtractor.from_pretrained(source.location, trust_remote_code=True)
+        case _:  # none to read: a new model, an original checkpoint, a folder without one
+            return SSASTFeatureExtractor(num_mel_bins=num_mel_bins, max_length=max_length)
 
 
 def load_classifier(
@@ -232,32 +267,30 @@ def load_classifier(
     """
     `(model, feature_extractor)` of a trained classifier as it is, in evaluation mode: a gtzan-hf folder or Hub id
     with the package's own classes, a transformers AST converted into SSAST (the same logits, its own statistics), or
-    with `trust_remote_code` a folder of another type with the code it ships. Original checkpoints and pretraining
-    folders have no trained head: they are refused with what to do.
+    with `trust_remote_code` a folder of another type with the code it ships. A name is resolved here for what this
+    takes ([`~gtzan_hf.models.source.TRAINED`]): original checkpoints and pretraining folders, which have no trained
+    head, are refused with what to do.
     """
-    if isinstance(source, ModelSource):
-        require_kind(source, TRAINED, TRAINED_EXPECTED, "MODEL")
-    else:
-        source = resolve_model(
-            source, trust_remote_code=trust_remote_code, what="MODEL", kinds=TRAINED, expected=TRAINED_EXPECTED
-        )
-    if source.kind in (AST, MODEL):
-        if source.kind == AST:
-            model = from_original_checkpoint(source)
-        else:
-            with safe_model_weights(source.location):
-                model = source.model_type.classifier_class.from_pretrained(source.location)
-        return model.eval(), build_feature_extractor(source, model.config.max_length, model.config.num_mel_bins)
-    with safe_model_weights(source.location):
-        model = AutoModelForAudioClassification.from_pretrained(source.location, trust_remote_code=True)
-    return model.eval(), AutoFeatureExtractor.from_pretrained(source.location, trust_remote_code=True)
+    if not isinstance(source, ModelSource):
+        source = resolve_model(source, accepts=TRAINED, trust_remote_code=trust_remote_code, what="MODEL")
+    match source.kind:
+        case SourceKind.AST:
+            model = _converted(source)
+        case SourceKind.MODEL:
+            model = _from_pretrained(source.registered_type.classifier_class, source)
+        case SourceKind.FOREIGN:
+            model = _from_pretrained(AutoModelForAudioClassification, source, trust_remote_code=True)
+            return model.eval(), AutoFeatureExtractor.from_pretrained(source.location, trust_remote_code=True)
+        case _:
+            raise TypeError(f"load_classifier takes a source resolved with accepts=TRAINED, not {source.kind.value}.")
+    return model.eval(), build_feature_extractor(source, model.config.max_length, model.config.num_mel_bins)
 
 
 def check_label_names(model: PreTrainedModel, label_names: list[str], name: str) -> None:
     """Refuse to score a model on a dataset whose classes are not the ones it predicts, in the same order."""
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if model_labels != list(label_names):
-        raise ValueError(
+        raise UserError(
             f"{name} predicts {model_labels} but the dataset's classes are {list(label_names)}: evaluate on the "
             "dataset the model was trained for."
         )
@@ -273,22 +306,25 @@ def build_pretraining_model(
     """
     objective = args.objective()
     if source is None:
-        config = SSASTConfig.from_size(
-            args.model_size,
-            num_hidden_layers=args.num_hidden_layers,
-            patch_freq=args.patch_freq,
-            patch_time=args.patch_time,
-            freq_stride=args.patch_freq,
-            time_stride=args.patch_time,
-            max_length=args.max_length,
-            **objective,
-        )
-        model = SSASTForPreTraining(config)
-    elif require_kind(source, PRETRAINABLE, PRETRAINABLE_EXPECTED, "--model_name_or_path").kind == CHECKPOINT:
-        model = pretraining_model_from_original_checkpoint(source, **objective)
+        with settings_refused("--model_size, --num_hidden_layers, --patch_*, --max_length, --num_masked_patches"):
+            config = SSASTConfig.from_size(
+                args.model_size,
+                num_hidden_layers=args.num_hidden_layers,
+                patch_freq=args.patch_freq,
+                patch_time=args.patch_time,
+                freq_stride=args.patch_freq,
+                time_stride=args.patch_time,
+                max_length=args.max_length,
+                **objective,
+            )
+            model = SSASTForPreTraining(config)
+    elif source.kind is SourceKind.CHECKPOINT:
+        state_dict, provenance = _original_checkpoint(source)
+        with settings_refused("--num_masked_patches, --mpg_loss_weight"):
+            model = pretraining_model_from_original_checkpoint(state_dict, **(provenance | objective))
     else:
-        with safe_model_weights(source.location):
-            model = SSASTForPreTraining.from_pretrained(source.location, **objective)
+        with settings_refused("--num_masked_patches, --mpg_loss_weight"):
+            model = _from_pretrained(SSASTForPreTraining, source, **objective)
         if source.preprocessor:
             return model.train(), SSASTFeatureExtractor.from_pretrained(source.location)
         logger.warning("%s has no feature extractor: using the AudioSet statistics.", source.name)
@@ -297,23 +333,36 @@ def build_pretraining_model(
 
 
 def convert_checkpoint(
-    checkpoint: ModelSource | str | Path, output_dir: str | Path, *, for_pretraining: bool = False, **kwargs
+    checkpoint: ModelSource | str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    *,
+    for_pretraining: bool = False,
+    **kwargs,
 ) -> SSASTForAudioClassification | SSASTForPreTraining:
     """
-    Converts an original checkpoint or a transformers AST model (see
-    [`~gtzan_hf.models.convert.from_original_checkpoint`], whose keyword arguments `kwargs` are) and saves it with
-    its feature extractor (its input length; an AST model's statistics) to `output_dir`, loadable with
-    `from_pretrained` and the Auto classes. With `for_pretraining`, an original pretraining checkpoint becomes an
-    [`SSASTForPreTraining`] instead (`kwargs`: config fields such as `num_masked_patches`).
+    Converts an original checkpoint (a `.pth` file or a released name) or a transformers AST model (a folder or a Hub
+    id), resolved here unless given resolved, with [`~gtzan_hf.models.convert.from_original_checkpoint`] (whose
+    keyword arguments `kwargs` are); with `output_dir`, saves it there with its feature extractor (its input length;
+    an AST model's statistics), loadable with `from_pretrained` and the Auto classes. With `for_pretraining`, an
+    original pretraining checkpoint becomes an [`SSASTForPreTraining`] instead (`kwargs`: config fields such as
+    `num_masked_patches`). A file's provenance is kept in the config as `source_checkpoint`.
     """
-    if not isinstance(checkpoint, ModelSource):
-        checkpoint = resolve_model(checkpoint, what="Checkpoint", kinds=CONVERTIBLE, expected=CONVERTIBLE_EXPECTED)
-    source = require_kind(checkpoint, CONVERTIBLE, CONVERTIBLE_EXPECTED, "Checkpoint")
-    if for_pretraining:
-        model = pretraining_model_from_original_checkpoint(source, **kwargs)
+    source = checkpoint
+    if not isinstance(source, ModelSource):
+        source = resolve_model(checkpoint, accepts=CONVERTIBLE, what="Checkpoint")
+    if not for_pretraining:
+        with settings_refused(CONVERSION_FLAGS):
+            model = _converted(source, **kwargs)
+    elif source.kind is SourceKind.CHECKPOINT:
+        state_dict, provenance = _original_checkpoint(source)
+        with settings_refused("--num_masked_patches"):
+            model = pretraining_model_from_original_checkpoint(state_dict, **(provenance | kwargs))
     else:
-        model = from_original_checkpoint(source, **kwargs)
-    feature_extractor = build_feature_extractor(source, model.config.max_length, model.config.num_mel_bins)
-    model.save_pretrained(output_dir)
-    feature_extractor.save_pretrained(output_dir)
+        raise UserError(
+            f"{source.name} is {source.kind.value}, without pretraining heads: expected an original pretraining "
+            "checkpoint."
+        )
+    if output_dir is not None:
+        model.save_pretrained(output_dir)
+        build_feature_extractor(source, model.config.max_length, model.config.num_mel_bins).save_pretrained(output_dir)
     return model

@@ -8,14 +8,23 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_cnn import CNNConfig
-from .modeling_ssast import classification_loss
+
+
+def dct_basis(size: int, num_coefficients: int, like: torch.Tensor) -> torch.Tensor:
+    """`(num_coefficients, size)`: the first rows of the orthonormal DCT-II, which maps log-mel frames to their
+    cepstrum (as MFCCs are computed), on the device and in the dtype of `like`."""
+    positions = torch.arange(size, device=like.device, dtype=torch.float64) + 0.5
+    orders = torch.arange(num_coefficients, device=like.device, dtype=torch.float64)[:, None]
+    basis = torch.cos(torch.pi / size * orders * positions) * (2 / size) ** 0.5
+    basis[0] /= 2**0.5
+    return basis.to(like.dtype)
 
 
 class CNNPreTrainedModel(PreTrainedModel):
     config_class = CNNConfig
     base_model_prefix = "cnn"
     main_input_name = "input_values"
-    # The loss is a batch mean that takes no `num_items_in_batch`: the Trainer scales it for gradient accumulation.
+    # The loss is a batch mean, given no `num_items_in_batch`: the Trainer scales it for gradient accumulation.
     accepts_loss_kwargs = False
 
     def _init_weights(self, module):
@@ -78,7 +87,18 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         hidden = input_values.transpose(1, 2).unsqueeze(1)
         if self.config.pooling == "mean":
             return self.features(hidden).mean(dim=(2, 3))
-        statistics = [input_values.mean(dim=1), input_values.std(dim=1)]
+        # the input's statistics over time: of each mel bin, of its changes, of the frames' cepstrum
+        differences = input_values.diff(dim=1)
+        cepstrum = input_values @ dct_basis(self.config.num_mel_bins, self.config.num_cepstra, input_values).T
+        statistics = [
+            input_values.mean(dim=1),
+            input_values.std(dim=1),
+            differences.abs().mean(dim=1),
+            differences.std(dim=1),
+            cepstrum.mean(dim=1),
+            cepstrum.std(dim=1),
+            cepstrum.diff(dim=1).std(dim=1),
+        ]
         for module in self.features:
             hidden = module(hidden)
             if isinstance(module, nn.MaxPool2d):  # the end of a block
@@ -97,7 +117,8 @@ class CNNForAudioClassification(CNNPreTrainedModel):
         input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
             Normalised filter banks from the feature extractor.
         labels (`torch.LongTensor` of shape `(batch_size,)`, or `torch.FloatTensor` `(batch_size, num_labels)`):
-            Class indices, or class probabilities (mixup): see [`~modeling_ssast.classification_loss`].
+            The loss follows `config.problem_type` as transformers' `ASTForAudioClassification`'s does (class indices:
+            cross-entropy; multi-hot targets: binary cross-entropy; regression: mean squared error).
         attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
             Accepted for transformers' clients, which pass the frame mask of [`~SequenceFeatureExtractor.pad`] (the
             `Trainer`'s default collator, the example scripts), and not used: the convolutions and the average pool
@@ -109,7 +130,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
                 f"{tuple(input_values.shape)}."
             )
         logits = self.classifier(self.pool(input_values))
-        loss = None if labels is None else classification_loss(logits, labels, self.config)
+        loss = None if labels is None else self.loss_function(labels, logits, self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -21,34 +21,6 @@ from .configuration_ssast import SSASTConfig
 
 # Side lengths of the square blocks grown by cluster masking, drawn once per sample as in the original (3 to 5).
 CLUSTER_SIZES = (3, 4, 5)
-
-
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: PreTrainedConfig) -> torch.Tensor:
-    """
-    The loss of an audio classifier, shared by SSAST and the CNN: cross-entropy with `config.label_smoothing` against
-    class indices or class probabilities (e.g. mixed-up one-hot labels), or, with
-    `config.problem_type="multi_label_classification"`, binary cross-entropy against multi-hot targets (unsmoothed).
-
-    Args:
-        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`).
-        labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
-            `(batch_size, num_labels)`).
-
-    Returns:
-        `torch.FloatTensor` of shape `()`: the mean over the batch.
-    """
-    if config.problem_type == "multi_label_classification":
-        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    if labels.is_floating_point():
-        if labels.shape != logits.shape:
-            raise ValueError(
-                f"Float labels are class probabilities of shape (batch_size, num_labels) = {tuple(logits.shape)}, "
-                f"got {tuple(labels.shape)}; pass class indices as integers."
-            )
-        labels = labels.to(logits.dtype)
-    else:
-        labels = labels.view(-1)
-    return nn.functional.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
 
 
 @dataclass
@@ -256,7 +228,7 @@ class SSASTPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_record_outputs = {"hidden_states": SSASTLayer, "attentions": SSASTSelfAttention}
-    # The losses are batch means that take no `num_items_in_batch`: the Trainer scales them for gradient accumulation.
+    # The losses are batch means, given no `num_items_in_batch`: the Trainer scales them for gradient accumulation.
     accepts_loss_kwargs = False
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -423,9 +395,12 @@ class SSASTForAudioClassification(SSASTPreTrainedModel):
                 Normalised log-mel filter banks, as [`SSASTFeatureExtractor`] returns them.
             labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
                 `(batch_size, num_labels)`, *optional*):
-                Class indices, or class probabilities, e.g. mixed-up one-hot labels: cross-entropy with
-                `config.label_smoothing`. With `config.problem_type="multi_label_classification"`, multi-hot targets
-                (binary cross-entropy). See [`classification_loss`].
+                The loss follows `config.problem_type` as transformers' `ASTForAudioClassification`'s does: class
+                indices (cross-entropy) for `"single_label_classification"`, multi-hot targets (binary cross-entropy)
+                for `"multi_label_classification"`, targets (mean squared error) for `"regression"`; unset, it is
+                inferred from `num_labels` and the labels' dtype, as transformers does. Training choices such as label
+                smoothing or mixup's class probabilities are the Trainer's
+                ([`~gtzan_hf.training.trainer.AudioClassificationTrainer`]).
             attention_mask (`torch.LongTensor` of shape `(batch_size, max_length)`, *optional*):
                 Not used; see [`SSASTModel.forward`].
             output_attentions (`bool`, *optional*):
@@ -441,7 +416,7 @@ class SSASTForAudioClassification(SSASTPreTrainedModel):
         """
         outputs = self.ssast(input_values, **kwargs)
         logits = self.classifier(outputs.pooler_output)
-        loss = None if labels is None else classification_loss(logits, labels, self.config)
+        loss = None if labels is None else self.loss_function(labels, logits, self.config)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -594,5 +569,4 @@ __all__ = [
     "SSASTForPreTraining",
     "SSASTModel",
     "SSASTPreTrainedModel",
-    "classification_loss",
 ]

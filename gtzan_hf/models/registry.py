@@ -29,14 +29,15 @@ class AudioClassifier(Protocol):
     need from a classifier of filter-bank windows.
     """
 
-    config: PreTrainedConfig  # `id2label`, `max_length`, `num_mel_bins`, `label_smoothing`
+    config: PreTrainedConfig  # `id2label`, `max_length`, `num_mel_bins`, `problem_type`
     classifier: torch.nn.Module  # the head: its input is the clip embedding (t-SNE maps of the reports)
 
     def __call__(
         self, input_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
     ) -> SequenceClassifierOutput:
-        """`input_values` `(batch, max_length, num_mel_bins)` -> `logits` `(batch, num_labels)`, and the loss (label
-        smoothing from `config.label_smoothing`) when `labels` (class indices or probabilities) are given."""
+        """`input_values` `(batch, max_length, num_mel_bins)` -> `logits` `(batch, num_labels)`, and the loss when
+        `labels` are given: `self.loss_function(labels, logits, self.config)`, transformers' rules for
+        `config.problem_type`, as `ASTForAudioClassification`."""
 
     def layer_ids(self) -> dict[str, int]:
         """Depth of each parameter for layer-wise learning rates, the head deepest."""
@@ -60,8 +61,8 @@ class ModelType:
     pretraining_class: type[PreTrainedModel] | None = None
 
     @property
-    def model_type(self) -> str:
-        """The `model_type` of its `config.json`."""
+    def config_model_type(self) -> str:
+        """The `model_type` of its `config.json` (transformers' meaning of the words)."""
         return self.config_class.model_type
 
 
@@ -101,6 +102,6 @@ MODEL_TYPES = (
 )
 
 
-def model_type(name: str) -> ModelType | None:
+def find_model_type(name: str) -> ModelType | None:
     """The entry whose `--model_type` name or `config.json` `model_type` is `name`, or `None`."""
-    return next((entry for entry in MODEL_TYPES if name in (entry.name, entry.model_type)), None)
+    return next((entry for entry in MODEL_TYPES if name in (entry.name, entry.config_model_type)), None)

@@ -2,7 +2,7 @@
 Named recipes whose quirks plug into the general registries rather than being written into general modules.
 
 A recipe module may define, each optional:
-- `VOTE_RULES`: [`~gtzan_hf.inference.voting.VoteRule`]s (reported in metrics.json, tables and model cards);
+- `VOTE_RULES`: [`~gtzan_hf.inference.vote_types.VoteRule`]s (reported in metrics.json, tables and model cards);
 - `SPLIT_LISTS`: `{split name: callable returning {"train": [song ids], "validation": [...], "test": [...]}}`,
   usable as `--split NAME`;
 - `SPEC_AUGMENT_AXES`: `{name: (axis of freq_mask, axis of time_mask)}` in `(batch, frames, mel_bins)`, usable as

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.voting import VoteRule, majority_counts
+from ..inference.vote_types import VoteRule, majority_counts
 
 SPLIT_FILES = Path(__file__).parent / "course_project_splits"
 

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix
 
+from ..errors import UserError
 from ..inference.plots import show_fbank
 from ..inference.predict import WindowPredictions
 from ..inference.voting import song_predictions, vote_rules
@@ -161,7 +162,7 @@ def read_run_settings(run_dir: str | Path) -> dict:
     for name in ("run_config.json", "evaluation_config.json"):
         if (Path(run_dir) / name).is_file():
             return json.loads((Path(run_dir) / name).read_text())
-    raise FileNotFoundError(
+    raise UserError(
         f"{run_dir} holds neither run_config.json nor evaluation_config.json: name the output_dir of a finished run "
         "or evaluation."
     )
@@ -223,7 +224,7 @@ def comparison_table(run_dirs: list[str | Path], split: str = "test") -> str:
     for run_dir in map(Path, run_dirs):
         metrics_file = run_dir / "metrics.json"
         if not metrics_file.exists():
-            raise FileNotFoundError(f"{metrics_file} not found: is {run_dir} the output_dir of a finished run?")
+            raise UserError(f"{metrics_file} not found: is {run_dir} the output_dir of a finished run?")
         figures = json.loads(metrics_file.read_text())[split]
         cells = {key: f"{100 * figures[key]:.2f} %" for key in table_keys()}
         rows.append((run_dir.name, read_run_settings(run_dir), cells))

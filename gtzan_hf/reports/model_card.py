@@ -11,7 +11,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..data.synthetic import GENERATED_CORPUS_MARKER, GTZAN_GENRES
 from ..inference.voting import vote_rules
-from ..models.registry import model_type as registered_model_type
+from ..models.feature_extraction_ssast import SSASTFeatureExtractor
+from ..models.registry import find_model_type
 from ..models.source import is_hub_id
 from .evaluation import describe_windows
 
@@ -98,7 +99,7 @@ def describe_split(splits: dict) -> str:
 
 def describe_start(run_config: dict, model_type: str | None) -> str:
     """How the weights began, truthfully: from scratch, or fine-tuned from a named checkpoint."""
-    entry = registered_model_type(model_type or "")
+    entry = find_model_type(model_type or "")
     architecture = entry.description if entry else f"A `{model_type}` model"
     source = run_config.get("model_name_or_path")
     if not source:
@@ -113,7 +114,8 @@ def describe_input(preprocessor: dict, config: dict) -> str:
     window = preprocessor.get("window_seconds")
     if window:
         return f"the first {window:g} s of what it is given (the window it was trained on; shorter audio is padded)"
-    return f"the first {max_length / 100:g} s of what it is given (the model's {max_length} input frames)"
+    seconds = SSASTFeatureExtractor.frames_to_seconds(max_length)
+    return f"the first {seconds:g} s of what it is given (the model's {max_length} input frames)"
 
 
 def _figure(key: str, value: float, std: float | None = None) -> str:

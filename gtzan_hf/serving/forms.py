@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ..errors import UserError
 from ..inference.audio import decode_audio
 from ..models.feature_extraction_ssast import SSASTFeatureExtractor
 
@@ -224,7 +225,7 @@ def choose_serving_form(
     start = time.perf_counter()
     forced = os.environ.get(SERVING_ENV, "").strip()
     if forced and forced not in FORMS:
-        raise ValueError(f"{SERVING_ENV}={forced!r} is not a serving form; expected one of {', '.join(FORMS)}.")
+        raise UserError(f"{SERVING_ENV}={forced!r} is not a serving form; expected one of {', '.join(FORMS)}.")
     forms = [forced] if forced else forms or available_forms()
     windows = calibration_windows(feature_extractor)
     _time(model, windows[:1], 1)  # warm-up
@@ -242,7 +243,7 @@ def choose_serving_form(
                     if disagreements:
                         problem = f"its top-1 differs from float32 on {disagreements} calibration windows"
                         if not forced:
-                            raise ValueError(problem)
+                            raise UserError(problem)
                         logger.warning("%s=%s is served, although %s", SERVING_ENV, forced, problem)
                     timings[f"{name}, {batch_size}"] = seconds
                     if best is None or seconds < best.seconds_per_window:

@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from ..errors import UserError
 from ..inference.predict import iterate_predictions, placement
 from ..inference.voting import song_predictions
 
@@ -43,7 +44,7 @@ def head_layer(model: nn.Module) -> nn.Linear:
     """The last linear layer of `model.classifier`, whose output is the logits."""
     linears = [module for module in model.classifier.modules() if isinstance(module, nn.Linear)]
     if not linears:
-        raise ValueError(f"{type(model).__name__}'s classifier has no linear layer to fit as a probe.")
+        raise UserError(f"{type(model).__name__}'s classifier has no linear layer to fit as a probe.")
     return linears[-1]
 
 
@@ -64,7 +65,7 @@ def window_features(model: nn.Module, batches: Iterable[dict]) -> tuple[np.ndarr
     finally:
         hook.remove()
     if not rows:
-        raise ValueError("No windows to fit the probe on: the labelled splits are empty.")
+        raise UserError("No windows to fit the probe on: the labelled splits are empty.")
     return tuple(np.concatenate([row[name] for row in rows]) for name in ("features", "labels", "song_index"))
 
 
@@ -140,12 +141,12 @@ def fit_linear_probe(
     if len(present) != num_labels:
         missing = sorted(set(range(num_labels)) - set(present.tolist()))
         names = ", ".join(model.config.id2label[index] for index in missing)
-        raise ValueError(f"No labelled windows of {names}: every class needs labelled songs to fit the probe.")
+        raise UserError(f"No labelled windows of {names}: every class needs labelled songs to fit the probe.")
     first_windows = np.unique(songs, return_index=True)[1]
     songs_per_class = np.bincount(labels[first_windows], minlength=num_labels)
     folds = min(cv_folds, int(songs_per_class.min()))
     if folds < 2:
-        raise ValueError(
+        raise UserError(
             "Choosing the probe's regularisation needs at least 2 labelled songs of every class; "
             f"{model.config.id2label[int(songs_per_class.argmin())]} has {int(songs_per_class.min())}."
         )

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 # `_*` files are left out of the Trainer's pushes to the Hub.
@@ -29,11 +31,11 @@ NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
 FULL_DISK_MARGIN = 64 * 2**20
 
 
-class RunInUseError(OSError):
+class RunInUseError(UserError, OSError):
     """Another run holds the lock of the output folder."""
 
 
-class DiskFullError(OSError):
+class DiskFullError(UserError, OSError):
     """A save failed: the output folder's file system is full."""
 
 
@@ -164,8 +166,13 @@ def output_dir_held(training_args) -> Iterator[None]:
         if training_args.process_index == 0:
             try:
                 held.enter_context(RunLock(training_args.output_dir))
-            except OSError as error:
+            except RunInUseError as error:
                 refusal = error
+            except OSError as error:  # a folder that cannot be written: the user's to fix
+                refusal = UserError(
+                    f"Cannot write in --output_dir {training_args.output_dir}: {error.strerror or error}. Fix its "
+                    "permissions, or choose another --output_dir."
+                )
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             shared = [refusal]
             torch.distributed.broadcast_object_list(shared, src=0)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from ..errors import UserError
 from ..models.checkpoints import check_model_weights, load_tensors, refused_pickle
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ class RandomStateOptional:
     `Trainer` mixin: a checkpoint's random state (`rng_state*.pth`) that holds Python objects besides its numbers is
     left out with a warning instead of stopping the run. Resuming without it changes only the random draws from then
     on (dropout, crops, masks), as the Trainer itself does for a checkpoint without one; refusing would cost the whole
-    run for that.
+    run for that. transformers has no public hook for this: the one private `Trainer` method the package overrides,
+    checked by name against the installed release (tests/test_trainer.py).
     """
 
     def _load_rng_state(self, checkpoint):
@@ -91,7 +93,7 @@ def resume_checkpoint(
         return None
     if resume_from_checkpoint:
         if not is_complete_checkpoint(Path(resume_from_checkpoint)):
-            raise ValueError(
+            raise UserError(
                 f"--resume_from_checkpoint {resume_from_checkpoint} is not a complete checkpoint (trainer_state.json "
                 "and model weights): name another checkpoint-N folder."
             )

@@ -1,8 +1,6 @@
 """A `transformers.Trainer` for audio classification of songs: layer-wise learning rates, label smoothing on hard
 and soft (mixup) labels, and song-level voting metrics."""
 
-import copy
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +8,7 @@ import torch
 from torch import nn
 from transformers import EvalPrediction, Trainer, TrainingArguments, get_scheduler
 
+from ..errors import UserError
 from ..metrics import song_level_metrics
 from .linear_probe import DEFAULT_C_VALUES
 from .resume import RandomStateOptional
@@ -71,6 +70,34 @@ class AudioTrainingArguments(TrainingArguments):
         if self.label_names is None:
             self.label_names = ["labels", "song_index"]
         super().__post_init__()
+        if self.lr_schedule_per_epoch and self.max_steps > 0:
+            raise UserError("--lr_schedule_per_epoch counts epochs: set --num_train_epochs, not --max_steps.")
+
+
+class EpochSchedule(torch.optim.lr_scheduler.LambdaLR):
+    """A learning-rate schedule held for a whole epoch: `lr_scheduler_type` evaluated at the epoch count, as a torch
+    scheduler stepped once per epoch (`--lr_schedule_per_epoch`), while the Trainer steps it at every step."""
+
+    @classmethod
+    def from_arguments(cls, optimizer: torch.optim.Optimizer, args, num_training_steps: int) -> "EpochSchedule":
+        """`args.lr_scheduler_type` on the epoch scale (warm-up rounded up to whole epochs), read at the epoch each of
+        the `num_training_steps` steps falls in."""
+        steps_per_epoch = max(1, round(num_training_steps / args.num_train_epochs))
+        on_epochs = get_scheduler(
+            args.lr_scheduler_type,
+            optimizer=optimizer,
+            num_warmup_steps=-(-args.get_warmup_steps(num_training_steps) // steps_per_epoch),
+            num_training_steps=-(-num_training_steps // steps_per_epoch),
+            scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+        )
+        if not isinstance(on_epochs, torch.optim.lr_scheduler.LambdaLR):
+            raise UserError(
+                f"lr_schedule_per_epoch needs a schedule of the step count; {args.lr_scheduler_type} is not one."
+            )
+        return cls(
+            optimizer,
+            [lambda step, factor=factor: factor(step // steps_per_epoch) for factor in on_epochs.lr_lambdas],
+        )
 
 
 class AudioClassificationTrainer(RandomStateOptional, Trainer):
@@ -80,8 +107,9 @@ class AudioClassificationTrainer(RandomStateOptional, Trainer):
     - Optimiser parameter groups, from the model's own declaration (`model.layer_ids()`, `model.no_weight_decay()`):
       the head (the deepest layer id) at `args.head_learning_rate`, the backbone at `args.learning_rate` scaled by
       `args.layer_decay` per layer below the head; no weight decay on the parameters the model exempts.
-    - Loss: the model's own (label-smoothed cross-entropy for class indices and soft labels), with
-      `args.label_smoothing_factor` as the model's `config.label_smoothing`.
+    - Loss: cross-entropy with `args.label_smoothing_factor`, against class indices or class probabilities (mixup's
+      soft labels): training choices, computed here. The model's own loss (`model(x, labels=y).loss`, which a plain
+      `Trainer` reports) follows `config.problem_type` as transformers' AST's does.
     - Evaluation: batches carry `song_index`; `compute_metrics` defaults to song-level voting metrics
       (`song_accuracy`, the soft-voting headline, `clip_accuracy`, `song_accuracy_hard`, `song_accuracy_hybrid`,
       `song_accuracy_course_project`, `macro_f1`, `per_genre_accuracy_<name>`).
@@ -96,59 +124,45 @@ class AudioClassificationTrainer(RandomStateOptional, Trainer):
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = self._song_metrics
         super().__init__(*args, **kwargs)
-        # The model computes the loss; the smoothing is a training choice, so the arguments set it.
-        self.model.config.label_smoothing = self.args.label_smoothing_factor
         # Evaluation batches must not be mixed up: a training collator with mixup gets a plain twin here.
         self.eval_data_collator = eval_data_collator or self.data_collator
         self._train_correct = torch.zeros((), dtype=torch.long)
         self._train_seen = torch.zeros((), dtype=torch.long)
 
-    @contextmanager
-    def _evaluation_loading(self):
-        # `dataloader_drop_last` is for training batches: evaluation must see every window of every song.
-        training = self.data_collator, self.args
-        self.data_collator = self.eval_data_collator
-        self.args = copy.copy(self.args)
-        self.args.dataloader_drop_last = False
-        try:
-            yield
-        finally:
-            self.data_collator, self.args = training
+    def _evaluation_dataloader(self, dataset) -> torch.utils.data.DataLoader:
+        # Every window of every song, in order and unmixed: the evaluation collator, and never
+        # `dataloader_drop_last`, which is for training batches.
+        args = self.args
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=args.eval_batch_size,
+            collate_fn=self.eval_data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+        )
+        return self.accelerator.prepare(loader)
 
     def get_eval_dataloader(self, eval_dataset=None):
-        with self._evaluation_loading():
-            return super().get_eval_dataloader(eval_dataset)
+        if isinstance(eval_dataset, str):
+            eval_dataset = self.eval_dataset[eval_dataset]
+        eval_dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        if eval_dataset is None:
+            raise ValueError("Trainer: evaluation requires an eval_dataset.")
+        return self._evaluation_dataloader(eval_dataset)
 
     def get_test_dataloader(self, test_dataset):
-        with self._evaluation_loading():
-            return super().get_test_dataloader(test_dataset)
+        return self._evaluation_dataloader(test_dataset)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
-        if self.lr_scheduler is not None or not self.args.lr_schedule_per_epoch:
+        # A scheduler given to the Trainer is kept; a per-epoch one is built anew at every `train()`, as the Trainer
+        # builds its own.
+        ours = self.lr_scheduler is None or isinstance(self.lr_scheduler, EpochSchedule)
+        if not (self.args.lr_schedule_per_epoch and ours):
             return super().create_scheduler(num_training_steps, optimizer)
-        if self.args.max_steps > 0:
-            raise ValueError("lr_schedule_per_epoch counts epochs: set num_train_epochs, not max_steps.")
-        steps_per_epoch = max(1, round(num_training_steps / self.args.num_train_epochs))
-        num_epochs = -(-num_training_steps // steps_per_epoch)
-        # The schedule built on the epoch scale, then read at the epoch a step falls in.
-        scheduler = get_scheduler(
-            self.args.lr_scheduler_type,
-            optimizer=optimizer or self.optimizer,
-            num_warmup_steps=-(-self.args.get_warmup_steps(num_training_steps) // steps_per_epoch),
-            num_training_steps=num_epochs,
-            scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
-        )
-        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-            raise ValueError(
-                f"lr_schedule_per_epoch needs a schedule of the step count; {self.args.lr_scheduler_type} is not one."
-            )
-        scheduler.lr_lambdas = [
-            lambda step, epoch_lambda=epoch_lambda: epoch_lambda(step // steps_per_epoch)
-            for epoch_lambda in scheduler.lr_lambdas
-        ]
-        self.lr_scheduler = scheduler
-        self._created_lr_scheduler = True
-        return scheduler
+        self.lr_scheduler = EpochSchedule.from_arguments(optimizer or self.optimizer, self.args, num_training_steps)
+        return self.lr_scheduler
 
     def create_model_card(self, **kwargs) -> None:
         # A fine-tuning run writes its own card with results (gtzan_hf.reports.model_card); keep it when pushing.
@@ -204,13 +218,19 @@ class AudioClassificationTrainer(RandomStateOptional, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         inputs.pop("song_index", None)
+        labels = inputs.pop("labels")
         outputs = model(**inputs)
+        logits = outputs["logits"]
+        # class indices `(batch,)`, or mixup's class probabilities `(batch, num_labels)`
+        soft = labels.is_floating_point()
+        loss = nn.functional.cross_entropy(
+            logits, labels.to(logits.dtype) if soft else labels, label_smoothing=self.args.label_smoothing_factor
+        )
         if model.training:
-            labels, logits = inputs["labels"], outputs["logits"]
-            targets = labels.argmax(dim=-1) if labels.is_floating_point() else labels
+            targets = labels.argmax(dim=-1) if soft else labels
             self._train_correct = self._train_correct.to(logits.device) + (logits.argmax(-1) == targets).sum()
             self._train_seen = self._train_seen.to(logits.device) + targets.numel()
-        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         # Training logs are written on every process at the same step: summing the counts here is collective-safe.

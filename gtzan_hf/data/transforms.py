@@ -1,6 +1,6 @@
 """Windows cut on the fly from the fbank cache: the `with_transform` of the training and evaluation index tables.
 
-Windows and padding: a window is `window_frames` frames (100 per second: 10 s = 1000 frames) starting at `start`;
+Windows and padding: a window is `window_frames` filter-bank frames (10 s = 1000 frames) starting at `start`;
 what the song lacks at its end (GTZAN's 29.x s tracks lose up to a few frames in their third 10 s window), and the
 rest up to the model's `max_length` (1024), is zero-padded before normalisation, as the original SSAST did. The
 random crop of a song shorter than the window takes the whole song, padded the same way.
@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 
 from ..inference.audio import decode_audio
-from ..inference.windowing import FRAMES_PER_SECOND, random_start
+from ..inference.windowing import random_start
 from .augmentation import spec_augment
 
 
@@ -79,9 +79,8 @@ class FbankWindowTransform:
 
     def _augmented_window(self, song: int, start: int) -> torch.Tensor:
         rate = self.feature_extractor.sampling_rate
-        hop, length = rate // FRAMES_PER_SECOND, rate * 25 // 1000  # 10 ms shift, 25 ms frames
         waveform = decode_audio(self.audio[song]["audio"], rate)
-        waveform = waveform[start * hop : (start + self.window_frames - 1) * hop + length]
+        waveform = waveform[self.feature_extractor.frame_samples(start, self.window_frames)]
         waveform = self.waveform_augment(samples=waveform, sample_rate=rate)
         return self.feature_extractor.fbank(torch.from_numpy(np.ascontiguousarray(waveform)))[: self.window_frames]
 
