@@ -18,19 +18,23 @@ The audio comes from installed Debian packages (`apt-get install` them first: th
   labeled tracks but those the fold tests (as the first recipe's run of that fold split them), one pretraining run
   per fold.
 
-The recipes: `quickstart` (`--preset quickstart`, as the README runs it) and `few-labels` (`--preset few-labels`);
-`--recipe` adds others. Per recipe, fine-tuning runs (`scripts/finetune.py` with the recipe's flags) on each fold of
-a stratified `--folds`-fold split of the labeled tracks (test fold f, validation fold f + 1, training the rest; every
-track is tested once), each from a pretraining run of the recipe's pretraining flags (`scripts/pretrain.py` on the
-pretraining audio) when it has some, else from scratch. Prints each run's test song and clip accuracies and,
-per recipe, mean +- std over the folds, the gain over the first recipe (paired by fold), chance, the majority class
-and the training time per fold; writes them to `<workdir>/<corpus>-<k>folds/real_music-<recipes>-folds<list>.json`.
-Every folder (corpus, pool, pretraining, runs) is named after the packages, sizes and flags it depends on: a
-finished one is reused when the command is repeated, never another's.
+The recipes: `quickstart` (`--preset quickstart`, as the README runs it) and `few-labels` (`--preset few-labels`,
+a linear probe of a randomly initialised CNN); `--recipe` adds others. Per recipe, fine-tuning runs
+(`scripts/finetune.py` with the recipe's flags) on each fold of a stratified `--folds`-fold split of the labeled tracks
+(test fold f, validation fold f + 1, training the rest; every track is tested once), each from a pretraining run of
+the recipe's pretraining flags (`scripts/pretrain.py` on the pretraining audio) when it has some, else from scratch.
+Beside them, on the same test tracks, two classic baselines (`_baselines.py`, librosa: `pip install -e
+".[benchmarks]"`): a logistic regression on each track's 96-band log-mel statistics, and one on hand-crafted
+features, fitted on all the other tracks with the linear probe's protocol. Prints each run's test song and clip
+accuracies and, per baseline and recipe, mean +- std over the folds, the gain over the log-mel statistics baseline
+(paired by fold), chance, the majority class and the training time per fold; writes them to
+`<workdir>/<corpus>-<k>folds/real_music-<recipes>-folds<list>.json`. Every folder (corpus, pool, pretraining, runs)
+is named after the packages, sizes and flags it depends on: a finished one is reused when the command is repeated,
+never another's.
 
-The few-labels recipe was chosen on the default `--packages` (development); the held-out packages
-(`--packages warzone2100-music hyperrogue-music planetblupi-music-ogg drascula-music nexuiz-music singularity-music`)
-took no part in the choice. Both are in BENCHMARKS.md.
+The few-labels recipe was chosen on two package sets, the default `--packages` and `--packages warzone2100-music
+hyperrogue-music planetblupi-music-ogg drascula-music nexuiz-music singularity-music`; no other package took part in
+the choice. Both are in BENCHMARKS.md.
 """
 
 import argparse
@@ -65,7 +69,7 @@ POOL_PACKAGES = ["widelands-data", "supertuxkart-data", "megaglest-data", "openc
 # name: (scripts/finetune.py flags, scripts/pretrain.py flags or None to train from scratch)
 RECIPES = {
     "quickstart": ("--preset quickstart --crop_seconds 5 --eval_hop_seconds 10", None),
-    "few-labels": ("--preset few-labels --crop_seconds 5 --eval_hop_seconds 5", None),
+    "few-labels": ("--preset few-labels", None),
 }
 
 

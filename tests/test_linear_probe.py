@@ -113,6 +113,7 @@ def test_a_few_labels_run_is_a_probe_scored_on_test_only(few_labels_run):
     assert probe["num_songs"] == len(splits["song_ids"]["train"]) + len(splits["song_ids"]["validation"]) == 40
     assert probe["num_windows"] == 40 * 5  # 2 s windows every 1 s of 6 s songs
     assert f"{probe['c']:g}" in probe["cv_song_accuracy"]
+    assert json.loads((output_dir / "all_results.json").read_text())["train_runtime"] > 0  # the fit, as training's
     card = " ".join(ModelCard.load(output_dir / "README.md").text.split())
     assert "kept at its random initialisation, with only its output layer fitted, as a logistic regression" in card
     assert f"chosen by {probe['cv_folds']}-fold cross-validation over the 40 training and validation songs" in card

@@ -3,6 +3,7 @@
 
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 import transformers
 from transformers import set_seed
+from transformers.trainer_utils import speed_metrics
 
 from ..data import DataConfig, SSASTDataCollator, SSASTDatasets, build_datasets
 from ..data.augmentation import spec_augment
@@ -161,18 +163,20 @@ def build_trainer(
     return trainer, data
 
 
-def fit_probe(trainer: AudioClassificationTrainer, data: SSASTDatasets) -> None:
+def fit_probe(trainer: AudioClassificationTrainer, data: SSASTDatasets) -> dict:
     """`--linear_probe`: fit the model's head on the fixed windows of the training and validation songs (see
     [`~gtzan_hf.training.linear_probe.fit_linear_probe`]), save the model and what was chosen
     (`linear_probe.json`). Every process fits the same probe on all the windows, so that each holds the model it
-    then evaluates its share of the test windows with."""
+    then evaluates its share of the test windows with. Returns the fit's `train_*` speed metrics, as `train()`'s."""
     args = trainer.args
+    start = time.time()
     windows = data.fixed_windows("train", "validation")
     batches = evaluation_dataloader(windows, args.per_device_eval_batch_size, data.num_labels)
     fit = fit_linear_probe(trainer.model, batches, args.probe_c_values, args.probe_cv_folds, args.seed)
     trainer.save_model()
     if trainer.is_world_process_zero():
         (Path(args.output_dir) / "linear_probe.json").write_text(json.dumps(fit.to_json(), indent=2))
+    return speed_metrics("train", start)
 
 
 @holds_output_dir
@@ -195,16 +199,17 @@ def run_finetune(
     source = starting_model(model_args, training_args)  # a bad model is refused before any data is prepared
     trainer, data = build_trainer(model_args, data_config, training_args, source)
     if training_args.do_train and training_args.linear_probe:
-        fit_probe(trainer, data)
+        train_metrics = fit_probe(trainer, data)
     elif training_args.do_train:
         resume = resume_checkpoint(
             training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir
         )
-        train_result = trainer.train(resume_from_checkpoint=resume)
+        train_metrics = trainer.train(resume_from_checkpoint=resume).metrics
         trainer.save_model()
         trainer.save_state()
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
+    if training_args.do_train:
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
 
     run_config = {**asdict(model_args), **asdict(data_config), **training_args.to_dict()}
     metrics = write_run_reports(trainer, data, data_config, run_config)
