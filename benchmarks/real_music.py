@@ -18,19 +18,23 @@ The audio comes from installed Debian packages (`apt-get install` them first: th
   labeled tracks but those the fold tests (as the first recipe's run of that fold split them), one pretraining run
   per fold.
 
-The recipes: `quickstart` (`--preset quickstart`, as the README runs it) and `few-labels` (`--preset few-labels`);
-`--recipe` adds others. Per recipe, fine-tuning runs (`scripts/finetune.py` with the recipe's flags) on each fold of
-a stratified `--folds`-fold split of the labeled tracks (test fold f, validation fold f + 1, training the rest; every
-track is tested once), each from a pretraining run of the recipe's pretraining flags (`scripts/pretrain.py` on the
-pretraining audio) when it has some, else from scratch. Prints each run's test song and clip accuracies and,
-per recipe, mean +- std over the folds, the gain over the first recipe (paired by fold), chance, the majority class
-and the training time per fold; writes them to `<workdir>/<corpus>-<k>folds/real_music-<recipes>-folds<list>.json`.
-Every folder (corpus, pool, pretraining, runs) is named after the packages, sizes and flags it depends on: a
-finished one is reused when the command is repeated, never another's.
+The recipes: `quickstart` (`--preset quickstart`, as the README runs it) and `few-labels` (`--preset few-labels`,
+a linear probe of a randomly initialised CNN); `--recipe` adds others. Per recipe, fine-tuning runs
+(`scripts/finetune.py` with the recipe's flags) on each fold of a stratified `--folds`-fold split of the labeled tracks
+(test fold f, validation fold f + 1, training the rest; every track is tested once), each from a pretraining run of
+the recipe's pretraining flags (`scripts/pretrain.py` on the pretraining audio) when it has some, else from scratch.
+Beside them, on the same test tracks, two classic baselines (`_baselines.py`, librosa: `pip install -e
+".[benchmarks]"`): a logistic regression on each track's 96-band log-mel statistics, and one on hand-crafted
+features, fitted on all the other tracks with the linear probe's protocol. Prints each run's test song and clip
+accuracies and, per baseline and recipe, mean +- std over the folds, the gain over the log-mel statistics baseline
+(paired by fold), chance, the majority class and the training time per fold; writes them to
+`<workdir>/<corpus>-<k>folds/real_music-<recipes>-folds<list>.json`. Every folder (corpus, pool, pretraining, runs)
+is named after the packages, sizes and flags it depends on: a finished one is reused when the command is repeated,
+never another's.
 
-The few-labels recipe was chosen on the default `--packages` (development); the held-out packages
-(`--packages warzone2100-music hyperrogue-music planetblupi-music-ogg drascula-music nexuiz-music singularity-music`)
-took no part in the choice. Both are in BENCHMARKS.md.
+The few-labels recipe was chosen on two package sets, the default `--packages` and `--packages warzone2100-music
+hyperrogue-music planetblupi-music-ogg drascula-music nexuiz-music singularity-music`; no other package took part in
+the choice. Both are in BENCHMARKS.md.
 """
 
 import argparse
@@ -41,6 +45,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -49,6 +54,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this suite
+from _baselines import BASELINES, fold_accuracies  # noqa: E402
 from _runs import mean_std, slug  # noqa: E402
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -63,7 +69,7 @@ POOL_PACKAGES = ["widelands-data", "supertuxkart-data", "megaglest-data", "openc
 # name: (scripts/finetune.py flags, scripts/pretrain.py flags or None to train from scratch)
 RECIPES = {
     "quickstart": ("--preset quickstart --crop_seconds 5 --eval_hop_seconds 10", None),
-    "few-labels": ("--preset few-labels --crop_seconds 5 --eval_hop_seconds 5", None),
+    "few-labels": ("--preset few-labels", None),
 }
 
 
@@ -182,21 +188,30 @@ def write_pool(out_dir: Path, packages: list[str], min_seconds: float) -> Path:
 
 
 def run_script(script: str, output_dir: Path, flags: list[str], done: str) -> None:
-    """Run `scripts/<script>` with `flags` into `output_dir`, unless it holds `done` (a finished run)."""
+    """Run `scripts/<script>` with `flags` into `output_dir`, unless it holds `done` (a finished run); its wall-clock
+    time, data preparation included, goes to `benchmark_seconds.txt`."""
     if (output_dir / done).is_file():
         return
     output_dir.mkdir(parents=True, exist_ok=True)
     log = output_dir / "benchmark.log"
     command = [sys.executable, str(SCRIPTS / script), *flags, "--output_dir", str(output_dir)]
+    start = time.perf_counter()
     with log.open("w") as stream:
         if subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT).returncode:
             sys.exit(f"{shlex.join(command)} failed: see {log}")
+    (output_dir / "benchmark_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
 
 
 def train_seconds(output_dir: Path) -> float:
-    """The training time of the finished run in `output_dir`, as its Trainer logged it (no data preparation)."""
-    state = json.loads((output_dir / "trainer_state.json").read_text())
-    return next(entry["train_runtime"] for entry in reversed(state["log_history"]) if "train_runtime" in entry)
+    """The training time of the finished run in `output_dir`, as it logged it (no data preparation; for a linear
+    probe, its features and fit)."""
+    return json.loads((output_dir / "all_results.json").read_text())["train_runtime"]
+
+
+def wall_seconds(output_dir: Path) -> float | None:
+    """The run's whole wall-clock time, data preparation included, when this benchmark ran it (else `None`)."""
+    path = output_dir / "benchmark_seconds.txt"
+    return float(path.read_text()) if path.is_file() else None
 
 
 def main(argv: list[str]) -> None:
@@ -213,7 +228,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--fold", type=int, nargs="+", help="run these folds only (development: faster)")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES), help="the first is "
-                        "the baseline the others' gains are measured against")  # fmt: skip
+                        "the first recipe's runs split the folds for --pretrain-on labeled")  # fmt: skip
     parser.add_argument("--recipe", nargs="+", action="append", default=[], metavar="NAME FLAGS",
                         help="another recipe: a name, scripts/finetune.py flags and optionally scripts/pretrain.py "
                         "flags (then fine-tuned from that pretraining on the pool)")  # fmt: skip
@@ -255,7 +270,7 @@ def main(argv: list[str]) -> None:
     runs = args.workdir / f"{corpus_name}-{args.folds}folds"
     folds = args.fold if args.fold is not None else list(range(args.folds))
     results = {}
-    baseline_run = runs / f"{next(iter(recipes))}-{slug(next(iter(recipes.values()))[0])}"
+    first_run = runs / f"{next(iter(recipes))}-{slug(next(iter(recipes.values()))[0])}"
     for name, (finetune_flags, pretrain_flags) in recipes.items():
         run_name = f"{name}-{slug(finetune_flags)}"
         if pretrain_flags is not None:
@@ -266,7 +281,7 @@ def main(argv: list[str]) -> None:
         for fold in folds:
             start, pretrain_seconds = [], 0.0
             if pretrain_flags is not None:
-                audio = pool if pool_packages else without_test_tracks(full, baseline_run / f"fold{fold}/splits.json")
+                audio = pool if pool_packages else without_test_tracks(full, first_run / f"fold{fold}/splits.json")
                 source = args.workdir / "pretrain" / f"{audio.name}-{slug(pretrain_flags)}"
                 pretrain_argv = ["--dataset", str(audio), *cache, *shlex.split(pretrain_flags)]
                 run_script("pretrain.py", source, pretrain_argv, "trainer_state.json")
@@ -282,10 +297,18 @@ def main(argv: list[str]) -> None:
             test = json.loads((output_dir / "metrics.json").read_text())["test"]
             results[name]["folds"].append(
                 {"fold": fold, "song_accuracy": test["song_accuracy"], "clip_accuracy": test["clip_accuracy"],
-                 "seconds": seconds, "pretrain_seconds": pretrain_seconds}
+                 "seconds": seconds, "wall_seconds": wall_seconds(output_dir), "pretrain_seconds": pretrain_seconds}
             )  # fmt: skip
             print(f"fold {fold} {name}: song {test['song_accuracy']:.3f} clip {test['clip_accuracy']:.3f} "
                   f"({seconds:.0f} s)")  # fmt: skip
+    split_files = [first_run / f"fold{fold}" / "splits.json" for fold in folds]
+    baselines = {}
+    for name in BASELINES:
+        accuracies = fold_accuracies(corpus, name, split_files, args.workdir / "baselines" / corpus_name)
+        scores = [{"fold": f, "song_accuracy": a, "clip_accuracy": a} for f, a in zip(folds, accuracies)]
+        baselines[name] = {"baseline": True, "folds": scores}
+        print(f"{name}: song " + ", ".join(f"{accuracy:.3f}" for accuracy in accuracies))
+    results = baselines | results
     summarize(results, counts, f"{len(folds)} of {args.folds} folds, {len(args.packages)} packages, {total} tracks")
     results_file = runs / f"real_music-{slug('-'.join(recipes))}-folds{slug(str(folds))}.json"
     results_file.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "counts": counts,
@@ -294,7 +317,8 @@ def main(argv: list[str]) -> None:
 
 
 def summarize(results: dict, counts: dict[str, int], what: str) -> None:
-    """Print each recipe's test accuracies and its gain over the first recipe's, as mean +- std over the folds."""
+    """Print each baseline's and recipe's test accuracies and its gain over the first baseline's (the log-mel
+    statistics), as mean +- std over the folds; a baseline has one prediction per track (its clip is its song)."""
     total = sum(counts.values())
     print(f"\nTest accuracy (%), mean +- std over {what}; chance {100 / len(counts):.1f}, "
           f"majority class {100 * max(counts.values()) / total:.1f}:")  # fmt: skip
@@ -302,15 +326,21 @@ def summarize(results: dict, counts: dict[str, int], what: str) -> None:
     for name, recipe in results.items():
         folds = recipe["folds"]
         songs, clips = ([fold[key] for fold in folds] for key in ("song_accuracy", "clip_accuracy"))
-        line = f"  {name:12s} song {mean_std(songs)}   clip {mean_std(clips)}"
+        line = f"  {name:18s} song {mean_std(songs)}   clip {mean_std(clips)}"
         if folds is not baseline:
             gains = {
                 key: [fold[key] - base[key] for fold, base in zip(folds, baseline)]
                 for key in ("song_accuracy", "clip_accuracy")
             }
             line += f"   gain song {mean_std(gains['song_accuracy'])} clip {mean_std(gains['clip_accuracy'])}"
+        if recipe.get("baseline"):
+            print(line)
+            continue
         seconds = [fold["seconds"] for fold in folds]
         line += f"   training {np.mean(seconds) / 60:.1f} min per fold"
+        walls = [fold["wall_seconds"] for fold in folds if fold.get("wall_seconds")]
+        if walls:
+            line += f" (the whole run {np.mean(walls) / 60:.1f} min)"
         if recipe["pretrain"] is not None:
             pretrain_minutes = max(fold["pretrain_seconds"] for fold in folds) / 60
             line += f" + {pretrain_minutes:.1f} min pretraining " + (

@@ -32,7 +32,10 @@ ALLOWED = {
         {"errors", "models", "inference", "recipes", "data"},
         MODEL_STACK | {"soundfile", "datasets", "pyarrow", "sklearn", "audiomentations", "xxhash"},
     ),
-    "training": ({"errors", "models", "inference", "recipes", "metrics", "data", "training"}, MODEL_STACK),
+    "training": (
+        {"errors", "models", "inference", "recipes", "metrics", "data", "training"},
+        MODEL_STACK | {"sklearn"},
+    ),
     "reports": (
         {"errors", "models", "inference", "recipes", "metrics", "data", "reports"},
         MODEL_STACK | {"matplotlib", "sklearn"},

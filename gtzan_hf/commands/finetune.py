@@ -3,6 +3,7 @@
 
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import numpy as np
 import torch
 import transformers
 from transformers import set_seed
+from transformers.trainer_utils import speed_metrics
 
 from ..data import Corpus, DataConfig, SplitInfo, SSASTDataCollator, SSASTDatasets, build_datasets, load_corpus
 from ..data.augmentation import spec_augment
+from ..data.collator import evaluation_dataloader
 from ..data.splits import resolved_split
 from ..errors import UserError
 from ..inference.predict import predict
@@ -29,6 +32,7 @@ from ..models.loading import (
 from ..models.source import ANY, TRAINED, ModelSource, SourceKind
 from ..reports.evaluation import write_evaluation_reports, write_learning_curves, write_spectrogram_pair
 from ..reports.model_card import write_model_card
+from ..training.linear_probe import fit_linear_probe
 from ..training.output_dir import holds_output_dir
 from ..training.resume import RUN_RECORD, check_resumed_run, finished_run, resume_checkpoint
 from ..training.trainer import AudioClassificationTrainer, AudioTrainingArguments
@@ -65,15 +69,17 @@ def write_run_reports(
     trainer: AudioClassificationTrainer, data: SSASTDatasets, data_config: DataConfig, run_config: dict
 ) -> dict | None:
     """
-    Evaluate the (best) model once on validation (`do_eval`) and test (`do_predict`), every process scoring its
-    share of the windows, and write every report of the run on the main process: metrics.json and its figures, the
-    Trainer's eval/test/all_results.json, splits.json, run_config.json; after training also the learning curves, a
-    SpecAugment example and the model card. Returns the metrics (`None` on the other processes).
+    Evaluate the (best) model once on validation (`do_eval`, unless a linear probe was fitted on it) and test
+    (`do_predict`), every process scoring its share of the windows, and write every report of the run on the main
+    process: metrics.json and its figures, the Trainer's eval/test/all_results.json, splits.json, run_config.json;
+    after training also the model card, and after gradient training the learning curves and a SpecAugment example.
+    Returns the metrics (`None` on the other processes).
     """
     args = trainer.args
+    probed = args.do_train and args.linear_probe
     splits = {
         name: predict(trainer.model, trainer.get_test_dataloader(getattr(data, name)), True, trainer.accelerator)
-        for name, asked in (("validation", args.do_eval), ("test", args.do_predict))
+        for name, asked in (("validation", args.do_eval and not probed), ("test", args.do_predict))
         if asked
     }
     if not trainer.is_world_process_zero():
@@ -85,10 +91,11 @@ def write_run_reports(
             trainer.save_metrics(prefix, flat_metrics(metrics[name], prefix))
     data.info.save(output_dir / "splits.json")
     (output_dir / RUN_RECORD).write_text(json.dumps(run_config, indent=2, default=str))
-    if args.do_train:
+    if args.do_train and not probed:
         write_learning_curves(trainer.state.log_history, output_dir)
         before, after = specaugment_example(data, data_config, trainer.processing_class)
         write_spectrogram_pair(before, after, output_dir / "specaugment_example.png")
+    if args.do_train:
         write_model_card(output_dir, args.hub_model_id)
     return metrics
 
@@ -210,6 +217,22 @@ def check_resumed_finetuning(
     check_resumed_run(checkpoint, label_names, model_config, {**model_settings, **data_settings})
 
 
+def fit_probe(trainer: AudioClassificationTrainer, data: SSASTDatasets) -> dict:
+    """`--linear_probe`: fit the model's head on the fixed windows of the training and validation songs (see
+    [`~gtzan_hf.training.linear_probe.fit_linear_probe`]), save the model and what was chosen
+    (`linear_probe.json`). Every process fits the same probe on all the windows, so that each holds the model it
+    then evaluates its share of the test windows with. Returns the fit's `train_*` speed metrics, as `train()`'s."""
+    args = trainer.args
+    start = time.time()
+    windows = data.fixed_windows("train", "validation")
+    batches = evaluation_dataloader(windows, args.per_device_eval_batch_size, data.num_labels)
+    fit = fit_linear_probe(trainer.model, batches, args.probe_c_values, args.probe_cv_folds, args.seed)
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        (Path(args.output_dir) / "linear_probe.json").write_text(json.dumps(fit.to_json(), indent=2))
+    return speed_metrics("train", start)
+
+
 @holds_output_dir
 def run_finetune(
     model_args: ModelArguments,
@@ -229,7 +252,7 @@ def run_finetune(
         return None
     source = starting_model(model_args, training_args)  # a bad model is refused before any data is prepared
     resume = None
-    if training_args.do_train:
+    if training_args.do_train and not training_args.linear_probe:
         resume = resume_checkpoint(
             training_args.output_dir, training_args.resume_from_checkpoint, overwrite_output_dir
         )
@@ -244,11 +267,15 @@ def run_finetune(
             (Path(training_args.output_dir) / RUN_RECORD).write_text(
                 json.dumps(run_settings(model_args, data_config, training_args), indent=2, default=str)
             )
-        train_result = trainer.train(resume_from_checkpoint=resume)
+    if training_args.do_train and training_args.linear_probe:
+        train_metrics = fit_probe(trainer, data)
+    elif training_args.do_train:
+        train_metrics = trainer.train(resume_from_checkpoint=resume).metrics
         trainer.save_model()
         trainer.save_state()
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
+    if training_args.do_train:
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
 
     metrics = write_run_reports(trainer, data, data_config, run_settings(model_args, data_config, training_args))
     for split, figures in (metrics or {}).items():

@@ -13,7 +13,7 @@ from .augmentation import default_waveform_augmentation
 from .cache import build_fbank_cache, fbank_array
 from .config import DataConfig
 from .sources import load_corpus
-from .splits import SPLIT_NAMES, SplitInfo, split_corpus
+from .splits import SplitInfo, split_corpus
 from .transforms import FbankWindowTransform
 
 
@@ -21,13 +21,15 @@ from .transforms import FbankWindowTransform
 class SSASTDatasets:
     """What [`build_datasets`] returns: torch-ready splits and what a run reports about them."""
 
-    train: Dataset
-    validation: Dataset
-    test: Dataset
     info: SplitInfo  # song ids per split, skipped and excluded files; `info.save(path)` writes splits.json
     fbanks: Dataset  # the fbank cache of the whole corpus
     split_rows: dict[str, list[int]]  # rows of `fbanks` in each split, in song_index order
     windows: Windows  # the training crops' and evaluation windows' length, and the evaluation hop
+    eval_segments: int | None  # evaluation windows per song (`None`: all)
+    eval_transform: FbankWindowTransform  # fixed windows, unaugmented
+    train: Dataset | None = None  # random crops (or the fixed windows, `crop_strategy="static"`), augmented
+    validation: Dataset | None = None  # fixed windows
+    test: Dataset | None = None  # fixed windows
 
     @property
     def label_names(self) -> list[str]:
@@ -45,6 +47,17 @@ class SSASTDatasets:
     @property
     def skipped(self) -> list[dict]:
         return self.info.skipped
+
+    def window_starts(self, num_frames: int) -> list[int]:
+        """The first frame of each fixed (evaluation) window of a song of `num_frames` frames."""
+        return segment_starts(num_frames, self.windows.frames, self.windows.hop_frames, self.eval_segments)
+
+    def fixed_windows(self, *splits: str) -> Dataset:
+        """The fixed windows of the songs of `splits`, unaugmented, their `song_index` numbering the songs of all of
+        them in order: what a linear probe is fitted on (`gtzan_hf.training.linear_probe`)."""
+        rows = [row for split in splits for row in self.split_rows[split]]
+        num_frames = np.asarray(self.fbanks["num_frames"])
+        return _index_table(rows, num_frames, self.window_starts).with_transform(self.eval_transform)
 
     def fbank_arrays(self, split: str = "train") -> Iterator[np.ndarray]:
         """The whole-song fbank of each song of `split`, e.g. for `SSASTFeatureExtractor.compute_stats`."""
@@ -93,9 +106,6 @@ def build_datasets(
     fbanks = build_fbank_cache(corpus, feature_extractor, num_proc, config.cache_dir)
     num_frames = np.asarray(list(fbanks["num_frames"]))
 
-    def fixed(frames: int) -> list[int]:
-        return segment_starts(frames, windows.frames, windows.hop_frames, config.eval_segments)
-
     if config.waveform_augment and waveform_augmentation is None:
         waveform_augmentation = default_waveform_augmentation()
     masks = (config.freq_mask, config.time_mask)
@@ -109,11 +119,8 @@ def build_datasets(
         spec_augment_axes=config.spec_augment_axes,
     )
     eval_transform = FbankWindowTransform(fbanks, feature_extractor, windows.frames)
-    train_starts = (lambda frames: [-1]) if config.crop_strategy == "random-crop" else fixed
-    splits = {
-        name: _index_table(split_rows[name], num_frames, train_starts if name == "train" else fixed).with_transform(
-            train_transform if name == "train" else eval_transform
-        )
-        for name in SPLIT_NAMES
-    }
-    return SSASTDatasets(**splits, info=info, fbanks=fbanks, split_rows=split_rows, windows=windows)
+    data = SSASTDatasets(info, fbanks, split_rows, windows, config.eval_segments, eval_transform)
+    train_starts = (lambda frames: [-1]) if config.crop_strategy == "random-crop" else data.window_starts
+    data.train = _index_table(split_rows["train"], num_frames, train_starts).with_transform(train_transform)
+    data.validation, data.test = (data.fixed_windows(name) for name in ("validation", "test"))
+    return data

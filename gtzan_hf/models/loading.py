@@ -26,7 +26,7 @@ from transformers import (
 
 from ..errors import UserError
 from .checkpoints import checkpoint_provenance, load_original_checkpoint, safe_model_weights
-from .configuration_ssast import Pooling, Size, SSASTConfig
+from .configuration_ssast import Size, SSASTConfig
 from .convert import (
     classifier_from_pretraining_model,
     from_original_checkpoint,
@@ -93,7 +93,21 @@ class ModelArguments:
             "help": "Input frames of a new or converted model (100 per second; shorter windows are padded).",
         },
     )
-    pooling: Pooling = field(default="mean", metadata={"help": "SSAST pooling: mean (ft_avgtok) or cls (ft_cls)."})
+    pooling: Literal["mean", "cls", "stats"] = field(
+        default="mean",
+        metadata={
+            "help": "What the head reads. SSAST: mean (ft_avgtok) or cls (ft_cls); the CNN from scratch: mean (the "
+            "last block's average) or stats (mean and std of the input, its time differences and cepstrum, and of "
+            "every block)."
+        },
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "From scratch: config settings to override, as transformers' examples take them, e.g. "
+            "hidden_size=0,dropout=0.2 (the CNN without its dense layer)."
+        },
+    )
     trust_remote_code: bool = field(
         default=False,
         metadata={"help": "Run the code shipped inside a model folder whose type is not gtzan-hf's or AST."},
@@ -108,13 +122,25 @@ class ModelArguments:
         return resolve_model(self.model_name_or_path, accepts=accepts, trust_remote_code=self.trust_remote_code)
 
     def scratch_config(self) -> PreTrainedConfig:
-        """The config of a model trained from scratch with these settings (its classes aside)."""
+        """The config of a model trained from scratch with these settings and `config_overrides` (its classes
+        aside)."""
         entry = find_model_type(self.model_type)
         if entry is None:  # the command line's choices refuse it first
             names = ", ".join(entry.name for entry in MODEL_TYPES)
             raise UserError(f"Unknown --model_type {self.model_type!r}: choose one of {names}.")
         with settings_refused("--model_type, --model_size, --num_hidden_layers, --patch_*, --*_stride, --max_length"):
-            return entry.scratch_config(self)
+            config = entry.scratch_config(self)
+        if self.config_overrides:
+            try:
+                config.update_from_string(self.config_overrides)
+                config.validate()
+            except (ValueError, StrictDataclassError) as error:
+                found = str(error).splitlines()[-1].strip().removeprefix("ValueError: ").rstrip(".")
+                raise UserError(
+                    f"--config_overrides {self.config_overrides!r}: {found}. Expected key=value pairs of the "
+                    f"{self.model_type} configuration's settings, separated by commas."
+                ) from error
+        return config
 
 
 @dataclass
@@ -209,11 +235,11 @@ def build_classifier(source: ModelSource | None, args: ModelArguments, label_nam
     mode. Original checkpoints, pretraining folders and AST models are converted to `args`' strides, input length and
     pooling (strides left unset: the original recipe for the checkpoint's patch shape); a saved model keeps its
     geometry and gets a new head where its classes differ."""
-    labels = label_settings(label_names)
     if source is None:
         config = args.scratch_config()
-        config.update(labels)
+        config.update(label_settings(label_names))
         return find_model_type(args.model_type).classifier_class(config)
+    labels = label_settings(label_names)
     geometry = {
         "freq_stride": args.freq_stride,
         "time_stride": args.time_stride,

@@ -10,6 +10,16 @@ from transformers.utils.generic import can_return_tuple
 from .configuration_cnn import CNNConfig
 
 
+def dct_basis(size: int, num_coefficients: int, like: torch.Tensor) -> torch.Tensor:
+    """`(num_coefficients, size)`: the first rows of the orthonormal DCT-II, which maps log-mel frames to their
+    cepstrum (as MFCCs are computed), on the device and in the dtype of `like`."""
+    positions = torch.arange(size, device=like.device, dtype=torch.float64) + 0.5
+    orders = torch.arange(num_coefficients, device=like.device, dtype=torch.float64)[:, None]
+    basis = torch.cos(torch.pi / size * orders * positions) * (2 / size) ** 0.5
+    basis[0] /= 2**0.5
+    return basis.to(like.dtype)
+
+
 class CNNPreTrainedModel(PreTrainedModel):
     config_class = CNNConfig
     base_model_prefix = "cnn"
@@ -29,8 +39,9 @@ class CNNPreTrainedModel(PreTrainedModel):
 
 class CNNForAudioClassification(CNNPreTrainedModel):
     """
-    Four blocks of 3×3 conv → batch norm → ReLU → 2×2 max-pool (32→64→128→256 channels by default), global average
-    pooling (so any number of frames works), then the `classifier`: dense layer, ReLU, dropout, one output per class.
+    Four blocks of 3×3 conv → batch norm → ReLU → 2×2 max-pool (32→64→128→256 channels by default), pooling over
+    time and frequency (so any number of frames works; see `CNNConfig.pooling`), then the `classifier`: dense layer,
+    ReLU, dropout, one output per class (`hidden_size=0`: dropout and one linear layer).
     """
 
     def __init__(self, config: CNNConfig):
@@ -46,12 +57,15 @@ class CNNForAudioClassification(CNNPreTrainedModel):
             ]
             in_channels = out_channels
         self.features = nn.Sequential(*blocks)
-        self.classifier = nn.Sequential(
-            nn.Linear(in_channels, config.hidden_size),
-            nn.ReLU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.hidden_size, config.num_labels),
-        )
+        if config.hidden_size:
+            dense = [nn.Linear(config.pooled_size, config.hidden_size), nn.ReLU()]
+            self.classifier = nn.Sequential(
+                *dense, nn.Dropout(config.dropout), nn.Linear(config.hidden_size, config.num_labels)
+            )
+        else:
+            self.classifier = nn.Sequential(
+                nn.Dropout(config.dropout), nn.Linear(config.pooled_size, config.num_labels)
+            )
         self.post_init()
 
     def layer_ids(self) -> dict[str, int]:
@@ -66,6 +80,30 @@ class CNNForAudioClassification(CNNPreTrainedModel):
     def no_weight_decay(self) -> set[str]:
         """Parameters trained without weight decay: biases and batch-norm weights (the 1-D ones)."""
         return {name for name, parameter in self.named_parameters() if parameter.ndim <= 1}
+
+    def pool(self, input_values: torch.Tensor) -> torch.Tensor:
+        """`(batch, frames, bins)` -> `(batch, config.pooled_size)`, what the classifier reads."""
+        # frequency as image height, as SSAST does: (batch, 1, bins, frames)
+        hidden = input_values.transpose(1, 2).unsqueeze(1)
+        if self.config.pooling == "mean":
+            return self.features(hidden).mean(dim=(2, 3))
+        # the input's statistics over time: of each mel bin, of its changes, of the frames' cepstrum
+        differences = input_values.diff(dim=1)
+        cepstrum = input_values @ dct_basis(self.config.num_mel_bins, self.config.num_cepstra, input_values).T
+        statistics = [
+            input_values.mean(dim=1),
+            input_values.std(dim=1),
+            differences.abs().mean(dim=1),
+            differences.std(dim=1),
+            cepstrum.mean(dim=1),
+            cepstrum.std(dim=1),
+            cepstrum.diff(dim=1).std(dim=1),
+        ]
+        for module in self.features:
+            hidden = module(hidden)
+            if isinstance(module, nn.MaxPool2d):  # the end of a block
+                statistics += [hidden.mean(dim=(2, 3)), hidden.std(dim=(2, 3))]
+        return torch.cat(statistics, dim=1)
 
     @can_return_tuple
     def forward(
@@ -91,9 +129,7 @@ class CNNForAudioClassification(CNNPreTrainedModel):
                 f"Expected input_values of shape (batch, frames, {self.config.num_mel_bins}), got "
                 f"{tuple(input_values.shape)}."
             )
-        # (batch, frames, bins) -> (batch, 1, bins, frames): frequency as image height, as SSAST does.
-        hidden = self.features(input_values.transpose(1, 2).unsqueeze(1))
-        logits = self.classifier(hidden.mean(dim=(2, 3)))
+        logits = self.classifier(self.pool(input_values))
         loss = None if labels is None else self.loss_function(labels, logits, self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 

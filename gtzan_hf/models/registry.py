@@ -99,7 +99,7 @@ MODEL_TYPES = (
         "A VGG-style CNN (the course project's baseline)",
         CNNConfig,
         CNNForAudioClassification,
-        lambda args: CNNConfig(max_length=args.max_length),
+        lambda args: CNNConfig(max_length=args.max_length, pooling=args.pooling),
         fixed_input_length=False,
     ),
 )

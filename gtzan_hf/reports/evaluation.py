@@ -170,11 +170,13 @@ def read_run_settings(run_dir: str | Path) -> dict:
 
 
 def describe_windows(settings: dict) -> str:
-    """Training and evaluation windows in words, with their lengths and hops."""
+    """Training (or a linear probe's fitting) and evaluation windows in words, with their lengths and hops."""
     crop = float(settings.get("crop_seconds") or 10.0)
     hop = float(settings.get("eval_hop_seconds") or crop)
     segments = settings.get("eval_segments")
-    if settings.get("crop_strategy", "random-crop") == "random-crop":
+    if settings.get("linear_probe"):
+        training = f"fixed {crop:g} s windows every {hop:g} s of the training and validation songs (a linear probe)"
+    elif settings.get("crop_strategy", "random-crop") == "random-crop":
         training = f"a random {crop:g} s crop of each song at every epoch"
     else:
         training = f"fixed {crop:g} s windows every {hop:g} s, each a separate sample"

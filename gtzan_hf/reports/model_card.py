@@ -37,6 +37,13 @@ RECIPE_KEYS = (
     ("gradient_accumulation_steps", "gradient accumulation"),
     ("seed", "seed"),
 )
+# A linear probe trains no weights by gradient: its recipe is its network and its windows
+PROBE_RECIPE_KEYS = (
+    ("max_length", "input frames"),
+    ("pooling", "pooling"),
+    ("config_overrides", "config overrides"),
+    ("seed", "seed (the network's initialisation)"),
+)
 # The same snippet as docs/fine-tuning.md's, run by tests/test_snippets.py: decoded with soundfile, no FFmpeg needed.
 USAGE = """```python
 import soundfile as sf
@@ -103,14 +110,28 @@ def describe_split(splits: dict) -> str:
 
 
 def describe_start(run_config: dict, model_type: str | None) -> str:
-    """How the weights began, truthfully: from scratch, or fine-tuned from a named checkpoint."""
+    """How the weights began, truthfully: from scratch, or fine-tuned from a named checkpoint; for a linear probe,
+    which weights were kept as they were."""
     entry = find_model_type(model_type or "")
     architecture = entry.description if entry else f"A `{model_type}` model"
     source = run_config.get("model_name_or_path")
+    shown = source and (Path(source).name if source.endswith((".pth", ".pt")) else source)
+    if run_config.get("linear_probe"):
+        kept = f"from `{shown}`, kept as it was" if source else "kept at its random initialisation"
+        return f"{architecture} {kept}, with only its output layer fitted, as a logistic regression (a linear probe)"
     if not source:
         return f"{architecture}, trained from scratch (random initialisation)"
-    shown = Path(source).name if source.endswith((".pth", ".pt")) else source
     return f"{architecture}, fine-tuned from `{shown}`"
+
+
+def describe_probe(probe: dict) -> str:
+    """The linear probe's fit (its `linear_probe.json`) in words."""
+    tried = ", ".join(probe["cv_song_accuracy"])
+    return (
+        f"- linear probe: C = `{probe['c']:g}` (tried {tried}), chosen by {probe['cv_folds']}-fold cross-validation "
+        f"over the {probe['num_songs']} training and validation songs, grouped by song; fitted on their "
+        f"{probe['num_windows']} windows, {probe['num_features']} features each"
+    )
 
 
 def describe_input(preprocessor: dict, config: dict) -> str:
@@ -203,9 +224,14 @@ def build_model_card(run_dir: str | Path, repo_id: str | None = None, crossval: 
     labels = splits["label_names"]
     scored = "test" if "test" in metrics else "validation"
     per_class = metrics[scored].get("per_genre_accuracy", {})
-    recipe = "\n".join(
-        f"- {label}: `{run_config[key]}`" for key, label in RECIPE_KEYS if run_config.get(key) not in (None, "")
-    )
+    probe = _read(run_dir, "linear_probe.json")
+    lines = [describe_probe(probe)] if probe else []
+    lines += [
+        f"- {label}: `{run_config[key]}`"
+        for key, label in (PROBE_RECIPE_KEYS if probe else RECIPE_KEYS)
+        if run_config.get(key) not in (None, "")
+    ]
+    recipe = "\n".join(lines)
     votes = "; ".join(f"{rule.vote_label}, {rule.description}" for rule in vote_rules().values())
     limits = []
     if dataset["is_gtzan"]:

@@ -10,6 +10,7 @@ from transformers import EvalPrediction, Trainer, TrainingArguments, get_schedul
 
 from ..errors import UserError
 from ..metrics import song_level_metrics
+from .linear_probe import DEFAULT_C_VALUES
 from .resume import RandomStateOptional
 
 
@@ -42,6 +43,23 @@ class AudioTrainingArguments(TrainingArguments):
             "as a torch scheduler stepped once per epoch (e.g. the course project's CosineAnnealingLR(T_max=epochs)); "
             "warm-up rounds up to whole epochs."
         },
+    )
+
+    linear_probe: bool = field(
+        default=False,
+        metadata={
+            "help": "Train only the head's last linear layer, as a logistic regression on the features of the network "
+            "kept as it is (pretrained, or as initialised when from scratch), of every fixed window of the training "
+            "and validation songs, its C chosen by cross-validation grouped by song (--probe_c_values, "
+            "--probe_cv_folds). No epochs; no validation figures, the validation songs being fitted on."
+        },
+    )
+    probe_c_values: list[float] = field(
+        default_factory=lambda: list(DEFAULT_C_VALUES),
+        metadata={"help": "Linear probe: the inverse regularisation strengths C tried."},
+    )
+    probe_cv_folds: int = field(
+        default=5, metadata={"help": "Linear probe: folds of the cross-validation that chooses C (grouped by song)."}
     )
 
     # The datasets' on-the-fly transforms read their own columns: the Trainer must not drop them.
