@@ -29,7 +29,7 @@ class CNNConfig(PreTrainedConfig):
             the mel bins, and the standard deviation of their differences), and the mean and standard deviation over
             time and frequency of every channel of every block, `2 * sum(channels)`.
         num_cepstra (`int`, *optional*, defaults to 40):
-            Cepstral coefficients of the `"stats"` pooling.
+            Cepstral coefficients of the `"stats"` pooling (1 to `num_mel_bins`; unread by `"mean"`).
         hidden_size (`int`, *optional*, defaults to 128):
             Width of the dense layer after pooling; 0 for none (the head is one linear layer).
         dropout (`float`, *optional*, defaults to 0.5):
@@ -59,7 +59,8 @@ class CNNConfig(PreTrainedConfig):
             raise ValueError("`channels` needs at least one convolution block.")
         if self.pooling not in POOLING:
             raise ValueError(f"Unknown CNN pooling {self.pooling!r}: choose one of {', '.join(POOLING)}.")
-        if not 0 < self.num_cepstra <= self.num_mel_bins:
+        # Only the "stats" pooling reads the cepstrum; a "mean" network of few mel bins keeps the default unread.
+        if self.pooling == "stats" and not 0 < self.num_cepstra <= self.num_mel_bins:
             raise ValueError(f"num_cepstra {self.num_cepstra}: expected 1 to num_mel_bins ({self.num_mel_bins}).")
         if self.hidden_size < 0:
             raise ValueError(f"hidden_size {self.hidden_size}: expected 0 (no dense layer) or more.")
