@@ -46,3 +46,23 @@ def test_three_folds_cover_the_corpus_once_and_resume(tmp_path, caplog):
     caplog.clear()
     assert run_crossval(argv) == summary
     assert caplog.text.count("holds a finished run") == 3
+
+
+def test_the_few_labels_preset_cross_validates_as_a_probe_per_fold(tmp_path):
+    corpus = tmp_path / "corpus"
+    genres = ("blues", "classical", "metal", "reggae")
+    generate_corpus(corpus, songs_per_genre=6, seed=5, duration=4.0, genres=genres)
+    output_dir = tmp_path / "cv"
+    summary = run_crossval(
+        ["--preset", "few-labels", "--dataset", str(corpus), "--cache_dir", str(tmp_path), "--num_folds", "3",
+         "--crop_seconds", "2", "--eval_hop_seconds", "1", "--max_length", "200", "--disable_tqdm", "true",
+         "--output_dir", str(output_dir)]
+    )  # fmt: skip
+    folds = [output_dir / f"fold-{k}" for k in range(3)]
+    for fold in folds:
+        probe = json.loads((fold / "linear_probe.json").read_text())
+        splits = json.loads((fold / "splits.json").read_text())
+        assert probe["num_songs"] == len(splits["song_ids"]["train"]) + len(splits["song_ids"]["validation"]) == 16
+        assert list(json.loads((fold / "metrics.json").read_text())) == ["test"]
+    songs = [json.loads((fold / "metrics.json").read_text())["test"]["song_accuracy"] for fold in folds]
+    assert summary["mean"]["song_accuracy"] == pytest.approx(np.mean(songs)) and np.mean(songs) >= 0.5  # chance 0.25
