@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from gtzan_hf.training.linear_probe import DEFAULT_C_VALUES, best_c, cross_validated_scores, probe_pipeline
+from gtzan_hf.training.linear_probe import DEFAULT_C_VALUES, best_c, cross_validated_scores, fitted_probe
 
 SAMPLING_RATE = 22050  # librosa's default, as the anchors ran
 
@@ -87,6 +87,6 @@ def fold_accuracies(corpus: Path, name: str, split_files: list[Path], cache: Pat
         scores = {
             c: cross_validated_scores(vectors[train], labels[train], groups, c, splitter) for c in DEFAULT_C_VALUES
         }
-        probe = probe_pipeline(best_c(scores)).fit(vectors[train], labels[train])
+        probe = fitted_probe(best_c(scores), vectors[train], labels[train])
         accuracies.append(float((probe.predict(vectors[test]) == labels[test]).mean()))
     return accuracies

@@ -34,7 +34,7 @@ ALLOWED = {
     ),
     "training": (
         {"errors", "models", "inference", "recipes", "metrics", "data", "training"},
-        MODEL_STACK | {"sklearn"},
+        MODEL_STACK | {"sklearn", "threadpoolctl"},
     ),
     "reports": (
         {"errors", "models", "inference", "recipes", "metrics", "data", "reports"},
