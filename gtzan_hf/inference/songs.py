@@ -1,6 +1,6 @@
 """Whole-song inference: cut a song into the model's windows ([`~gtzan_hf.inference.windowing.model_windows`]),
 classify them in batches with the prediction loop and vote. Used by the Gradio Space and by anyone classifying a
-recording (`classify_song`)."""
+recording (`classify_song`), or showing it as it is classified (`iter_classify_song`)."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +23,18 @@ class SongPrediction:
     window_starts: np.ndarray  # (windows,) start of each window, seconds
     window_probabilities: np.ndarray  # (windows, labels)
     probabilities: np.ndarray  # (labels,) soft vote: mean of the window probabilities
-    fbank: np.ndarray  # (frames, mel_bins) the song's normalised filter bank, as the model saw it
+    fbank: (
+        np.ndarray | None
+    )  # (frames, mel_bins) the song's normalised filter bank, as the model saw it (None in a partial one)
     duration: float  # seconds of audio covered by the filter bank
     window_seconds: float = 10.0
     vote: str = "soft"  # the rule of `label` ([`~gtzan_hf.inference.voting.vote_rules`])
+    num_windows: int | None = None  # the song's windows, of which the first `len(window_starts)` are classified
+
+    @property
+    def complete(self) -> bool:
+        """Whether every window of the song is classified (not a partial prediction of `iter_classify_song`)."""
+        return self.num_windows is None or len(self.window_starts) == self.num_windows
 
     @property
     def window_ends(self) -> np.ndarray:
@@ -95,12 +103,34 @@ def classify_song(
         batch_size: windows per forward pass.
         vote: the song-level vote of `SongPrediction.label` (`probabilities` are always the soft vote's).
     """
+    *_, prediction = iter_classify_song(
+        waveform, sampling_rate, model, feature_extractor, window_seconds, hop_seconds, batch_size, vote
+    )
+    return prediction
+
+
+def iter_classify_song(
+    waveform: np.ndarray,
+    sampling_rate: int,
+    model: torch.nn.Module,
+    feature_extractor: SSASTFeatureExtractor,
+    window_seconds: float | None = None,
+    hop_seconds: float | None = None,
+    batch_size: int = 8,
+    vote: str = "soft",
+) -> Iterator[SongPrediction]:
+    """
+    [`classify_song`] batch by batch, for a page that shows the song as it is classified: after each forward pass,
+    the prediction of the windows classified so far (`complete` false, `fbank` not yet given); the last one is the
+    whole song's, the same as [`classify_song`]'s. Arguments as [`classify_song`]'s.
+    """
     windows = model_windows(feature_extractor, window_seconds, hop_seconds)
     samples = np.asarray(waveform, dtype=np.float32)
     mono = to_mono(samples[:, None] if samples.ndim == 1 else samples, sampling_rate, feature_extractor.sampling_rate)
     fbank = song_fbank(torch.from_numpy(mono), feature_extractor)
-    del samples, mono
+    del waveform, samples, mono  # the filter bank is all that is needed from here on
     starts = segment_starts(fbank.shape[0], windows.frames, windows.hop_frames)
+    id2label = model.config.id2label
 
     def batches() -> Iterator[dict]:
         for first in range(0, len(starts), CHUNK_WINDOWS):
@@ -119,16 +149,24 @@ def classify_song(
     def step(input_values: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"probabilities": model(input_values=input_values).logits.float().softmax(-1)}
 
-    rows = iterate_predictions(step, batches(), *placement(model))
-    probabilities = np.concatenate([row["probabilities"] for row in rows])
-    id2label = model.config.id2label
-    return SongPrediction(
-        label_names=[id2label[i] for i in range(len(id2label))],
-        window_starts=feature_extractor.frames_to_seconds(np.asarray(starts)),
-        window_probabilities=probabilities,
-        probabilities=probabilities.mean(axis=0),
-        fbank=feature_extractor.normalize(fbank, inplace=True).numpy(),
-        duration=feature_extractor.frames_to_seconds(fbank.shape[0]),
-        window_seconds=windows.seconds,
-        vote=vote,
-    )
+    def prediction(rows: list[np.ndarray], normalised_fbank: np.ndarray | None) -> SongPrediction:
+        probabilities = np.concatenate(rows)
+        return SongPrediction(
+            label_names=[id2label[i] for i in range(len(id2label))],
+            window_starts=feature_extractor.frames_to_seconds(np.asarray(starts[: len(probabilities)])),
+            window_probabilities=probabilities,
+            probabilities=probabilities.mean(axis=0),
+            fbank=normalised_fbank,
+            duration=feature_extractor.frames_to_seconds(fbank.shape[0]),
+            window_seconds=windows.seconds,
+            vote=vote,
+            num_windows=len(starts),
+        )
+
+    rows = []
+    for row in iterate_predictions(step, batches(), *placement(model)):
+        rows.append(row["probabilities"])
+        if sum(map(len, rows)) < len(starts):
+            yield prediction(rows, None)
+    # the windows are all cut: the filter bank is normalised in place for the figure
+    yield prediction(rows, feature_extractor.normalize(fbank, inplace=True).numpy())
