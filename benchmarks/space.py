@@ -7,9 +7,10 @@ The Gradio Space's serving path against float32 eager PyTorch on the CPU: speed,
 Speed: generated songs (30 s and 180 s, 22 050 Hz) classified whole (resampling, fbank, 10 s windows, soft vote) by
 SSAST-Base with the course project's configuration (stride 10, 1024 frames: 1214 tokens). The baseline is
 `gtzan_hf.inference.songs.classify_song` with its defaults on the float32 model (8 windows per pass). Against it: every
-serving form of `gtzan_hf.serving.forms` with one window per pass and 8, and what the Space serves: the form its
-start-up calibration picked, through `gtzan_hf.serving.demo.GenreClassifier(...).classify` on a WAV file (decoding
-included). Runs are interleaved (a drift of the machine hits them alike), medians of `--repeats` after a warm-up; the
+serving form of `gtzan_hf.serving.forms` (with token merging too: `float32+tome`, `onnx-int8+tome`...) with one window
+per pass and 8, and what the Space serves: the form its start-up calibration picked, through
+`gtzan_hf.serving.demo.GenreClassifier(...).iter_classify` on a WAV file (decoding included), as the page streams it,
+with the time to its first update (the first window's genre). Runs are interleaved (a drift of the machine hits them alike), medians of `--repeats` after a warm-up; the
 peak memory is the growth of the process's peak RSS during a variant's runs (`/proc/self/clear_refs`).
 
 Agreement: top-1 of every window and every song (soft vote) of each form against float32, on generated test songs

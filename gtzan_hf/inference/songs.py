@@ -4,6 +4,7 @@ recording (`classify_song`), or showing it as it is classified (`iter_classify_s
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import torch
@@ -60,24 +61,27 @@ CHUNK_WINDOWS = 16
 CHUNK_FRAMES = 3000
 
 
+def fbank_chunks(waveform: torch.Tensor, feature_extractor: SSASTFeatureExtractor) -> Iterator[torch.Tensor]:
+    """
+    [`SSASTFeatureExtractor.fbank`] of a whole mono song, `CHUNK_FRAMES` frames at a time, first to last, so that its
+    working memory stays bounded and its first frames come at once. Kaldi frames are independent (no dither, no
+    whole-song mean), so the chunks give the same frames as the whole.
+    """
+    num_frames = feature_extractor.num_frames(waveform.numel())
+    for first in range(0, max(num_frames, 1), CHUNK_FRAMES):
+        yield feature_extractor.fbank(
+            waveform[feature_extractor.frame_samples(first, min(CHUNK_FRAMES, num_frames - first))]
+        )
+
+
 def song_fbank(waveform: torch.Tensor, feature_extractor: SSASTFeatureExtractor) -> torch.Tensor:
     """
-    [`SSASTFeatureExtractor.fbank`] of a whole mono song, computed by chunks of `CHUNK_FRAMES` frames so that its
-    working memory stays bounded. Kaldi frames are independent (no dither, no whole-song mean), so the chunks give
-    the same frames as the whole.
+    The whole song's [`fbank_chunks`].
 
     Returns:
         `torch.Tensor` of shape `(num_frames, num_mel_bins)`.
     """
-    num_frames = feature_extractor.num_frames(waveform.numel())
-    return torch.cat(
-        [
-            feature_extractor.fbank(
-                waveform[feature_extractor.frame_samples(first, min(CHUNK_FRAMES, num_frames - first))]
-            )
-            for first in range(0, max(num_frames, 1), CHUNK_FRAMES)
-        ]
-    )
+    return torch.cat(list(fbank_chunks(waveform, feature_extractor)))
 
 
 def classify_song(
@@ -127,14 +131,23 @@ def iter_classify_song(
     windows = model_windows(feature_extractor, window_seconds, hop_seconds)
     samples = np.asarray(waveform, dtype=np.float32)
     mono = to_mono(samples[:, None] if samples.ndim == 1 else samples, sampling_rate, feature_extractor.sampling_rate)
-    fbank = song_fbank(torch.from_numpy(mono), feature_extractor)
-    del waveform, samples, mono  # the filter bank is all that is needed from here on
-    starts = segment_starts(fbank.shape[0], windows.frames, windows.hop_frames)
+    del waveform, samples
+    # The filter bank is computed as the windows reach it, so that the first window is classified as soon as its
+    # frames are there, however long the song.
+    chunks = fbank_chunks(torch.from_numpy(mono), feature_extractor)
+    fbank = next(chunks)
+    num_frames = max(feature_extractor.num_frames(mono.size), fbank.shape[0])
+    starts = segment_starts(num_frames, windows.frames, windows.hop_frames)
     id2label = model.config.id2label
 
     def batches() -> Iterator[dict]:
+        nonlocal fbank
         for first in range(0, len(starts), CHUNK_WINDOWS):
             chunk = starts[first : first + CHUNK_WINDOWS]
+            needed = min(chunk[-1] + windows.frames, num_frames)
+            if fbank.shape[0] < needed:
+                missing = -(-(needed - fbank.shape[0]) // CHUNK_FRAMES)  # chunks of frames, rounded up
+                fbank = torch.cat([fbank, *islice(chunks, missing)])
             # the chunk's windows, padded before normalisation as in training
             chunk_windows = window_fbank(
                 fbank[chunk[0] : chunk[-1] + windows.frames],
@@ -157,7 +170,7 @@ def iter_classify_song(
             window_probabilities=probabilities,
             probabilities=probabilities.mean(axis=0),
             fbank=normalised_fbank,
-            duration=feature_extractor.frames_to_seconds(fbank.shape[0]),
+            duration=feature_extractor.frames_to_seconds(num_frames),
             window_seconds=windows.seconds,
             vote=vote,
             num_windows=len(starts),
@@ -169,4 +182,5 @@ def iter_classify_song(
         if sum(map(len, rows)) < len(starts):
             yield prediction(rows, None)
     # the windows are all cut: the filter bank is normalised in place for the figure
+    fbank = torch.cat([fbank, *chunks])
     yield prediction(rows, feature_extractor.normalize(fbank, inplace=True).numpy())
