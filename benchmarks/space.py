@@ -10,8 +10,9 @@ SSAST-Base with the course project's configuration (stride 10, 1024 frames: 1214
 serving form of `gtzan_hf.serving.forms` (with token merging too: `float32+tome`, `onnx-int8+tome`...) with one window
 per pass and 8, and what the Space serves: the form its start-up calibration picked, through
 `gtzan_hf.serving.demo.GenreClassifier(...).iter_classify` on a WAV file (decoding included), as the page streams it,
-with the time to its first update (the first window's genre). Runs are interleaved (a drift of the machine hits them alike), medians of `--repeats` after a warm-up; the
-peak memory is the growth of the process's peak RSS during a variant's runs (`/proc/self/clear_refs`).
+with the time to its first update (the first window's genre). Runs are interleaved (a drift of the machine hits them
+alike), medians of `--repeats` after a warm-up; the peak memory is the growth of the process's peak RSS during a
+variant's runs (`/proc/self/clear_refs`).
 
 Agreement: top-1 of every window and every song (soft vote) of each form against float32, on generated test songs
 drawn with a seed of their own. A random-weight model gives near-uniform outputs whose argmax agreement means

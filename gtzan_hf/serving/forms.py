@@ -44,8 +44,8 @@ FORMS = ("float32", "bfloat16", "int8", "onnx", "onnx-int8")
 TOKEN_MERGING = "+tome"
 # Patch tokens merged after each block (`SSASTConfig.token_merging`), as a share of the model's patches: SSAST-Base
 # at stride 10 merges 303 of its 1212 after each block (at most half of those left). Overlapping patches are redundant:
-# with the benchmark's linear-probe head, merging 50 to 300 a block kept every window's genre of 20 generated songs;
-# its speed and agreement on held-out songs: `python scripts/benchmark.py space` (BENCHMARKS.md).
+# with the benchmark's linear-probe head, merging 50 to 300 a block kept every window's genre of 20 of its generated
+# test songs. Speed and agreement: `python scripts/benchmark.py space` (BENCHMARKS.md, issue 29).
 TOKEN_MERGING_SHARE = 0.25
 # Calibration windows: the start of three of the Space's example clips (`examples/`, generated music of three genres).
 # Timing them one per pass and all in one pass tells the batch size; agreement on all of them makes a form eligible.
