@@ -149,7 +149,12 @@ def quantize_onnx(path: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantized = path.with_suffix(".int8.onnx")
-    quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True)
+    # 7-bit weights (`reduce_range`): on CPUs without VNNI (AVX2 only) ONNX Runtime's u8 x s8 products saturate at
+    # full range, which moved a tiny SSAST's logits by 6 % of their range on an AMD EPYC; with them, within 5 %.
+    quantize_dynamic(
+        path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True,
+        reduce_range=True,
+    )  # fmt: skip
     return quantized
 
 
