@@ -7,10 +7,12 @@ The Gradio Space's serving path against float32 eager PyTorch on the CPU: speed,
 Speed: generated songs (30 s and 180 s, 22 050 Hz) classified whole (resampling, fbank, 10 s windows, soft vote) by
 SSAST-Base with the course project's configuration (stride 10, 1024 frames: 1214 tokens). The baseline is
 `gtzan_hf.inference.songs.classify_song` with its defaults on the float32 model (8 windows per pass). Against it: every
-serving form of `gtzan_hf.serving.forms` with one window per pass and 8, and what the Space serves: the form its
-start-up calibration picked, through `gtzan_hf.serving.demo.GenreClassifier(...).classify` on a WAV file (decoding
-included). Runs are interleaved (a drift of the machine hits them alike), medians of `--repeats` after a warm-up; the
-peak memory is the growth of the process's peak RSS during a variant's runs (`/proc/self/clear_refs`).
+serving form of `gtzan_hf.serving.forms` (with token merging too: `float32+tome`, `onnx-int8+tome`...) with one window
+per pass and 8, and what the Space serves: the form its start-up calibration picked, through
+`gtzan_hf.serving.demo.GenreClassifier(...).iter_classify` on a WAV file (decoding included), as the page streams it,
+with the time to its first update (the first window's genre). Runs are interleaved (a drift of the machine hits them
+alike), medians of `--repeats` after a warm-up; the peak memory is the growth of the process's peak RSS during a
+variant's runs (`/proc/self/clear_refs`).
 
 Agreement: top-1 of every window and every song (soft vote) of each form against float32, on generated test songs
 drawn with a seed of their own. A random-weight model gives near-uniform outputs whose argmax agreement means
@@ -42,8 +44,8 @@ from gtzan_hf.models.configuration_ssast import SSASTConfig
 from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 from gtzan_hf.models.loading import load_classifier
 from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
-from gtzan_hf.serving.demo import GenreClassifier, cpu_count, serve_on_cpu
-from gtzan_hf.serving.forms import FORMS, bfloat16_is_native, build_form, calibration_windows
+from gtzan_hf.serving.demo import GenreClassifier, cpu_count, load_recording, serve_on_cpu
+from gtzan_hf.serving.forms import bfloat16_is_native, build_form, calibration_windows, form_names
 
 SAMPLING_RATE = 22050
 BATCHED = 8  # classify_song's default
@@ -153,12 +155,22 @@ def timing(model, feature_extractor, forms: dict, song_seconds: float, repeats: 
     for name, form in forms.items():
         for batch_size in (1, BATCHED):
             variants[f"{name}, {batch_size} per pass"] = partial(classify, model=form, batch_size=batch_size)
+    first_updates, decoding = [], []
+
+    def streamed(path: Path) -> None:
+        """The Space's request: `iter_classify` to its last update, noting when the first came."""
+        start = time.perf_counter()
+        updates = served.iter_classify(path)
+        next(updates)
+        first_updates.append(time.perf_counter() - start)
+        for _ in updates:
+            pass
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "song.wav"
         sf.write(path, song, SAMPLING_RATE)
-        variants[f"served: GenreClassifier.classify ({served.form.name}, {served.form.batch_size} per pass)"] = (
-            partial(served.classify, path)
-        )
+        served_name = f"served: GenreClassifier.iter_classify ({served.form.name}, {served.form.batch_size} per pass)"
+        variants[served_name] = partial(streamed, path)
         times, memory = {name: [] for name in variants}, {name: 0.0 for name in variants}
         for repeat in range(repeats + 1):
             for name, run in variants.items():
@@ -166,13 +178,23 @@ def timing(model, feature_extractor, forms: dict, song_seconds: float, repeats: 
                 memory[name] = max(memory[name], megabytes)
                 if repeat:  # the first round warms up
                     times[name].append(seconds)
+                elif name == served_name:
+                    first_updates.clear()
                 print(f"  [{song_seconds:g} s, round {repeat}] {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            load_recording(path).resampled(served.feature_extractor.sampling_rate)
+            decoding.append(time.perf_counter() - start)
     baseline = statistics.median(times["float32, classify_song defaults (baseline)"])
     print(f"\nA {song_seconds:g} s song, whole (resample, fbank, windows, vote), median of {repeats}:")
     print("| variant | seconds | speed-up over the baseline | peak RSS growth (MB) |\n| --- | --- | --- | --- |")
     for name, values in times.items():
         median = statistics.median(values)
         print(f"| {name} | {median:.2f} | {baseline / median:.2f}x | {memory[name]:.0f} |")
+    print(
+        f"Served, streamed: the first window's update after {statistics.median(first_updates):.2f} s (median), of "
+        f"which {statistics.median(decoding):.2f} s decoding and resampling the WAV; the whole song after "
+        f"{statistics.median(times[served_name]):.2f} s."
+    )
 
 
 def _print_agreement(model: str, results: dict[str, dict]) -> None:
@@ -189,7 +211,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmark.py space", description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (after one warm-up)")
     parser.add_argument("--song-seconds", type=float, nargs="+", default=[30.0, 180.0])
-    parser.add_argument("--forms", nargs="+", default=list(FORMS[1:]), choices=FORMS[1:], help="forms besides float32")
+    others = form_names()[1:]
+    parser.add_argument("--forms", nargs="+", default=others, choices=others, help="forms besides float32")
     parser.add_argument("--probe-songs-per-genre", type=int, default=3, help="10 s training songs of the base head")
     parser.add_argument("--songs-per-genre", type=int, default=3, help="test songs of the base model")
     parser.add_argument("--test-seconds", type=float, default=30.0, help="length of the base model's test songs")

@@ -1,4 +1,5 @@
-"""GTZAN genre classifier: drop a song, see its genre, where it changes character, and what the model heard.
+"""GTZAN genre classifier: drop a song, see its genre, where it changes character, and what the model heard. The
+page streams the windows as they are classified; `/classify`'s last update is the whole song's result.
 
     MODEL_ID=runs/quickstart python space/app.py     # MODEL_ID: a local folder or a Hub id
 
@@ -11,6 +12,7 @@ The page only: loading, decoding, windowing, voting and the figures are `gtzan_h
 
 import logging
 import os
+import time
 
 import gradio as gr
 
@@ -26,34 +28,50 @@ from gtzan_hf.serving.demo import (
 )
 
 TIMELINE_HEADERS = ["start (s)", "end (s)", "genre", "probability"]
+# While a song is classified, the page is updated at most every UPDATE_SECONDS, and so that updates (a timeline drawn,
+# sent and shown) take at most about UPDATE_SHARE of the time: a small model's windows would otherwise wait on them.
+UPDATE_SECONDS = 0.5
+UPDATE_SHARE = 0.2
 
 
-def build_demo(model_id: str | None, trust_remote_code: bool = False) -> gr.Blocks:
+def build_demo(
+    model_id: str | None, trust_remote_code: bool = False, update_seconds: float = UPDATE_SECONDS
+) -> gr.Blocks:
     classifier = GenreClassifier(model_id, trust_remote_code=trust_remote_code)
     classifier.load()  # now, so that the first visitor does not wait; a failure is shown and retried per request
     window, default_hop = classifier.window_seconds, classifier.hop_seconds  # the model's own
     serving = f"served as {classifier.form.describe()}" if classifier.form else "not loaded"
 
     def classify(audio: str | None, hop_seconds: float | None = default_hop):
+        # Streams the windows classified so far, the first at once, then the whole song's result, which `/classify`'s
+        # clients receive last. The windows wait while an update is drawn and sent: the next comes no sooner than
+        # `update_seconds`, nor than the last one's cost over UPDATE_SHARE. (No docstring: it would be the API's.)
+        next_update = 0.0
         try:
-            result = classifier.classify(audio, hop_seconds)
+            for result in classifier.iter_classify(audio, hop_seconds):
+                prediction = result.prediction
+                if not prediction.complete and time.monotonic() < next_update:
+                    continue
+                start = time.monotonic()
+                yield (
+                    prediction.top(5),
+                    result.summary(),
+                    timeline_figure(prediction),
+                    result.timeline_rows(),
+                    spectrogram_figure(prediction) if prediction.complete else None,
+                )
+                cost = time.monotonic() - start  # drawing, and the page's handling of the update until it resumes
+                next_update = time.monotonic() + max(update_seconds, cost / UPDATE_SHARE)
         except DemoError as error:
             raise gr.Error(str(error), duration=None, print_exception=False) from None  # a message, not a fault
-        prediction = result.prediction
-        return (
-            prediction.top(5),
-            result.summary(),
-            timeline_figure(prediction),
-            result.timeline_rows(),
-            spectrogram_figure(prediction),
-        )
 
     with gr.Blocks(title="GTZAN genre classifier", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# What genre is this song?\n"
             f"Upload a song ({FORMATS}, {MIN_SECONDS:g} s to {MAX_SECONDS / 60:g} minutes) or record one. It is cut "
             f"into {window:g} s windows (the model's own), each classified by the model; their mean probabilities "
-            f"give the genre. Model: `{model_id or 'none set'}`, {serving}.",
+            "give the genre; the timeline fills as they are classified. "
+            f"Model: `{model_id or 'none set'}`, {serving}.",
             elem_id="about",
         )
         gr.Markdown(f"**Model unavailable.** {classifier.problem}" if classifier.problem else "", elem_id="status")

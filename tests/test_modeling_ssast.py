@@ -387,3 +387,75 @@ def test_an_attention_mask_is_accepted_and_changes_nothing(inputs, implementatio
             actual = model(inputs, attention_mask=mask, **arguments)
             for name, value in expected.items():
                 torch.testing.assert_close(actual[name], value, rtol=0, atol=0)
+
+
+def test_token_merging_off_computes_what_the_model_computes_without_it(tmp_path, inputs):
+    """`token_merging=0` (the default, not written to saved configs) and training mode compute every token, bit for
+    bit as a model without the setting."""
+    torch.manual_seed(0)
+    plain = SSASTForAudioClassification(tiny_config(num_hidden_layers=3)).eval()
+    plain.save_pretrained(tmp_path)
+    assert "token_merging" not in json.loads((tmp_path / "config.json").read_text())
+    off = SSASTForAudioClassification(tiny_config(num_hidden_layers=3, token_merging=0)).eval()
+    merging = SSASTForAudioClassification(tiny_config(num_hidden_layers=3, token_merging=2))
+    for model in (off, merging):
+        model.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        expected = plain(inputs, output_hidden_states=True)
+        assert torch.equal(off(inputs).logits, expected.logits)
+        assert torch.equal(merging.train()(inputs).logits, plain.train()(inputs).logits)  # no dropout in tiny_config
+        assert len(merging.train()(inputs, output_hidden_states=True).hidden_states[-1][0]) == 2 + 8
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_token_merging_merges_patch_tokens_between_blocks_and_keeps_the_outputs_shapes(inputs, implementation):
+    torch.manual_seed(0)
+    plain = SSASTForAudioClassification(tiny_config(num_hidden_layers=3, attn_implementation=implementation)).eval()
+    merging = SSASTForAudioClassification(
+        tiny_config(num_hidden_layers=3, token_merging=2, attn_implementation=implementation)
+    ).eval()
+    merging.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        expected = plain(inputs, output_hidden_states=True)
+        merged = merging(inputs, output_hidden_states=True)
+    # 2 class tokens and 8 patches; 2 merged after the first and the second of the 3 blocks
+    assert [state.shape[1] for state in merged.hidden_states] == [10, 10, 8, 6]
+    assert merged.logits.shape == expected.logits.shape == (3, 4)
+    assert not torch.equal(merged.logits, expected.logits)
+    # the first block saw every token: the merge comes after it
+    torch.testing.assert_close(merged.hidden_states[1], expected.hidden_states[1])
+
+
+def test_merge_tokens_averages_the_most_similar_pair_by_size_and_keeps_the_class_tokens():
+    from gtzan_hf.models.modeling_ssast import merge_tokens
+
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(1, 2 + 6, 16, generator=generator)
+    hidden[0, 2 + 2] = 3 * hidden[0, 2 + 5]  # the first set's token 1 points as the second set's token 2
+    sizes = torch.tensor([[1.0, 1.0, 1.0, 2.0, 3.0, 1.0, 2.0, 4.0]])
+    merged, merged_sizes = merge_tokens(hidden, sizes, 1, num_protected=2)
+    assert merged.shape == (1, 7, 16) and merged_sizes.shape == (1, 7)
+    assert torch.equal(merged[:, :2], hidden[:, :2]) and torch.equal(merged_sizes[:, :2], sizes[:, :2])
+    assert merged_sizes.sum() == sizes.sum()
+    # the first set's other tokens (0 and 2, best-matched first), then the second set, whose token 2 holds the pair
+    kept = [2, 6] if torch.equal(merged[0, 2], hidden[0, 2]) else [6, 2]
+    assert torch.equal(merged[0, 2:4], hidden[0, kept]) and merged_sizes[0, 2:4].tolist() == sizes[0, kept].tolist()
+    assert torch.equal(merged[0, 4:6], hidden[0, [3, 5]])
+    torch.testing.assert_close(merged[0, 6], (3 * hidden[0, 4] + 4 * hidden[0, 7]) / 7)
+    assert merged_sizes[0, 4:].tolist() == [2.0, 1.0, 7.0]
+    # no more merges than the first set has tokens
+    assert merge_tokens(hidden, None, 10, num_protected=2)[0].shape == (1, 2 + 3, 16)
+
+
+def test_proportional_attention_attends_to_a_merged_token_as_to_its_copies():
+    """Two identical tokens merged into one of size 2 leave every other token's attention output unchanged."""
+    from gtzan_hf.models.modeling_ssast import SSASTSelfAttention
+
+    torch.manual_seed(0)
+    attention = SSASTSelfAttention(tiny_config()).eval()
+    tokens = torch.randn(1, 5, 192)
+    copies = torch.cat([tokens, tokens[:, 4:]], dim=1)  # token 4 twice
+    with torch.no_grad():
+        expected, _ = attention(copies)
+        merged, _ = attention(tokens, torch.tensor([[1.0, 1.0, 1.0, 1.0, 2.0]]))
+    torch.testing.assert_close(merged, expected[:, :5], atol=1e-5, rtol=0)

@@ -105,3 +105,29 @@ def test_the_onnx_forms_share_one_export_and_a_failed_calibration_serves_float32
         chosen = serving.choose_serving_form(model, feature_extractor, ["onnx", "onnx-int8"])
     assert chosen.name == "float32" and chosen.speedup == 1.0
     assert caplog.text.count("skipped: RuntimeError: no exporter here") == 2
+
+
+def test_token_merging_forms_merge_a_share_of_the_patches_with_the_same_weights(classifier, monkeypatch):
+    from gtzan_hf.models.configuration_cnn import CNNConfig
+    from gtzan_hf.models.modeling_cnn import CNNForAudioClassification
+
+    model, feature_extractor = classifier
+    forms = serving.available_forms(model)
+    assert forms == [*forms[: len(forms) // 2], *(name + "+tome" for name in forms[: len(forms) // 2])]
+    windows = serving.calibration_windows(feature_extractor)
+    form = serving.build_form("float32+tome", model, windows)
+    merged = round(serving.TOKEN_MERGING_SHARE * model.config.num_patches)
+    assert form.config.token_merging == merged > 0 and model.config.token_merging == 0
+    assert form.classifier.dense.weight is model.classifier.dense.weight
+    with torch.inference_mode():
+        hidden_states = form(input_values=windows, output_hidden_states=True).hidden_states
+    lengths = [state.shape[1] for state in hidden_states]
+    full = model.config.num_patches + model.config.num_cls_tokens
+    assert lengths == [full, *(full - merged * layer for layer in range(model.config.num_hidden_layers))]
+    assert _logits(form, windows).shape == _logits(model, windows).shape
+    monkeypatch.setenv(serving.SERVING_ENV, "float32+tome")
+    assert serving.choose_serving_form(model, feature_extractor).name == "float32+tome"
+    cnn = CNNForAudioClassification(CNNConfig(channels=[4], hidden_size=8, num_labels=2))
+    assert not any(name.endswith("+tome") for name in serving.available_forms(cnn))
+    with pytest.raises(ValueError, match="cannot merge tokens: serve float32"):
+        serving.build_form("float32+tome", cnn, windows)

@@ -351,3 +351,28 @@ def test_windows_by_chunks_give_the_same_predictions(tiny_ssast, monkeypatch):
     chunked = inference.classify_song(waveform, 16000, model, feature_extractor, hop_seconds=2.5, batch_size=2)
     assert len(whole.window_starts) == 16 and chunked.window_starts.tolist() == whole.window_starts.tolist()
     np.testing.assert_allclose(chunked.window_probabilities, whole.window_probabilities, atol=1e-5)
+
+
+def test_a_song_is_streamed_pass_by_pass_and_ends_with_the_whole_prediction(tiny_ssast):
+    """`iter_classify_song` yields after each pass the windows classified so far, the first ones of the whole song's,
+    with no figure-only filter bank until the last; its last prediction is `classify_song`'s, bit for bit."""
+    from gtzan_hf.inference import songs as inference
+
+    model, feature_extractor = load_classifier(str(tiny_ssast))
+    waveform = song(seconds=47.0)
+    whole = inference.classify_song(waveform, 16000, model, feature_extractor, hop_seconds=5.0, batch_size=3)
+    updates = list(
+        inference.iter_classify_song(waveform, 16000, model, feature_extractor, hop_seconds=5.0, batch_size=3)
+    )
+    assert len(whole.window_starts) == 8  # 0 to 35 s: a last window of 2 s is less than half a hop
+    assert [len(update.window_starts) for update in updates] == [3, 6, 8]
+    assert [update.complete for update in updates] == [False, False, True]
+    for update in updates:
+        assert update.num_windows == 8 and update.duration == whole.duration
+        count = len(update.window_starts)
+        np.testing.assert_array_equal(update.window_probabilities, whole.window_probabilities[:count])
+        np.testing.assert_array_equal(update.probabilities, whole.window_probabilities[:count].mean(axis=0))
+    assert updates[0].fbank is None and updates[1].fbank is None
+    np.testing.assert_array_equal(updates[-1].fbank, whole.fbank)
+    np.testing.assert_array_equal(updates[-1].probabilities, whole.probabilities)
+    assert updates[-1].label == whole.label

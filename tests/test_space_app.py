@@ -44,7 +44,7 @@ def app_url(tiny_ssast):
     # tests/test_serving.py)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SERVING_ENV, "float32")
-        demo = _space_app().build_demo(str(tiny_ssast))
+        demo = _space_app().build_demo(str(tiny_ssast), update_seconds=0.0)  # every pass streamed
     demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url
@@ -79,6 +79,32 @@ def test_classify_endpoint_returns_the_genre_distribution(app_url, clip, expecte
     np.testing.assert_allclose(list(confidences.values()), list(top.values()), rtol=1e-5)
     assert timeline["data"] == expected.timeline_rows()
     assert summary == expected.summary()
+
+
+def test_the_windows_stream_in_order_and_the_last_update_is_the_result(app_url, tmp_path, tiny_ssast):
+    """The page fills as windows are classified: each update holds more windows and says how many of all; the last
+    is the whole song's, which `/classify` returns, as the library computes it without streaming."""
+    from gradio_client import Client, handle_file
+
+    path = tmp_path / "long.flac"
+    sf.write(path, synthesize_song("jazz", np.random.default_rng(3), 60.0, 22050), 22050)
+    client = Client(app_url, verbose=False)
+    job = client.submit(handle_file(str(path)), api_name="/classify")
+    updates = list(job)
+    result = job.result()
+    expected = GenreClassifier(str(tiny_ssast), forms=["float32"]).classify(path)
+    windows = len(expected.prediction.window_starts)
+    counts = [len(timeline["data"]) for _, _, _, timeline, _ in updates]
+    assert len(counts) >= 2 and counts == sorted(set(counts)) and counts[-1] == windows
+    for (_, summary, _, timeline, spectrogram), count in zip(updates[:-1], counts):
+        assert f"classifying, {count} of {windows} windows" in summary and spectrogram is None
+        assert timeline["data"] == expected.timeline_rows()[:count]
+    genre, summary, _, timeline, spectrogram = result
+    assert [genre, summary, timeline] == [updates[-1][0], updates[-1][1], updates[-1][3]] and spectrogram
+    assert genre["label"] == expected.prediction.label and summary == expected.summary()
+    assert timeline["data"] == expected.timeline_rows()
+    genre, summary, _, timeline, _ = client.predict(handle_file(str(path)), api_name="/classify")
+    assert [genre, summary, timeline] == list(result[:2]) + [result[3]]
 
 
 def test_the_public_api_is_classify_with_a_default_hop(app_url, clip, expected):
@@ -181,10 +207,13 @@ def test_browser_upload_shows_genre_and_timeline(app_url, clip, expected):
 
 
 def test_the_docs_client_snippet_runs_against_the_page(app_url, clip, expected):
-    """docs/space.md's `gradio_client` snippet, as written, the Space's id replaced by the page's address."""
+    """docs/space.md's `gradio_client` snippets (the result; the streamed updates, the last of which is the result), as
+    written, the Space's id replaced by the page's address."""
     from test_snippets import SNIPPETS, kind
 
-    (code,) = [code for code in SNIPPETS.values() if kind(code) == "space"]
-    namespace = {}
-    exec(code.replace('"YOUR_NAME/gtzan-genre"', repr(app_url)).replace('"song.flac"', repr(str(clip))), namespace)
-    assert namespace["genre"]["label"] == expected.prediction.label and namespace["summary"] == expected.summary()
+    snippets = [code for code in SNIPPETS.values() if kind(code) == "space"]
+    assert len(snippets) == 2
+    for code in snippets:
+        namespace = {}
+        exec(code.replace('"YOUR_NAME/gtzan-genre"', repr(app_url)).replace('"song.flac"', repr(str(clip))), namespace)
+        assert namespace["genre"]["label"] == expected.prediction.label and namespace["summary"] == expected.summary()

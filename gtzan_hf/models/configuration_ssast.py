@@ -88,6 +88,13 @@ class SSASTConfig(PreTrainedConfig):
             to `"random"` when a patch spans all mel bins, `"cluster"` otherwise.
         mpg_loss_weight (`float`, *optional*, defaults to 10.0):
             Weight of the reconstruction (MSE) loss in the pretraining loss `mpc_loss + mpg_loss_weight * mpg_loss`.
+        token_merging (`int`, *optional*, defaults to 0):
+            Token merging at inference (ToMe, Bolya et al., ICLR 2023; no retraining): after every block but the last,
+            the `token_merging` most similar pairs of patch tokens (bipartite soft matching on their cosine
+            similarity, at most half of them) are merged into their size-weighted mean, and attention counts each
+            token as the patches it holds (proportional attention); mean pooling weighs them likewise. The class
+            tokens are never merged. Applied in eval mode only, without masked patches: training sees every token.
+            `0` (the default) computes exactly what the model computes without it.
 
     The classification loss follows `problem_type` (a [`PreTrainedConfig`] field), as transformers' AST's does.
 
@@ -125,6 +132,7 @@ class SSASTConfig(PreTrainedConfig):
     num_masked_patches: int = 400
     masking: Literal["cluster", "random"] | None = None
     mpg_loss_weight: float | int = 10.0
+    token_merging: int = 0
 
     def __post_init__(self, **kwargs):
         # Folders saved before the loss followed `problem_type` carry their training's label smoothing, which nothing
@@ -146,6 +154,10 @@ class SSASTConfig(PreTrainedConfig):
         for name in ("patch_freq", "patch_time", "freq_stride", "time_stride", "num_masked_patches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.token_merging < 0:
+            raise ValueError(
+                f"token_merging must be 0 (off) or a positive number of tokens, got {self.token_merging}."
+            )
         if not 1 <= self.patch_freq <= self.num_mel_bins:
             raise ValueError(f"patch_freq ({self.patch_freq}) must lie in [1, num_mel_bins={self.num_mel_bins}].")
         if not 1 <= self.patch_time <= self.max_length:
@@ -154,6 +166,14 @@ class SSASTConfig(PreTrainedConfig):
         for name in probabilities:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}.")
+
+    def to_dict(self) -> dict:
+        """The config's fields, without `token_merging` while it is off: an inference option, written only when set,
+        so that folders saved without it stay what they were."""
+        output = super().to_dict()
+        if not output.get("token_merging"):
+            output.pop("token_merging", None)
+        return output
 
     @classmethod
     def from_size(cls, size: Size, **kwargs) -> "SSASTConfig":

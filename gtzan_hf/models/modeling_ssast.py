@@ -154,22 +154,29 @@ class SSASTSelfAttention(nn.Module):
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
-        self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+        self,
+        hidden_states: torch.Tensor,
+        token_sizes: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`hidden_states` of shape `(batch_size, sequence_length, hidden_size)` -> the same shape, and the attention
-        weights (with `output_attentions`) of shape `(batch_size, num_heads, sequence_length, sequence_length)`."""
+        weights (with `output_attentions`) of shape `(batch_size, num_heads, sequence_length, sequence_length)`.
+        `token_sizes` `(batch_size, sequence_length)`: how many patches each token holds after token merging; a token
+        of `n` patches is attended to as `n` copies of it would be (proportional attention: `log n` added to the
+        scores)."""
         batch_size, seq_length, hidden_size = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch_size, seq_length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
         # Only the eager implementation computes the weights: use it for the calls that ask for them.
         implementation = "eager" if kwargs.get("output_attentions") else self.config._attn_implementation
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        bias = None if token_sizes is None else token_sizes.log()[:, None, None, :].to(query.dtype)
         context, attn_weights = attention_interface(
             self,
             query,
             key,
             value,
-            None,
+            bias,
             dropout=self.dropout_prob if self.training else 0.0,
             scaling=self.scaling,
             **kwargs,
@@ -199,21 +206,80 @@ class SSASTLayer(GradientCheckpointingLayer):
         self.mlp = SSASTMLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
-        attention_output, _ = self.attention(self.layernorm_before(hidden_states), **kwargs)
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        token_sizes: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        attention_output, _ = self.attention(self.layernorm_before(hidden_states), token_sizes, **kwargs)
         hidden_states = hidden_states + self.dropout(attention_output)
         return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+
+
+def merge_tokens(
+    hidden_states: torch.Tensor, token_sizes: torch.Tensor | None, num_merged: int, num_protected: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    ToMe's bipartite soft matching (Bolya et al., ICLR 2023): the tokens after the first `num_protected` (the class
+    tokens, kept as they are) are split alternately into two sets; each token of the first set is matched with its
+    most similar token of the second (cosine similarity), and the `num_merged` best-matched ones (at most the whole
+    first set) are merged into their match as the mean of the patches both hold (weighted by `token_sizes`).
+
+    Args:
+        hidden_states (`torch.Tensor` of shape `(batch_size, sequence_length, hidden_size)`).
+        token_sizes (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*): patches per token, float32
+            (default: one each).
+
+    Returns:
+        The merged tokens, of shape `(batch_size, sequence_length - num_merged, hidden_size)` (class tokens first,
+        then the unmerged tokens of the first set, then the second set), and their sizes, of shape
+        `(batch_size, sequence_length - num_merged)`.
+    """
+    if token_sizes is None:
+        token_sizes = hidden_states.new_ones(hidden_states.shape[:2], dtype=torch.float32)
+    protected, tokens = hidden_states[:, :num_protected], hidden_states[:, num_protected:]
+    sizes = token_sizes[:, num_protected:, None]
+    num_merged = min(num_merged, (tokens.shape[1] + 1) // 2)
+    metric = tokens / tokens.norm(dim=-1, keepdim=True)
+    scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)  # (batch, first set, second set)
+    best_score, best_match = scores.max(dim=-1)
+    order = best_score.argsort(dim=-1, descending=True)[..., None]
+    kept, merged = order[:, num_merged:], order[:, :num_merged]
+    targets = best_match[..., None].gather(1, merged)
+
+    def merge(values: torch.Tensor) -> torch.Tensor:
+        """`(batch, tokens, channels)` -> the first set's kept rows, then the second set's with the merged added."""
+        channels = values.shape[-1]
+        first, second = values[:, ::2], values[:, 1::2]
+        moved = first.gather(1, merged.expand(-1, -1, channels))
+        second = second.scatter_add(1, targets.expand(-1, -1, channels), moved)
+        return torch.cat([first.gather(1, kept.expand(-1, -1, channels)), second], dim=1)
+
+    merged_sizes = merge(sizes)
+    tokens = (merge(tokens.float() * sizes) / merged_sizes).to(hidden_states.dtype)
+    return torch.cat([protected, tokens], dim=1), torch.cat([token_sizes[:, :num_protected], merged_sizes[..., 0]], 1)
 
 
 class SSASTEncoder(nn.Module):
     def __init__(self, config: SSASTConfig):
         super().__init__()
+        self.config = config
         self.layer = nn.ModuleList([SSASTLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
-        for layer in self.layer:
-            hidden_states = layer(hidden_states, **kwargs)
-        return hidden_states
+    def forward(
+        self, hidden_states: torch.Tensor, token_merging: int = 0, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The blocks, merging `token_merging` tokens after each but the last ([`merge_tokens`]); returns the last
+        block's output and how many patches each of its tokens holds (`None` without merging)."""
+        token_sizes = None
+        for index, layer in enumerate(self.layer):
+            hidden_states = layer(hidden_states, token_sizes, **kwargs)
+            if token_merging and index < len(self.layer) - 1:
+                hidden_states, token_sizes = merge_tokens(
+                    hidden_states, token_sizes, token_merging, self.config.num_cls_tokens
+                )
+        return hidden_states, token_sizes
 
 
 class SSASTPreTrainedModel(PreTrainedModel):
@@ -300,19 +366,27 @@ class SSASTModel(SSASTPreTrainedModel):
     def get_input_embeddings(self) -> SSASTPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
-    def pool(self, sequence_output: torch.Tensor, pooling: str | None = None) -> torch.Tensor:
+    def pool(
+        self, sequence_output: torch.Tensor, pooling: str | None = None, token_sizes: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """
         A clip representation of `sequence_output` of shape `(batch_size, num_cls_tokens + num_patches, hidden_size)`
         (class tokens first): `"mean"`, the mean of the patch tokens, or `"cls"`, the mean of the class tokens, of
         shape `(batch_size, hidden_size)`; or `"patches"`, the patch tokens flattened frequency-major, of shape
-        `(batch_size, num_patches * hidden_size)`. `pooling` defaults to `config.pooling`.
+        `(batch_size, num_patches * hidden_size)`. `pooling` defaults to `config.pooling`. After token merging,
+        `token_sizes` `(batch_size, sequence_length)` weighs each token's part in the mean by the patches it holds.
         """
         pooling = pooling or self.config.pooling
         num_cls_tokens = self.config.num_cls_tokens
+        if pooling == "mean" and token_sizes is not None:
+            weights = token_sizes[:, num_cls_tokens:, None].to(sequence_output.dtype)
+            return (sequence_output[:, num_cls_tokens:] * weights).sum(dim=1) / weights.sum(dim=1)
         if pooling == "mean":
             return sequence_output[:, num_cls_tokens:].mean(dim=1)
         if pooling == "cls":
             return sequence_output[:, :num_cls_tokens].mean(dim=1)
+        if pooling == "patches" and token_sizes is not None:
+            raise ValueError("pooling='patches' needs every patch token: set config.token_merging to 0.")
         if pooling == "patches":
             return sequence_output[:, num_cls_tokens:].flatten(1)
         raise ValueError(f"Unknown pooling {pooling!r}: choose 'mean', 'cls' or 'patches'.")
@@ -345,7 +419,8 @@ class SSASTModel(SSASTPreTrainedModel):
 
         Returns:
             [`~transformers.modeling_outputs.BaseModelOutputWithPooling`]: `last_hidden_state` of shape
-            `(batch_size, num_cls_tokens + num_patches, hidden_size)` after the final layer norm, class tokens first;
+            `(batch_size, num_cls_tokens + num_patches, hidden_size)` after the final layer norm, class tokens first
+            (`(num_hidden_layers - 1) * config.token_merging` tokens fewer in eval mode with token merging);
             `pooler_output` of shape `(batch_size, hidden_size)`: the mean of the patch tokens (`pooling="mean"`) or of
             the class tokens (`pooling="cls"`).
         """
@@ -353,9 +428,15 @@ class SSASTModel(SSASTPreTrainedModel):
         if bool_masked_pos is not None and self.embeddings.mask_token is None:
             raise ValueError("bool_masked_pos needs a model built with use_mask_token=True (SSASTForPreTraining).")
 
-        hidden_states = self.encoder(self.embeddings(input_values, bool_masked_pos), **kwargs)
+        # token merging serves inference: training and masked pretraining see every token
+        token_merging = 0 if self.training or bool_masked_pos is not None else self.config.token_merging
+        hidden_states, token_sizes = self.encoder(
+            self.embeddings(input_values, bool_masked_pos), token_merging=token_merging, **kwargs
+        )
         sequence_output = self.layernorm(hidden_states)
-        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=self.pool(sequence_output))
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output, pooler_output=self.pool(sequence_output, token_sizes=token_sizes)
+        )
 
 
 class SSASTClassificationHead(nn.Module):

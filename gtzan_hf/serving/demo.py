@@ -8,6 +8,7 @@ import numbers
 import os
 import reprlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import soundfile as sf
 import torch
 
 from ..inference.audio import AudioTooLargeError, Recording, read_recording
-from ..inference.songs import SongPrediction, classify_song
+from ..inference.songs import SongPrediction, iter_classify_song
 from ..inference.windowing import model_windows
 from ..models.loading import load_classifier
 from .forms import EXAMPLES_DIR, choose_serving_form
@@ -123,10 +124,16 @@ class DemoResult:
         ]
 
     def summary(self) -> str:
-        """One Markdown line: the verdict and what was analysed."""
+        """One Markdown line: the verdict and what was analysed; while windows are left, how many are done."""
         prediction = self.prediction
         windows = len(prediction.window_starts)
         channels = "mono" if self.num_channels == 1 else f"{self.num_channels} channels"
+        if not prediction.complete:
+            return (
+                f"**{prediction.label}** so far ({100 * prediction.probabilities.max():.0f} %) — {self.name}: "
+                f"classifying, {windows} of {prediction.num_windows} windows of {prediction.window_seconds:g} s "
+                "done…"
+            )
         return (
             f"**{prediction.label}** ({100 * prediction.probabilities.max():.0f} %) — {self.name}: "
             f"{prediction.duration:.1f} s, {self.sampling_rate} Hz {channels}, {windows} window"
@@ -193,6 +200,15 @@ class GenreClassifier:
         Classify one recording: windows of [`window_seconds`] every `hop_seconds` (a quarter of a window to a whole
         one: no longer, so that no audio is skipped; default [`hop_seconds`]), soft vote.
         """
+        *_, result = self.iter_classify(path, hop_seconds)
+        return result
+
+    def iter_classify(self, path: str | os.PathLike | None, hop_seconds: float | None = None) -> Iterator[DemoResult]:
+        """
+        [`classify`] pass by pass ([`~gtzan_hf.inference.songs.iter_classify_song`]): after each forward pass, the
+        result of the windows classified so far; the last is [`classify`]'s. The recording is checked and decoded
+        before the first, and a problem raised as a [`DemoError`].
+        """
         if self.load():
             raise DemoError(self.problem)
         window_seconds = self.window_seconds
@@ -211,7 +227,7 @@ class GenreClassifier:
         sampling_rate, num_channels = recording.sampling_rate, recording.num_channels
         mono = recording.resampled(self.feature_extractor.sampling_rate)
         del recording  # the waveform at the file's rate, before the filter bank is computed
-        prediction = classify_song(
+        predictions = iter_classify_song(
             mono,
             self.feature_extractor.sampling_rate,
             self.form.model,
@@ -220,7 +236,9 @@ class GenreClassifier:
             hop_seconds=hop_seconds,
             batch_size=self.form.batch_size,
         )
-        return DemoResult(prediction, Path(path).name, sampling_rate, num_channels)
+        del mono  # the generator lets it go once the filter bank is computed
+        for prediction in predictions:
+            yield DemoResult(prediction, Path(path).name, sampling_rate, num_channels)
 
 
 def serve_on_cpu() -> int:

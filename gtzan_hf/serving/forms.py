@@ -11,9 +11,12 @@ generated windows at start-up and keeps the fastest whose top-1 agrees with floa
 - `onnx`, `onnx-int8`: the graph exported with `torch.onnx` and run by ONNX Runtime, in float32 or with its dynamic
   int8 quantisation of the matrix products; the export's logits are checked against PyTorch's first;
 
-each with one window per forward pass or all the calibration windows in one, whichever is faster. The environment
-variable `GTZAN_HF_SERVING` forces a form (its batch size is still measured). `python scripts/benchmark.py space`
-times every form on whole songs.
+and, for a model that can merge tokens (SSAST's `token_merging`), each of them with token merging (`"<form>+tome"`,
+e.g. `onnx-int8+tome`: [`TOKEN_MERGING_SHARE`] of the patches merged after each block), which computes less for nearly
+the same answers. Each is timed with one window per forward pass and with all the calibration windows in one, and
+served at the faster. The environment variable `GTZAN_HF_SERVING` forces a form (its batch size is still measured),
+e.g. `onnx-int8` or `float32` to serve without token merging. `python scripts/benchmark.py space` times every form on
+whole songs.
 """
 
 import copy
@@ -37,6 +40,13 @@ logger = logging.getLogger(__name__)
 
 SERVING_ENV = "GTZAN_HF_SERVING"
 FORMS = ("float32", "bfloat16", "int8", "onnx", "onnx-int8")
+# A form with token merging: its name and this suffix.
+TOKEN_MERGING = "+tome"
+# Patch tokens merged after each block (`SSASTConfig.token_merging`), as a share of the model's patches: SSAST-Base
+# at stride 10 merges 303 of its 1212 after each block (at most half of those left). Overlapping patches are redundant:
+# with the benchmark's linear-probe head, merging 50 to 300 a block kept every window's genre of 20 of its generated
+# test songs. Speed and agreement: `python scripts/benchmark.py space` (BENCHMARKS.md, issue 29).
+TOKEN_MERGING_SHARE = 0.25
 # Calibration windows: the start of three of the Space's example clips (`examples/`, generated music of three genres).
 # Timing them one per pass and all in one pass tells the batch size; agreement on all of them makes a form eligible.
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -49,18 +59,39 @@ def bfloat16_is_native() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def available_forms() -> list[str]:
+def form_names() -> list[str]:
+    """Every serving form: [`FORMS`], then each with token merging."""
+    return [*FORMS, *(name + TOKEN_MERGING for name in FORMS)]
+
+
+def merges_tokens(model: torch.nn.Module) -> bool:
+    """Whether `model` can merge tokens (an SSAST classifier: `config.token_merging`)."""
+    return hasattr(model.config, "token_merging")
+
+
+def available_forms(model: torch.nn.Module | None = None) -> list[str]:
     """
-    The forms worth calibrating on this machine. torchao's int8 (`int8`) is left out: on AVX2 CPUs it ran 4x slower
-    than float32 (`python scripts/benchmark.py space`), and ONNX Runtime's int8 serves the same purpose; it can still
-    be forced, or listed.
+    The forms worth calibrating on this machine, for `model`: each also with token merging where it
+    [`merges_tokens`]. torchao's int8 (`int8`) is left out: on AVX2 CPUs it ran 4x slower than float32 (`python
+    scripts/benchmark.py space`), and ONNX Runtime's int8 serves the same purpose; it can still be forced, or listed.
     """
     forms = ["float32"]
     if bfloat16_is_native():
         forms.append("bfloat16")
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
         forms += ["onnx", "onnx-int8"]
+    if model is not None and merges_tokens(model):
+        forms += [name + TOKEN_MERGING for name in forms]
     return forms
+
+
+def with_token_merging(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` merging [`TOKEN_MERGING_SHARE`] of its patches after each block: a copy of its modules and config,
+    sharing its weights."""
+    shared = {id(tensor): tensor for tensor in (*model.parameters(), *model.buffers())}
+    model = copy.deepcopy(model, shared)
+    model.config.token_merging = max(1, round(TOKEN_MERGING_SHARE * model.config.num_patches))
+    return model
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -118,7 +149,12 @@ def quantize_onnx(path: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantized = path.with_suffix(".int8.onnx")
-    quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True)
+    # 7-bit weights (`reduce_range`): on CPUs without VNNI (AVX2 only) ONNX Runtime's u8 x s8 products saturate at
+    # full range, which moved a tiny SSAST's logits by 6 % of their range on an AMD EPYC; with them, within 5 %.
+    quantize_dynamic(
+        path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True,
+        reduce_range=True,
+    )  # fmt: skip
     return quantized
 
 
@@ -157,10 +193,18 @@ def build_form(
     name: str, model: torch.nn.Module, example: torch.Tensor, export_dir: str | os.PathLike | None = None
 ) -> torch.nn.Module:
     """
-    The serving form `name` (one of [`FORMS`]) of a float32 `model`; `example` is a `(batch, frames, mel_bins)`
+    The serving form `name` (one of [`form_names`]) of a float32 `model`; `example` is a `(batch, frames, mel_bins)`
     input of two windows or more for the ONNX export. The ONNX forms share the export found in `export_dir`, or
-    write it there (default: a temporary folder), so that `onnx` and `onnx-int8` export the model once.
+    write it there (default: a temporary folder), so that `onnx` and `onnx-int8` export the model once (and once
+    more with token merging).
     """
+    if name.endswith(TOKEN_MERGING) and name.removesuffix(TOKEN_MERGING) in FORMS:
+        if not merges_tokens(model):
+            raise ValueError(f"{type(model).__name__} cannot merge tokens: serve {name.removesuffix(TOKEN_MERGING)}.")
+        model, suffix = with_token_merging(model), TOKEN_MERGING
+        name = name.removesuffix(TOKEN_MERGING)
+    else:
+        suffix = ""
     if name == "float32":
         return model
     if name == "bfloat16":
@@ -169,11 +213,11 @@ def build_form(
         return quantize_int8(model)
     if name in ("onnx", "onnx-int8"):
         with tempfile.TemporaryDirectory() as scratch:  # the session holds the graph: the files can go
-            path = Path(export_dir or scratch) / "model.onnx"
+            path = Path(export_dir or scratch) / f"model{suffix}.onnx"
             if not path.exists():
                 export_onnx(model, example, path)
             return OnnxClassifier(model.config, quantize_onnx(path) if name == "onnx-int8" else path)
-    raise ValueError(f"Unknown serving form {name!r}; expected one of {', '.join(FORMS)}.")
+    raise ValueError(f"Unknown serving form {name + suffix!r}; expected one of {', '.join(form_names())}.")
 
 
 def calibration_windows(feature_extractor: SSASTFeatureExtractor) -> torch.Tensor:
@@ -217,16 +261,16 @@ def choose_serving_form(
     model: torch.nn.Module, feature_extractor: SSASTFeatureExtractor, forms: list[str] | None = None
 ) -> ServingForm:
     """
-    Time each of `forms` (default: [`available_forms`], or the one named by `GTZAN_HF_SERVING`) on the calibration
-    windows, one per pass and all in one pass, after a warm-up pass; keep the fastest whose top-1 agrees with
-    float32 on every window. A form that cannot be built here (a missing package, an export that fails or
+    Time each of `forms` (default: [`available_forms`] for `model`, or the one named by `GTZAN_HF_SERVING`) on the
+    calibration windows, one per pass and all in one pass, after a warm-up pass; keep the fastest whose top-1 agrees
+    with float32 on every window. A form that cannot be built here (a missing package, an export that fails or
     disagrees) or whose top-1 differs is skipped with a warning; a forced one is served all the same (or fails).
     """
     start = time.perf_counter()
     forced = os.environ.get(SERVING_ENV, "").strip()
-    if forced and forced not in FORMS:
-        raise UserError(f"{SERVING_ENV}={forced!r} is not a serving form; expected one of {', '.join(FORMS)}.")
-    forms = [forced] if forced else forms or available_forms()
+    if forced and forced not in form_names():
+        raise UserError(f"{SERVING_ENV}={forced!r} is not a serving form; expected one of {', '.join(form_names())}.")
+    forms = [forced] if forced else forms or available_forms(model)
     windows = calibration_windows(feature_extractor)
     _time(model, windows[:1], 1)  # warm-up
     reference_time, reference = _time(model, windows, len(windows))
