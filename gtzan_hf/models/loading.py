@@ -128,7 +128,9 @@ class ModelArguments:
         if entry is None:  # the command line's choices refuse it first
             names = ", ".join(entry.name for entry in MODEL_TYPES)
             raise UserError(f"Unknown --model_type {self.model_type!r}: choose one of {names}.")
-        with settings_refused("--model_type, --model_size, --num_hidden_layers, --patch_*, --*_stride, --max_length"):
+        with settings_refused(
+            "--model_type, --model_size, --num_hidden_layers, --patch_*, --*_stride, --max_length, --pooling"
+        ):
             config = entry.scratch_config(self)
         if self.config_overrides:
             try:
