@@ -74,16 +74,6 @@ def fbank_chunks(waveform: torch.Tensor, feature_extractor: SSASTFeatureExtracto
         )
 
 
-def song_fbank(waveform: torch.Tensor, feature_extractor: SSASTFeatureExtractor) -> torch.Tensor:
-    """
-    The whole song's [`fbank_chunks`].
-
-    Returns:
-        `torch.Tensor` of shape `(num_frames, num_mel_bins)`.
-    """
-    return torch.cat(list(fbank_chunks(waveform, feature_extractor)))
-
-
 def classify_song(
     waveform: np.ndarray,
     sampling_rate: int,
@@ -176,10 +166,11 @@ def iter_classify_song(
             num_windows=len(starts),
         )
 
-    rows = []
+    rows, done = [], 0
     for row in iterate_predictions(step, batches(), *placement(model)):
         rows.append(row["probabilities"])
-        if sum(map(len, rows)) < len(starts):
+        done += len(row["probabilities"])
+        if done < len(starts):
             yield prediction(rows, None)
     # the windows are all cut: the filter bank is normalised in place for the figure
     fbank = torch.cat([fbank, *chunks])
