@@ -45,7 +45,13 @@ from gtzan_hf.models.feature_extraction_ssast import SSASTFeatureExtractor
 from gtzan_hf.models.loading import load_classifier
 from gtzan_hf.models.modeling_ssast import SSASTForAudioClassification
 from gtzan_hf.serving.demo import GenreClassifier, cpu_count, load_recording, serve_on_cpu
-from gtzan_hf.serving.forms import bfloat16_is_native, build_form, calibration_windows, form_names
+from gtzan_hf.serving.forms import (
+    bfloat16_is_native,
+    build_form,
+    calibration_windows,
+    form_names,
+    probability_change,
+)
 
 SAMPLING_RATE = 22050
 BATCHED = 8  # classify_song's default
@@ -102,8 +108,9 @@ def fit_probe_head(model, feature_extractor, songs: list[tuple[int, np.ndarray]]
 
 def agreement(reference, forms: dict, feature_extractor, songs: list[tuple[int, np.ndarray]]) -> dict[str, dict]:
     """Top-1 agreement of each of `forms` (`{name: model}`) with `reference` on every window and every song, the
-    change of the song probabilities, and the song accuracy against the generated genres."""
-    counts = {name: {"windows": 0, "songs": 0, "correct": 0, "shift": []} for name in forms}
+    change of the window probabilities (as the calibration measures it) and of the song probabilities, and the song
+    accuracy against the generated genres."""
+    counts = {name: {"windows": 0, "songs": 0, "correct": 0, "shift": [], "window_change": []} for name in forms}
     windows = reference_correct = 0
     for label, waveform in songs:
         first = classify_song(waveform, SAMPLING_RATE, reference, feature_extractor)
@@ -118,12 +125,19 @@ def agreement(reference, forms: dict, feature_extractor, songs: list[tuple[int, 
             count["songs"] += int(first.probabilities.argmax() == second.probabilities.argmax())
             count["correct"] += int(second.probabilities.argmax() == label)
             count["shift"].append(np.abs(first.probabilities - second.probabilities).max())
+            count["window_change"].append(
+                probability_change(
+                    torch.from_numpy(second.window_probabilities), torch.from_numpy(first.window_probabilities)
+                )
+                * len(first.window_starts)
+            )
     return {
         name: {
             "window_agreement": count["windows"] / windows,
             "windows": windows,
             "song_agreement": count["songs"] / len(songs),
             "songs": len(songs),
+            "window_change": sum(count["window_change"]) / windows,
             "mean_shift": float(np.mean(count["shift"])),
             "max_shift": float(np.max(count["shift"])),
             "reference_accuracy": reference_correct / len(songs),
@@ -201,7 +215,8 @@ def _print_agreement(model: str, results: dict[str, dict]) -> None:
     for form, result in results.items():
         print(
             f"| {model} | {form} | {100 * result['window_agreement']:.1f} % of {result['windows']} | "
-            f"{100 * result['song_agreement']:.1f} % of {result['songs']} | {result['mean_shift']:.4f} / "
+            f"{100 * result['song_agreement']:.1f} % of {result['songs']} | {result['window_change']:.4f} | "
+            f"{result['mean_shift']:.4f} / "
             f"{result['max_shift']:.4f} | {100 * result['reference_accuracy']:.0f} % / "
             f"{100 * result['accuracy']:.0f} % |"
         )
@@ -247,7 +262,10 @@ def main(argv: list[str]) -> None:
         served = GenreClassifier(folder)
         served.load()
     form = served.form
-    print(f"Served after calibration: {form.describe()}; seconds per window: {form.candidates}")
+    print(
+        f"Served after calibration: {form.describe()}; seconds per window: {form.candidates}; window probability "
+        f"changes on the calibration windows: { {name: round(change, 4) for name, change in form.changes.items()} }"
+    )
 
     if not args.skip_timing:
         for song_seconds in args.song_seconds:
@@ -256,8 +274,11 @@ def main(argv: list[str]) -> None:
     if args.skip_agreement:
         return
     print("\nTop-1 agreement with float32 on generated test songs (each model's own windows, soft vote):")
-    print("| model | form | windows | songs | song probability change, mean / max | song accuracy float32 / form |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| model | form | windows | songs | window probability change, mean | song probability change, mean / max | "
+        "song accuracy float32 / form |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     test_songs = _songs(args.songs_per_genre, args.test_seconds, seed=303)
     _print_agreement(
         f"SSAST-Base, linear-probe head ({args.test_seconds:g} s songs)",

@@ -418,12 +418,13 @@ def test_token_merging_merges_patch_tokens_between_blocks_and_keeps_the_outputs_
     with torch.no_grad():
         expected = plain(inputs, output_hidden_states=True)
         merged = merging(inputs, output_hidden_states=True)
-    # 2 class tokens and 8 patches; 2 merged after the first and the second of the 3 blocks
-    assert [state.shape[1] for state in merged.hidden_states] == [10, 10, 8, 6]
+    # 2 class tokens and 8 patches; 2 merged in each of the 3 blocks
+    assert [state.shape[1] for state in merged.hidden_states] == [10, 8, 6, 4]
     assert merged.logits.shape == expected.logits.shape == (3, 4)
     assert not torch.equal(merged.logits, expected.logits)
-    # the first block saw every token: the merge comes after it
-    torch.testing.assert_close(merged.hidden_states[1], expected.hidden_states[1])
+    # the first block's attention saw every token, its MLP the merged ones: the class tokens, which are never merged,
+    # come out of it as they do without merging
+    torch.testing.assert_close(merged.hidden_states[1][:, :2], expected.hidden_states[1][:, :2])
 
 
 def test_merge_tokens_averages_the_most_similar_pair_by_size_and_keeps_the_class_tokens():
@@ -445,6 +446,12 @@ def test_merge_tokens_averages_the_most_similar_pair_by_size_and_keeps_the_class
     assert merged_sizes[0, 4:].tolist() == [2.0, 1.0, 7.0]
     # no more merges than the first set has tokens
     assert merge_tokens(hidden, None, 10, num_protected=2)[0].shape == (1, 2 + 3, 16)
+    # given a metric (the blocks give their keys), the match is the metric's: the first set's token 0 with the second's 0
+    metric = torch.randn(1, 2 + 6, 4, generator=generator)
+    metric[0, 2 + 0] = metric[0, 2 + 1]
+    merged, merged_sizes = merge_tokens(hidden, sizes, 1, num_protected=2, metric=metric)
+    torch.testing.assert_close(merged[0, 4], (1 * hidden[0, 2] + 2 * hidden[0, 3]) / 3)
+    assert merged_sizes[0, 4:].tolist() == [3.0, 1.0, 4.0]
 
 
 def test_proportional_attention_attends_to_a_merged_token_as_to_its_copies():
@@ -456,6 +463,6 @@ def test_proportional_attention_attends_to_a_merged_token_as_to_its_copies():
     tokens = torch.randn(1, 5, 192)
     copies = torch.cat([tokens, tokens[:, 4:]], dim=1)  # token 4 twice
     with torch.no_grad():
-        expected, _ = attention(copies)
-        merged, _ = attention(tokens, torch.tensor([[1.0, 1.0, 1.0, 1.0, 2.0]]))
+        expected, *_ = attention(copies)
+        merged, *_ = attention(tokens, torch.tensor([[1.0, 1.0, 1.0, 1.0, 2.0]]))
     torch.testing.assert_close(merged, expected[:, :5], atol=1e-5, rtol=0)

@@ -77,6 +77,30 @@ def test_a_form_whose_top1_differs_is_not_served(classifier, monkeypatch, caplog
     assert "bfloat16 skipped" in caplog.text and "top-1 differs from float32" in caplog.text
 
 
+def test_a_form_whose_probabilities_move_beyond_the_tolerance_is_not_served(classifier, monkeypatch, caplog):
+    """The same top-1 on every window is not enough: a form whose probabilities move further than
+    `PROBABILITY_TOLERANCE` on average changes answers on windows the calibration does not hold."""
+    model, feature_extractor = classifier
+    monkeypatch.delenv(serving.SERVING_ENV, raising=False)
+    build_form = serving.build_form
+
+    def build_with_a_sharper_head(name, model, example, export_dir=None):
+        form = build_form(name, model, example, export_dir)
+        if name == "bfloat16":  # logits times 4: every window keeps its top-1, its probabilities sharpen
+            form = copy.deepcopy(form)
+            form.classifier.dense.weight.data.mul_(4)
+            form.classifier.dense.bias.data.mul_(4)
+        return form
+
+    monkeypatch.setattr(serving, "build_form", build_with_a_sharper_head)
+    with caplog.at_level(logging.WARNING, logger="gtzan_hf.serving.forms"):
+        chosen = serving.choose_serving_form(model, feature_extractor, ["float32", "bfloat16"])
+    assert chosen.name == "float32" and chosen.changes["float32"] == chosen.probability_change == 0.0
+    assert chosen.changes["bfloat16"] > serving.PROBABILITY_TOLERANCE
+    assert "bfloat16 skipped" in caplog.text and "probabilities move by" in caplog.text
+    assert "top-1 differs" not in caplog.text
+
+
 def test_the_environment_forces_a_form(classifier, monkeypatch):
     model, feature_extractor = classifier
     monkeypatch.setenv(serving.SERVING_ENV, "bfloat16")
@@ -95,7 +119,7 @@ def test_the_onnx_forms_share_one_export_and_a_failed_calibration_serves_float32
     export_onnx = serving.export_onnx
     monkeypatch.setattr(serving, "export_onnx", lambda *args: exports.append(args) or export_onnx(*args))
     chosen = serving.choose_serving_form(model, feature_extractor, ["onnx", "onnx-int8"])
-    assert len(exports) == 1 and {key.split(",")[0] for key in chosen.candidates} == {"onnx", "onnx-int8"}
+    assert len(exports) == 1 and set(chosen.changes) == {"onnx", "onnx-int8"}
 
     def fail(*args):
         raise RuntimeError("no exporter here")
@@ -123,7 +147,7 @@ def test_token_merging_forms_merge_a_share_of_the_patches_with_the_same_weights(
         hidden_states = form(input_values=windows, output_hidden_states=True).hidden_states
     lengths = [state.shape[1] for state in hidden_states]
     full = model.config.num_patches + model.config.num_cls_tokens
-    assert lengths == [full, *(full - merged * layer for layer in range(model.config.num_hidden_layers))]
+    assert lengths == [full, *(full - merged * layer for layer in range(1, model.config.num_hidden_layers + 1))]
     assert _logits(form, windows).shape == _logits(model, windows).shape
     monkeypatch.setenv(serving.SERVING_ENV, "float32+tome")
     assert serving.choose_serving_form(model, feature_extractor).name == "float32+tome"

@@ -355,7 +355,8 @@ def test_windows_by_chunks_give_the_same_predictions(tiny_ssast, monkeypatch):
 
 def test_a_song_is_streamed_pass_by_pass_and_ends_with_the_whole_prediction(tiny_ssast):
     """`iter_classify_song` yields after each pass the windows classified so far, the first ones of the whole song's,
-    with no figure-only filter bank until the last; its last prediction is `classify_song`'s, bit for bit."""
+    the first window alone, with no figure-only filter bank until the last; its last prediction is `classify_song`'s,
+    bit for bit."""
     from gtzan_hf.inference import songs as inference
 
     model, feature_extractor = load_classifier(str(tiny_ssast))
@@ -365,14 +366,14 @@ def test_a_song_is_streamed_pass_by_pass_and_ends_with_the_whole_prediction(tiny
         inference.iter_classify_song(waveform, 16000, model, feature_extractor, hop_seconds=5.0, batch_size=3)
     )
     assert len(whole.window_starts) == 8  # 0 to 35 s: a last window of 2 s is less than half a hop
-    assert [len(update.window_starts) for update in updates] == [3, 6, 8]
-    assert [update.complete for update in updates] == [False, False, True]
+    assert [len(update.window_starts) for update in updates] == [1, 4, 7, 8]
+    assert [update.complete for update in updates] == [False, False, False, True]
     for update in updates:
         assert update.num_windows == 8 and update.duration == whole.duration
         count = len(update.window_starts)
         np.testing.assert_array_equal(update.window_probabilities, whole.window_probabilities[:count])
         np.testing.assert_array_equal(update.probabilities, whole.window_probabilities[:count].mean(axis=0))
-    assert updates[0].fbank is None and updates[1].fbank is None
+    assert all(update.fbank is None for update in updates[:-1])
     np.testing.assert_array_equal(updates[-1].fbank, whole.fbank)
     np.testing.assert_array_equal(updates[-1].probabilities, whole.probabilities)
     assert updates[-1].label == whole.label

@@ -116,7 +116,8 @@ def iter_classify_song(
     """
     [`classify_song`] batch by batch, for a page that shows the song as it is classified: after each forward pass,
     the prediction of the windows classified so far (`complete` false, `fbank` not yet given); the last one is the
-    whole song's, the same as [`classify_song`]'s. Arguments as [`classify_song`]'s.
+    whole song's, the same as [`classify_song`]'s. The first window is classified alone, the others `batch_size` at a
+    time. Arguments as [`classify_song`]'s.
     """
     windows = model_windows(feature_extractor, window_seconds, hop_seconds)
     samples = np.asarray(waveform, dtype=np.float32)
@@ -146,7 +147,11 @@ def iter_classify_song(
                 num_segments=len(chunk),
                 pad_to=feature_extractor.max_length,
             )
-            for batch in feature_extractor.normalize(chunk_windows, inplace=True).split(batch_size):
+            chunk_windows = feature_extractor.normalize(chunk_windows, inplace=True)
+            if first == 0:  # the first window alone: its genre is on the page after one window's work
+                yield {"input_values": chunk_windows[:1]}
+                chunk_windows = chunk_windows[1:]
+            for batch in chunk_windows.split(batch_size):
                 yield {"input_values": batch}
 
     def step(input_values: torch.Tensor) -> dict[str, torch.Tensor]:

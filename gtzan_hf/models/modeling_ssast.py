@@ -158,9 +158,10 @@ class SSASTSelfAttention(nn.Module):
         hidden_states: torch.Tensor,
         token_sizes: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`hidden_states` of shape `(batch_size, sequence_length, hidden_size)` -> the same shape, and the attention
-        weights (with `output_attentions`) of shape `(batch_size, num_heads, sequence_length, sequence_length)`.
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """`hidden_states` of shape `(batch_size, sequence_length, hidden_size)` -> the same shape, the attention
+        weights (with `output_attentions`) of shape `(batch_size, num_heads, sequence_length, sequence_length)`, and
+        the keys, of shape `(batch_size, num_heads, sequence_length, head_dim)` (token merging's similarity).
         `token_sizes` `(batch_size, sequence_length)`: how many patches each token holds after token merging; a token
         of `n` patches is attended to as `n` copies of it would be (proportional attention: `log n` added to the
         scores)."""
@@ -181,7 +182,7 @@ class SSASTSelfAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        return self.out_proj(context.reshape(batch_size, seq_length, hidden_size)), attn_weights
+        return self.out_proj(context.reshape(batch_size, seq_length, hidden_size)), attn_weights, key
 
 
 class SSASTMLP(nn.Module):
@@ -196,10 +197,12 @@ class SSASTMLP(nn.Module):
 
 
 class SSASTLayer(GradientCheckpointingLayer):
-    """A pre-norm transformer block: `x + attention(norm(x))`, then `x + mlp(norm(x))`."""
+    """A pre-norm transformer block: `x + attention(norm(x))`, then `x + mlp(norm(x))`; with token merging, the tokens
+    are merged between the two ([`merge_tokens`])."""
 
     def __init__(self, config: SSASTConfig):
         super().__init__()
+        self.num_cls_tokens = config.num_cls_tokens
         self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = SSASTSelfAttention(config)
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -210,26 +213,42 @@ class SSASTLayer(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         token_sizes: torch.Tensor | None = None,
+        token_merging: int = 0,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> torch.Tensor:
-        attention_output, _ = self.attention(self.layernorm_before(hidden_states), token_sizes, **kwargs)
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`hidden_states` `(batch_size, sequence_length, hidden_size)` and their `token_sizes` -> the block's output,
+        `token_merging` tokens fewer (at most half of the patch tokens), and its tokens' sizes."""
+        attention_output, _, key = self.attention(self.layernorm_before(hidden_states), token_sizes, **kwargs)
         hidden_states = hidden_states + self.dropout(attention_output)
-        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        if (
+            token_merging
+        ):  # as ToMe: before the MLP, so that it runs on the merged tokens; similar keys, similar tokens
+            hidden_states, token_sizes = merge_tokens(
+                hidden_states, token_sizes, token_merging, self.num_cls_tokens, metric=key.mean(1)
+            )
+        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states))), token_sizes
 
 
 def merge_tokens(
-    hidden_states: torch.Tensor, token_sizes: torch.Tensor | None, num_merged: int, num_protected: int
+    hidden_states: torch.Tensor,
+    token_sizes: torch.Tensor | None,
+    num_merged: int,
+    num_protected: int,
+    metric: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     ToMe's bipartite soft matching (Bolya et al., ICLR 2023): the tokens after the first `num_protected` (the class
     tokens, kept as they are) are split alternately into two sets; each token of the first set is matched with its
-    most similar token of the second (cosine similarity), and the `num_merged` best-matched ones (at most the whole
-    first set) are merged into their match as the mean of the patches both hold (weighted by `token_sizes`).
+    most similar token of the second (cosine similarity of their `metric`), and the `num_merged` best-matched ones (at
+    most the whole first set) are merged into their match as the mean of the patches both hold (weighted by
+    `token_sizes`).
 
     Args:
         hidden_states (`torch.Tensor` of shape `(batch_size, sequence_length, hidden_size)`).
         token_sizes (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*): patches per token, float32
             (default: one each).
+        metric (`torch.Tensor` of shape `(batch_size, sequence_length, channels)`, *optional*): what the similarity
+            is computed on (default: `hidden_states`; the blocks give their attention keys, averaged over the heads).
 
     Returns:
         The merged tokens, of shape `(batch_size, sequence_length - num_merged, hidden_size)` (class tokens first,
@@ -241,7 +260,8 @@ def merge_tokens(
     protected, tokens = hidden_states[:, :num_protected], hidden_states[:, num_protected:]
     sizes = token_sizes[:, num_protected:, None]
     num_merged = min(num_merged, (tokens.shape[1] + 1) // 2)
-    metric = tokens / tokens.norm(dim=-1, keepdim=True)
+    metric = (hidden_states if metric is None else metric)[:, num_protected:]
+    metric = metric / metric.norm(dim=-1, keepdim=True)
     scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)  # (batch, first set, second set)
     best_score, best_match = scores.max(dim=-1)
     order = best_score.argsort(dim=-1, descending=True)[..., None]
@@ -270,15 +290,11 @@ class SSASTEncoder(nn.Module):
     def forward(
         self, hidden_states: torch.Tensor, token_merging: int = 0, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The blocks, merging `token_merging` tokens after each but the last ([`merge_tokens`]); returns the last
-        block's output and how many patches each of its tokens holds (`None` without merging)."""
+        """The blocks, each merging `token_merging` tokens ([`SSASTLayer`]); returns the last block's output and how
+        many patches each of its tokens holds (`None` without merging)."""
         token_sizes = None
-        for index, layer in enumerate(self.layer):
-            hidden_states = layer(hidden_states, token_sizes, **kwargs)
-            if token_merging and index < len(self.layer) - 1:
-                hidden_states, token_sizes = merge_tokens(
-                    hidden_states, token_sizes, token_merging, self.config.num_cls_tokens
-                )
+        for layer in self.layer:
+            hidden_states, token_sizes = layer(hidden_states, token_sizes, token_merging, **kwargs)
         return hidden_states, token_sizes
 
 
@@ -420,7 +436,8 @@ class SSASTModel(SSASTPreTrainedModel):
         Returns:
             [`~transformers.modeling_outputs.BaseModelOutputWithPooling`]: `last_hidden_state` of shape
             `(batch_size, num_cls_tokens + num_patches, hidden_size)` after the final layer norm, class tokens first
-            (`(num_hidden_layers - 1) * config.token_merging` tokens fewer in eval mode with token merging);
+            (in eval mode with token merging, `config.token_merging` fewer for each block, at most half of the patch
+            tokens each);
             `pooler_output` of shape `(batch_size, hidden_size)`: the mean of the patch tokens (`pooling="mean"`) or of
             the class tokens (`pooling="cls"`).
         """
