@@ -418,8 +418,8 @@ def test_token_merging_merges_patch_tokens_between_blocks_and_keeps_the_outputs_
     with torch.no_grad():
         expected = plain(inputs, output_hidden_states=True)
         merged = merging(inputs, output_hidden_states=True)
-    # 2 class tokens and 8 patches; 2 merged in each of the 3 blocks
-    assert [state.shape[1] for state in merged.hidden_states] == [10, 8, 6, 4]
+    # 2 class tokens and 8 patches; 2 merged in the first and the second of the 3 blocks
+    assert [state.shape[1] for state in merged.hidden_states] == [10, 8, 6, 6]
     assert merged.logits.shape == expected.logits.shape == (3, 4)
     assert not torch.equal(merged.logits, expected.logits)
     # the first block's attention saw every token, its MLP the merged ones: the class tokens, which are never merged,
@@ -444,9 +444,10 @@ def test_merge_tokens_averages_the_most_similar_pair_by_size_and_keeps_the_class
     assert torch.equal(merged[0, 4:6], hidden[0, [3, 5]])
     torch.testing.assert_close(merged[0, 6], (3 * hidden[0, 4] + 4 * hidden[0, 7]) / 7)
     assert merged_sizes[0, 4:].tolist() == [2.0, 1.0, 7.0]
-    # no more merges than the first set has tokens
+    # no more merges than half the tokens: none of one token
     assert merge_tokens(hidden, None, 10, num_protected=2)[0].shape == (1, 2 + 3, 16)
-    # given a metric (the blocks give their keys), the match is the metric's: the first set's token 0 with the second's 0
+    assert merge_tokens(hidden[:, :3], None, 10, num_protected=2)[0].shape == (1, 3, 16)
+    # given a metric (the blocks give their keys), the match is the metric's: the first set's 0 with the second's 0
     metric = torch.randn(1, 2 + 6, 4, generator=generator)
     metric[0, 2 + 0] = metric[0, 2 + 1]
     merged, merged_sizes = merge_tokens(hidden, sizes, 1, num_protected=2, metric=metric)

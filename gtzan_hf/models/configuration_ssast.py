@@ -89,13 +89,13 @@ class SSASTConfig(PreTrainedConfig):
         mpg_loss_weight (`float`, *optional*, defaults to 10.0):
             Weight of the reconstruction (MSE) loss in the pretraining loss `mpc_loss + mpg_loss_weight * mpg_loss`.
         token_merging (`int`, *optional*, defaults to 0):
-            Token merging at inference (ToMe, Bolya et al., ICLR 2023; no retraining): in every block, between the
-            attention and the MLP, the `token_merging` most similar pairs of patch tokens (bipartite soft matching on
-            the cosine similarity of their attention keys, at most half of them) are merged into their size-weighted
-            mean, and attention counts each token as the patches it holds (proportional attention); mean pooling
-            weighs them likewise. The class tokens are never merged. Applied in eval mode only, without masked
-            patches: training sees every token. `0` (the default) computes exactly what the model computes without
-            it.
+            Token merging at inference (ToMe, Bolya et al., ICLR 2023; no retraining): in every block but the last,
+            between the attention and the MLP, the `token_merging` most similar pairs of patch tokens (bipartite soft
+            matching on the cosine similarity of their attention keys, at most half of them) are merged into their
+            size-weighted mean, and attention counts each token as the patches it holds (proportional attention);
+            mean pooling weighs them likewise. The class tokens are never merged. Applied in eval mode only, without
+            masked patches: training sees every token. `0` (the default) computes exactly what the model computes
+            without it.
 
     The classification loss follows `problem_type` (a [`PreTrainedConfig`] field), as transformers' AST's does.
 

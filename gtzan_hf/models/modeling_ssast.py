@@ -240,7 +240,7 @@ def merge_tokens(
     ToMe's bipartite soft matching (Bolya et al., ICLR 2023): the tokens after the first `num_protected` (the class
     tokens, kept as they are) are split alternately into two sets; each token of the first set is matched with its
     most similar token of the second (cosine similarity of their `metric`), and the `num_merged` best-matched ones (at
-    most the whole first set) are merged into their match as the mean of the patches both hold (weighted by
+    most half of the tokens) are merged into their match as the mean of the patches both hold (weighted by
     `token_sizes`).
 
     Args:
@@ -259,7 +259,9 @@ def merge_tokens(
         token_sizes = hidden_states.new_ones(hidden_states.shape[:2], dtype=torch.float32)
     protected, tokens = hidden_states[:, :num_protected], hidden_states[:, num_protected:]
     sizes = token_sizes[:, num_protected:, None]
-    num_merged = min(num_merged, (tokens.shape[1] + 1) // 2)
+    num_merged = min(num_merged, tokens.shape[1] // 2)
+    if num_merged == 0:
+        return hidden_states, token_sizes
     metric = (hidden_states if metric is None else metric)[:, num_protected:]
     metric = metric / metric.norm(dim=-1, keepdim=True)
     scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)  # (batch, first set, second set)
@@ -290,11 +292,13 @@ class SSASTEncoder(nn.Module):
     def forward(
         self, hidden_states: torch.Tensor, token_merging: int = 0, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The blocks, each merging `token_merging` tokens ([`SSASTLayer`]); returns the last block's output and how
-        many patches each of its tokens holds (`None` without merging)."""
+        """The blocks, each but the last merging `token_merging` tokens ([`SSASTLayer`]); returns the last block's
+        output and how many patches each of its tokens holds (`None` without merging)."""
         token_sizes = None
-        for layer in self.layer:
-            hidden_states, token_sizes = layer(hidden_states, token_sizes, token_merging, **kwargs)
+        last = len(self.layer) - 1
+        for index, layer in enumerate(self.layer):
+            merging = token_merging if index < last else 0
+            hidden_states, token_sizes = layer(hidden_states, token_sizes, merging, **kwargs)
         return hidden_states, token_sizes
 
 
@@ -436,8 +440,8 @@ class SSASTModel(SSASTPreTrainedModel):
         Returns:
             [`~transformers.modeling_outputs.BaseModelOutputWithPooling`]: `last_hidden_state` of shape
             `(batch_size, num_cls_tokens + num_patches, hidden_size)` after the final layer norm, class tokens first
-            (in eval mode with token merging, `config.token_merging` fewer for each block, at most half of the patch
-            tokens each);
+            (in eval mode with token merging, `config.token_merging` fewer for each block but the last, at most half
+            of the patch tokens each);
             `pooler_output` of shape `(batch_size, hidden_size)`: the mean of the patch tokens (`pooling="mean"`) or of
             the class tokens (`pooling="cls"`).
         """
