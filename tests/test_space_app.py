@@ -82,8 +82,9 @@ def test_classify_endpoint_returns_the_genre_distribution(app_url, clip, expecte
 
 
 def test_the_windows_stream_in_order_and_the_last_update_is_the_result(app_url, tmp_path, tiny_ssast):
-    """The page fills as windows are classified: each update holds more windows and says how many of all; the last
-    is the whole song's, which `/classify` returns, as the library computes it without streaming."""
+    """The page fills as windows are classified, from the first window alone: each update holds more windows and says
+    how many of all; the last is the whole song's, which `/classify` returns, as the library computes it without
+    streaming."""
     from gradio_client import Client, handle_file
 
     path = tmp_path / "long.flac"
@@ -96,6 +97,7 @@ def test_the_windows_stream_in_order_and_the_last_update_is_the_result(app_url, 
     windows = len(expected.prediction.window_starts)
     counts = [len(timeline["data"]) for _, _, _, timeline, _ in updates]
     assert len(counts) >= 2 and counts == sorted(set(counts)) and counts[-1] == windows
+    assert counts[0] == 1  # the first window's genre comes alone, at once
     for (_, summary, _, timeline, spectrogram), count in zip(updates[:-1], counts):
         assert f"classifying, {count} of {windows} windows" in summary and spectrogram is None
         assert timeline["data"] == expected.timeline_rows()[:count]
