@@ -377,3 +377,6 @@ def test_a_song_is_streamed_pass_by_pass_and_ends_with_the_whole_prediction(tiny
     np.testing.assert_array_equal(updates[-1].fbank, whole.fbank)
     np.testing.assert_array_equal(updates[-1].probabilities, whole.probabilities)
     assert updates[-1].label == whole.label
+    # a song of one window: one pass, one (complete) update
+    (short,) = inference.iter_classify_song(song(seconds=3.0), 16000, model, feature_extractor, batch_size=3)
+    assert short.complete and len(short.window_starts) == 1

@@ -148,11 +148,11 @@ def iter_classify_song(
                 pad_to=feature_extractor.max_length,
             )
             chunk_windows = feature_extractor.normalize(chunk_windows, inplace=True)
-            if first == 0:  # the first window alone: its genre is on the page after one window's work
-                yield {"input_values": chunk_windows[:1]}
-                chunk_windows = chunk_windows[1:]
-            for batch in chunk_windows.split(batch_size):
-                yield {"input_values": batch}
+            # the song's first window alone: its genre is on the page after one window's work
+            parts = (chunk_windows[:1], chunk_windows[1:]) if first == 0 else (chunk_windows,)
+            for part in parts:
+                for batch in part.split(batch_size) if len(part) else ():
+                    yield {"input_values": batch}
 
     def step(input_values: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"probabilities": model(input_values=input_values).logits.float().softmax(-1)}

@@ -97,8 +97,8 @@ def available_forms(model: torch.nn.Module | None = None) -> list[str]:
 
 
 def with_token_merging(model: torch.nn.Module) -> torch.nn.Module:
-    """`model` merging [`TOKEN_MERGING_SHARE`] of its patches in each block: a copy of its modules and config,
-    sharing its weights."""
+    """`model` merging [`TOKEN_MERGING_SHARE`] of its patches in each block but the last: a copy of its modules and
+    config, sharing its weights."""
     shared = {id(tensor): tensor for tensor in (*model.parameters(), *model.buffers())}
     model = copy.deepcopy(model, shared)
     model.config.token_merging = max(1, round(TOKEN_MERGING_SHARE * model.config.num_patches))
