@@ -150,8 +150,8 @@ def iter_classify_song(
             chunk_windows = feature_extractor.normalize(chunk_windows, inplace=True)
             # the song's first window alone: its genre is on the page after one window's work
             parts = (chunk_windows[:1], chunk_windows[1:]) if first == 0 else (chunk_windows,)
-            for part in parts:
-                for batch in part.split(batch_size) if len(part) else ():
+            for part in filter(len, parts):
+                for batch in part.split(batch_size):
                     yield {"input_values": batch}
 
     def step(input_values: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -220,9 +220,8 @@ class SSASTLayer(GradientCheckpointingLayer):
         `token_merging` tokens fewer (at most half of the patch tokens), and its tokens' sizes."""
         attention_output, _, key = self.attention(self.layernorm_before(hidden_states), token_sizes, **kwargs)
         hidden_states = hidden_states + self.dropout(attention_output)
-        if (
-            token_merging
-        ):  # as ToMe: before the MLP, so that it runs on the merged tokens; similar keys, similar tokens
+        # as ToMe: before the MLP, so that it runs on the merged tokens; similar keys, similar tokens
+        if token_merging:
             hidden_states, token_sizes = merge_tokens(
                 hidden_states, token_sizes, token_merging, self.num_cls_tokens, metric=key.mean(1)
             )
